@@ -1,0 +1,234 @@
+//! Benchmarks (`enclave bench …`). Speed targets are checked here, never by
+//! timed assertions in tests.
+//!
+//! - `ingest DIR`: real files through the whole pipeline; pages/s, chunks/s,
+//!   embedding tokens/s.
+//! - `embed FILE`: embedding throughput alone on the texts of a JSONL file (the
+//!   same texts `tests/reference/st_embed_bench.py` gives sentence-transformers).
+//! - `search`: hybrid query latency (query embedding included) on an index of
+//!   `--chunks` chunks. Embedding 100k real chunks takes an hour on 2 cores, so
+//!   the index is built from real embedded passages recombined: each synthetic
+//!   chunk joins the text of two real passages and gets the normalised mean of
+//!   their vectors plus noise. Index sizes and shapes are those of a real
+//!   library; query embeddings are computed for real on every query.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::library::Library;
+use crate::retrieve::Mode;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Ingest DIR into a scratch data dir; report pages/s, chunks/s, embedding tokens/s.
+    Ingest {
+        dir: PathBuf,
+    },
+    /// Embedding throughput on the "text" fields of a JSONL file (e.g. a BEIR corpus.jsonl).
+    Embed {
+        file: PathBuf,
+        /// Use at most this many texts.
+        #[arg(long, default_value_t = 2000)]
+        limit: usize,
+    },
+    /// Hybrid query latency p50/p95/p99 on an index of --chunks chunks.
+    Search {
+        /// JSONL file whose "text" (and "title") fields seed the synthetic index.
+        #[arg(long, default_value = "../shared/eval/msmarco/corpus.jsonl")]
+        seed: PathBuf,
+        /// Questions to time (JSONL with "text"); default: the seed set's queries.jsonl.
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        /// Keep the built index here and reuse it on the next run.
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+        /// Number of timed queries (cycled over the query set).
+        #[arg(long, default_value_t = 300)]
+        runs: usize,
+    },
+}
+
+#[derive(Deserialize)]
+struct TextRecord {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    text: String,
+}
+
+pub fn run(config: &Config, cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Ingest { dir } => ingest(config, dir),
+        BenchCommand::Embed { file, limit } => embed(config, file, limit),
+        BenchCommand::Search { seed, queries, chunks, scratch, runs } => search(config, seed, queries, chunks, scratch, runs),
+    }
+}
+
+fn scratch_config(config: &Config, scratch: Option<PathBuf>) -> Result<(Config, Option<tempfile::TempDir>)> {
+    let mut config = config.clone();
+    let holder = match scratch {
+        Some(dir) => {
+            config.data_dir = dir;
+            None
+        }
+        None => {
+            let t = tempfile::tempdir().context("cannot create scratch dir")?;
+            config.data_dir = t.path().to_path_buf();
+            Some(t)
+        }
+    };
+    Ok((config, holder))
+}
+
+fn ingest(config: &Config, dir: PathBuf) -> Result<()> {
+    let files = crate::cli::collect_files(&[dir])?;
+    let (mut config, _holder) = scratch_config(config, None)?;
+    config.ingest.commit_every_documents = 256;
+    let mut library = Library::open(&config)?;
+    let started = Instant::now();
+    let (mut pages, mut indexed, mut rejected) = (0usize, 0usize, 0usize);
+    for file in &files {
+        match library.add_file(file, "bench")? {
+            crate::library::Outcome::Indexed { pages: p, .. } => {
+                pages += p;
+                indexed += 1;
+            }
+            _ => rejected += 1,
+        }
+    }
+    library.flush()?;
+    let secs = started.elapsed().as_secs_f64();
+    let s = library.stats;
+    println!("files {} (indexed {indexed}, rejected or duplicate {rejected}) in {secs:.1} s", files.len());
+    println!("pages/s            {:>10.1}", pages as f64 / secs);
+    println!("chunks/s           {:>10.1}  ({} chunks)", s.chunks as f64 / secs, s.chunks);
+    println!("embed tokens/s     {:>10.1}  ({} tokens in {:.1} s of embedding)", s.embed_tokens as f64 / s.embed_secs.max(1e-9), s.embed_tokens, s.embed_secs);
+    println!("index commit s     {:>10.1}", s.index_secs);
+    Ok(())
+}
+
+fn read_texts(path: &PathBuf, limit: usize) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(limit) {
+        let r: TextRecord = serde_json::from_str(line).with_context(|| format!("{}: invalid JSON line", path.display()))?;
+        out.push((r.title, r.text));
+    }
+    if out.is_empty() {
+        bail!("{} has no texts", path.display());
+    }
+    Ok(out)
+}
+
+fn embed(config: &Config, file: PathBuf, limit: usize) -> Result<()> {
+    let texts = read_texts(&file, limit)?;
+    let embedder = crate::embed::Embedder::load(&config.embed_model_dir(), config.embed.max_tokens, config.embed.batch_size)?;
+    let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+    // Warm-up: page in the weights and let allocators settle.
+    embedder.embed(&refs[..refs.len().min(32)])?;
+    let started = Instant::now();
+    let (_, tokens) = embedder.embed_counted(&refs)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "embedded {} texts, {tokens} tokens in {secs:.2} s: {:.0} tokens/s, {:.1} texts/s (threads {}, batch {})",
+        refs.len(),
+        tokens as f64 / secs,
+        refs.len() as f64 / secs,
+        rayon::current_num_threads(),
+        config.embed.batch_size
+    );
+    Ok(())
+}
+
+fn search(config: &Config, seed: PathBuf, queries: Option<PathBuf>, chunks: usize, scratch: Option<PathBuf>, runs: usize) -> Result<()> {
+    let (mut config, _holder) = scratch_config(config, scratch)?;
+    config.ingest.commit_every_documents = usize::MAX;
+    let mut library = Library::open(&config)?;
+    let (_, existing) = library.store().counts()?;
+    if (existing as usize) < chunks {
+        build_synthetic(&mut library, &seed, chunks - existing as usize)?;
+    }
+    let (docs, total) = library.store().counts()?;
+    let (bm25, vectors) = library.index_counts()?;
+    eprintln!("index: {docs} documents, {total} chunks (BM25 {bm25}, vectors {vectors})");
+    let query_path = queries.unwrap_or_else(|| seed.with_file_name("queries.jsonl"));
+    let questions: Vec<String> = read_texts(&query_path, usize::MAX)?.into_iter().map(|(_, t)| t).collect();
+    for q in questions.iter().take(10) {
+        library.search(q, None, 10, Mode::Hybrid)?; // warm caches
+    }
+    let mut latencies = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let q = &questions[i % questions.len()];
+        let t = Instant::now();
+        let hits = library.search(q, None, 10, Mode::Hybrid)?;
+        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(hits);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "hybrid search over {total} chunks, {runs} queries (query embedding included): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        latencies.last().copied().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+fn build_synthetic(library: &mut Library, seed: &PathBuf, count: usize) -> Result<()> {
+    let base = read_texts(seed, 5000)?;
+    eprintln!("embedding {} seed passages…", base.len());
+    let texts: Vec<String> = base.iter().map(|(t, x)| if t.is_empty() { x.clone() } else { format!("{t}\n{x}") }).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = library.embedder().embed(&refs)?;
+    let mut rng = SplitMix(0x5eed);
+    let started = Instant::now();
+    let batch = 5000;
+    let mut made = 0;
+    while made < count {
+        let n = batch.min(count - made);
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            let a = rng.below(texts.len());
+            let b = rng.below(texts.len());
+            let text = format!("{}\n\n{}", texts[a], texts[b]);
+            let mut v: Vec<f32> = vectors[a].iter().zip(&vectors[b]).map(|(x, y)| x + y + 0.02 * rng.unit()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+            v.iter_mut().for_each(|x| *x /= norm);
+            items.push((format!("synthetic-{}", made + items.len()), text, v));
+        }
+        library.add_precomputed("bench", &items)?;
+        made += n;
+        eprintln!("  {made}/{count} synthetic chunks ({:.0} s)", started.elapsed().as_secs_f64());
+    }
+    eprintln!("optimizing vector index…");
+    library.optimize()?;
+    Ok(())
+}
+
+/// Small deterministic PRNG so benchmark indexes are reproducible.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}

@@ -1,0 +1,320 @@
+//! Configuration: one TOML file, every setting with a documented default.
+//!
+//! Precedence (lowest to highest): built-in defaults, the TOML file, `ENCLAVE_*`
+//! environment variables, command-line flags. `enclave config` prints the
+//! effective configuration, which doubles as a fully commented template.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid value for {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where Enclave keeps its SQLite database, indexes and stored originals.
+    pub data_dir: PathBuf,
+    /// Where model files live (see models/MANIFEST.tsv).
+    pub models_dir: PathBuf,
+    pub ingest: IngestConfig,
+    pub extract: ExtractConfig,
+    pub chunk: ChunkConfig,
+    pub embed: EmbedConfig,
+    pub search: SearchConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest file accepted, in bytes. Larger files are rejected before reading.
+    pub max_file_bytes: u64,
+    /// Collection used when none is given.
+    pub default_collection: String,
+    /// Documents embedded and committed together; a larger batch is faster, a
+    /// smaller one makes progress visible sooner.
+    pub commit_every_documents: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// Wall-clock limit for extracting one file, in seconds.
+    pub timeout_secs: u64,
+    /// Address-space limit for the extraction worker process, in MiB.
+    pub memory_limit_mib: u64,
+    /// Most text the worker may return for one file, in bytes.
+    pub max_output_bytes: u64,
+    /// DOCX: most entries in the archive.
+    pub max_archive_entries: usize,
+    /// DOCX: most total uncompressed bytes declared by the archive.
+    pub max_archive_uncompressed_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkConfig {
+    /// Target chunk size in words (≈ 1.3 embedding tokens each).
+    pub target_words: usize,
+    /// Hard upper bound in words.
+    pub max_words: usize,
+    /// Words repeated from the end of one chunk at the start of the next.
+    pub overlap_words: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Directory (under models_dir unless absolute) with model.safetensors,
+    /// tokenizer.json and config.json of a BERT sentence-embedding model.
+    pub model: PathBuf,
+    /// Longest input in tokens; longer text is truncated (sentence-transformers: 256).
+    pub max_tokens: usize,
+    /// Texts per forward pass.
+    pub batch_size: usize,
+    /// Compute threads; 0 means one per core.
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Stemming language for the BM25 index (english, french, german, …, or none).
+    /// Changing it requires `enclave reindex`.
+    pub language: String,
+    /// Candidates taken from each retriever before fusion.
+    pub candidates: usize,
+    /// How BM25 and dense rankings are combined: "rrf" (reciprocal-rank fusion)
+    /// or "convex" (min-max normalised weighted sum).
+    pub fusion: crate::retrieve::Fusion,
+    /// Reciprocal-rank-fusion constant k (score = Σ 1/(k + rank)).
+    pub rrf_k: f32,
+    /// Weight of the dense side in convex fusion (0..1).
+    pub dense_weight: f32,
+    /// Results returned when the caller does not say.
+    pub default_limit: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. "info" or "enclave=debug,tantivy=warn".
+    pub filter: String,
+    /// Emit JSON lines instead of human-readable logs.
+    pub json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            models_dir: PathBuf::from("models"),
+            ingest: IngestConfig::default(),
+            extract: ExtractConfig::default(),
+            chunk: ChunkConfig::default(),
+            embed: EmbedConfig::default(),
+            search: SearchConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_file_bytes: 100 * 1024 * 1024,
+            default_collection: "default".into(),
+            commit_every_documents: 64,
+        }
+    }
+}
+
+impl Default for ExtractConfig {
+    fn default() -> Self {
+        ExtractConfig {
+            timeout_secs: 60,
+            memory_limit_mib: 2048,
+            max_output_bytes: 64 * 1024 * 1024,
+            max_archive_entries: 10_000,
+            max_archive_uncompressed_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        ChunkConfig {
+            target_words: 170,
+            max_words: 220,
+            overlap_words: 30,
+        }
+    }
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        EmbedConfig {
+            model: PathBuf::from("all-MiniLM-L6-v2"),
+            max_tokens: 256,
+            batch_size: 32,
+            threads: 0,
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            language: "english".into(),
+            candidates: 100,
+            fusion: crate::retrieve::Fusion::Rrf,
+            rrf_k: 60.0,
+            dense_weight: 0.5,
+            default_limit: 10,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            json: false,
+        }
+    }
+}
+
+impl Config {
+    /// Load the configuration: defaults, then `path` if given (or `enclave.toml`
+    /// in the working directory if it exists), then environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let implicit = PathBuf::from("enclave.toml");
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None if implicit.is_file() => Some(implicit),
+            None => None,
+        };
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Environment overrides for the settings operators change most.
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("ENCLAVE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("ENCLAVE_MODELS_DIR") {
+            self.models_dir = v.into();
+        }
+        if let Some(v) = get("ENCLAVE_LOG") {
+            self.log.filter = v;
+        }
+        if let Some(v) = get("ENCLAVE_LOG_JSON") {
+            self.log.json = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = get("ENCLAVE_EMBED_THREADS") {
+            self.embed.threads = v.parse().map_err(|_| ConfigError::Invalid {
+                name: "ENCLAVE_EMBED_THREADS",
+                reason: format!("{v:?} is not a number"),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.chunk;
+        if c.target_words == 0 || c.max_words < c.target_words || c.overlap_words >= c.target_words
+        {
+            return Err(ConfigError::Invalid {
+                name: "chunk",
+                reason: "need 0 < target_words <= max_words and overlap_words < target_words"
+                    .into(),
+            });
+        }
+        if self.embed.max_tokens < 8 || self.embed.max_tokens > 512 {
+            return Err(ConfigError::Invalid {
+                name: "embed.max_tokens",
+                reason: "must be between 8 and 512".into(),
+            });
+        }
+        if self.embed.batch_size == 0 {
+            return Err(ConfigError::Invalid {
+                name: "embed.batch_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        crate::index::lexical::stemmer_language(&self.search.language).map_err(|reason| {
+            ConfigError::Invalid {
+                name: "search.language",
+                reason,
+            }
+        })?;
+        Ok(())
+    }
+
+    pub fn embed_model_dir(&self) -> PathBuf {
+        self.models_dir.join(&self.embed.model)
+    }
+
+    /// Effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = Config::default().to_toml();
+        let back: Config = toml::from_str(&text).expect("default config parses");
+        assert_eq!(back.search.rrf_k, 60.0);
+        assert_eq!(back.embed.max_tokens, 256);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("dat_dir = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_and_validation() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "ENCLAVE_DATA_DIR").then(|| "/tmp/x".to_string()))
+            .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        let bad = c.apply_env(|k| (k == "ENCLAVE_EMBED_THREADS").then(|| "many".to_string()));
+        assert!(bad.is_err());
+        c.chunk.overlap_words = 1000;
+        assert!(c.validate().is_err());
+    }
+}

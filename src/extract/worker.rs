@@ -1,0 +1,202 @@
+//! Isolation for the format parsers: each file is parsed by a child process of
+//! this same binary (`enclave __extract-worker FILE`) under OS limits on address
+//! space, CPU time, file writes and open files, and a wall-clock deadline
+//! enforced by the parent. Whatever the file does to the parser — panic, abort,
+//! loop, balloon — the parent sees a [`Rejection`] for that one file.
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Extracted, ParseLimits, Rejection};
+use crate::config::ExtractConfig;
+
+/// Name of the hidden subcommand the parent runs.
+pub const WORKER_SUBCOMMAND: &str = "__extract-worker";
+/// Environment variable carrying the parse limits to the worker.
+const LIMITS_ENV: &str = "ENCLAVE_EXTRACT_LIMITS";
+
+/// Extract `path` in a worker process. `max_file_bytes` is checked here, before
+/// anything is read.
+pub fn extract_isolated(
+    path: &Path,
+    config: &ExtractConfig,
+    max_file_bytes: u64,
+) -> Result<Extracted, Rejection> {
+    let meta = std::fs::metadata(path).map_err(|e| Rejection::Io(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Rejection::Io("not a regular file".into()));
+    }
+    if meta.len() == 0 {
+        return Err(Rejection::Empty);
+    }
+    if meta.len() > max_file_bytes {
+        return Err(Rejection::TooLarge {
+            size: meta.len(),
+            limit: max_file_bytes,
+        });
+    }
+    let exe = worker_executable().map_err(|e| Rejection::WorkerFailed(e.to_string()))?;
+    let limits = serde_json::to_string(&ParseLimits::from(config))
+        .map_err(|e| Rejection::WorkerFailed(e.to_string()))?;
+    let memory = config.memory_limit_mib.saturating_mul(1024 * 1024);
+    let cpu_secs = config.timeout_secs.saturating_add(1);
+    let mut command = Command::new(exe);
+    command
+        .arg(WORKER_SUBCOMMAND)
+        .arg(path)
+        .env(LIMITS_ENV, limits)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // async-signal-safe setrlimit(2).
+    unsafe {
+        command.pre_exec(move || apply_rlimits(memory, cpu_secs));
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| Rejection::WorkerFailed(format!("cannot start worker: {e}")))?;
+
+    // JSON escaping can grow text; allow headroom over the text limit.
+    let stdout_cap = config.max_output_bytes.saturating_mul(2).saturating_add(1 << 20);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let out_reader = std::thread::spawn(move || read_capped(stdout, stdout_cap));
+    let err_reader = std::thread::spawn(move || read_capped(stderr, 64 * 1024));
+
+    let deadline = Instant::now() + Duration::from_secs(config.timeout_secs);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = out_reader.join();
+                let _ = err_reader.join();
+                return Err(Rejection::Timeout(config.timeout_secs));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(Rejection::WorkerFailed(e.to_string())),
+        }
+    };
+    let (stdout, overflow) = out_reader.join().unwrap_or_default();
+    let (stderr, _) = err_reader.join().unwrap_or_default();
+    if overflow {
+        return Err(Rejection::OutputTooLarge(config.max_output_bytes));
+    }
+    if !status.success() {
+        return Err(Rejection::WorkerFailed(describe_failure(status, &stderr)));
+    }
+    serde_json::from_slice::<Result<Extracted, Rejection>>(&stdout)
+        .map_err(|e| Rejection::WorkerFailed(format!("unreadable worker output: {e}")))?
+}
+
+/// The running binary. Tests run from a test harness binary, so they point the
+/// worker at the real `enclave` binary through `ENCLAVE_WORKER_EXE`.
+fn worker_executable() -> std::io::Result<std::path::PathBuf> {
+    match std::env::var_os("ENCLAVE_WORKER_EXE") {
+        Some(p) => Ok(p.into()),
+        None => std::env::current_exe(),
+    }
+}
+
+fn apply_rlimits(memory: u64, cpu_secs: u64) -> std::io::Result<()> {
+    let set = |resource, value: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: value as libc::rlim_t,
+            rlim_max: value as libc::rlim_t,
+        };
+        // SAFETY: plain syscall with a valid pointer to a stack value.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    set(libc::RLIMIT_AS, memory)?;
+    set(libc::RLIMIT_CPU, cpu_secs)?;
+    set(libc::RLIMIT_CORE, 0)?;
+    // The worker only writes to its pipes; it has no business creating files.
+    set(libc::RLIMIT_FSIZE, 0)?;
+    Ok(())
+}
+
+fn read_capped(source: Option<impl Read>, cap: u64) -> (Vec<u8>, bool) {
+    let Some(source) = source else {
+        return (Vec::new(), false);
+    };
+    let mut buf = Vec::new();
+    let mut limited = source.take(cap + 1);
+    let _ = limited.read_to_end(&mut buf);
+    let overflow = buf.len() as u64 > cap;
+    if overflow {
+        // Drain the rest so the child is not blocked on a full pipe before it is reaped.
+        let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
+    }
+    (buf, overflow)
+}
+
+fn describe_failure(status: std::process::ExitStatus, stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if stderr.contains("memory allocation") || stderr.contains("capacity overflow") {
+        return "memory limit exceeded while parsing".into();
+    }
+    match status.signal() {
+        Some(libc::SIGXCPU) | Some(libc::SIGKILL) => "CPU time limit exceeded".into(),
+        Some(libc::SIGABRT) => "parser aborted (likely memory limit)".into(),
+        Some(sig) => format!("parser killed by signal {sig}"),
+        None if !last.is_empty() => format!("parser crashed: {}", truncate(last, 200)),
+        None => format!("parser exited with {status}"),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Entry point of the worker process: parse one file and print the outcome as JSON.
+pub fn run_worker(path: &Path) -> i32 {
+    // A parser panic becomes a one-line rejection rather than a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        eprintln!("parser panicked: {msg}");
+    }));
+    let limits: ParseLimits = match std::env::var(LIMITS_ENV)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+    {
+        Some(l) => l,
+        None => ParseLimits::from(&ExtractConfig::default()),
+    };
+    let outcome = std::panic::catch_unwind(|| match std::fs::read(path) {
+        Ok(bytes) => super::extract_in_process(&bytes, &limits),
+        Err(e) => Err(Rejection::Io(e.to_string())),
+    })
+    .unwrap_or_else(|_| {
+        Err(Rejection::Malformed {
+            format: "document".into(),
+            reason: "the parser could not handle this file".into(),
+        })
+    });
+    match serde_json::to_writer(std::io::stdout().lock(), &outcome) {
+        Ok(()) => 0,
+        Err(_) => 2,
+    }
+}

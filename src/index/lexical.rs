@@ -1,0 +1,296 @@
+//! The BM25 index (tantivy). One tantivy document per chunk: the chunk id
+//! (stored and fast, to join back to SQLite), the document id (to delete a
+//! document's chunks), the collection (to filter inside retrieval) and the
+//! text with title and heading, analysed with a stemmer for the configured
+//! language.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermSetQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
+
+use crate::store::IndexableChunk;
+
+const ANALYZER: &str = "enclave_text";
+/// Memory budget of the tantivy writer; larger means fewer segment flushes.
+const WRITER_HEAP_BYTES: usize = 128 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LexicalError {
+    #[error("BM25 index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("BM25 index: {0}")]
+    Open(#[from] tantivy::directory::error::OpenDirectoryError),
+    #[error("BM25 index directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("BM25 index was built with another schema or language; run `enclave reindex`")]
+    SchemaMismatch,
+}
+
+pub type Result<T> = std::result::Result<T, LexicalError>;
+
+/// Map a configured language name to a stemmer (`None` = no stemming).
+pub fn stemmer_language(name: &str) -> std::result::Result<Option<Language>, String> {
+    Ok(Some(match name.to_ascii_lowercase().as_str() {
+        "none" => return Ok(None),
+        "arabic" => Language::Arabic,
+        "danish" => Language::Danish,
+        "dutch" => Language::Dutch,
+        "english" => Language::English,
+        "finnish" => Language::Finnish,
+        "french" => Language::French,
+        "german" => Language::German,
+        "greek" => Language::Greek,
+        "hungarian" => Language::Hungarian,
+        "italian" => Language::Italian,
+        "norwegian" => Language::Norwegian,
+        "portuguese" => Language::Portuguese,
+        "romanian" => Language::Romanian,
+        "russian" => Language::Russian,
+        "spanish" => Language::Spanish,
+        "swedish" => Language::Swedish,
+        "tamil" => Language::Tamil,
+        "turkish" => Language::Turkish,
+        other => return Err(format!("unknown language {other:?}")),
+    }))
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    chunk_id: Field,
+    document_id: Field,
+    collection: Field,
+    text: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text_options = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let fields = Fields {
+        chunk_id: b.add_u64_field("chunk_id", STORED | FAST | INDEXED),
+        document_id: b.add_u64_field("document_id", INDEXED | FAST),
+        collection: b.add_text_field("collection", STRING),
+        text: b.add_text_field("text", text_options),
+    };
+    (b.build(), fields)
+}
+
+pub struct LexicalIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<Option<IndexWriter>>,
+    fields: Fields,
+    parser: QueryParser,
+}
+
+/// One BM25 hit.
+#[derive(Debug, Clone, Copy)]
+pub struct LexicalHit {
+    pub chunk_id: i64,
+    pub score: f32,
+}
+
+impl LexicalIndex {
+    pub fn open(dir: &Path, language: &str) -> Result<LexicalIndex> {
+        std::fs::create_dir_all(dir)?;
+        let (schema, fields) = schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir)?;
+        let index = Index::open_or_create(directory, schema.clone())
+            .map_err(|e| match e {
+                tantivy::TantivyError::SchemaError(_) => LexicalError::SchemaMismatch,
+                other => LexicalError::Tantivy(other),
+            })?;
+        let lang = stemmer_language(language).unwrap_or(Some(Language::English));
+        let analyzer = match lang {
+            Some(lang) => TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(RemoveLongFilter::limit(40))
+                .filter(LowerCaser)
+                .filter(Stemmer::new(lang))
+                .build(),
+            None => TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(RemoveLongFilter::limit(40))
+                .filter(LowerCaser)
+                .build(),
+        };
+        index.tokenizers().register(ANALYZER, analyzer);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let parser = QueryParser::for_index(&index, vec![fields.text]);
+        Ok(LexicalIndex {
+            index,
+            reader,
+            writer: Mutex::new(None),
+            fields,
+            parser,
+        })
+    }
+
+    fn with_writer<T>(&self, f: impl FnOnce(&mut IndexWriter, &Fields) -> Result<T>) -> Result<T> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.index.writer(WRITER_HEAP_BYTES)?);
+        }
+        match guard.as_mut() {
+            Some(writer) => f(writer, &self.fields),
+            None => unreachable!("writer was just created"),
+        }
+    }
+
+    /// Stage chunks for indexing; visible to search only after [`commit`].
+    pub fn add(&self, chunks: &[IndexableChunk]) -> Result<()> {
+        self.with_writer(|w, f| {
+            for c in chunks {
+                w.add_document(doc!(
+                    f.chunk_id => c.id as u64,
+                    f.document_id => c.document_id as u64,
+                    f.collection => c.collection.as_str(),
+                    f.text => c.indexed_text(),
+                ))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stage removal of every chunk of a document.
+    pub fn delete_document(&self, document_id: i64) -> Result<()> {
+        self.with_writer(|w, f| {
+            w.delete_term(Term::from_field_u64(f.document_id, document_id as u64));
+            Ok(())
+        })
+    }
+
+    /// Durably commit staged changes and make them searchable.
+    pub fn commit(&self) -> Result<()> {
+        self.with_writer(|w, _| {
+            w.commit()?;
+            Ok(())
+        })?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Release the writer lock (other processes may then write).
+    pub fn close_writer(&self) -> Result<()> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = guard.take() {
+            w.wait_merging_threads()?;
+        }
+        Ok(())
+    }
+
+    pub fn reload(&self) -> Result<()> {
+        Ok(self.reader.reload()?)
+    }
+
+    pub fn num_chunks(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Committed entries of one document (0 after its deletion).
+    pub fn count_document(&self, document_id: i64) -> Result<u64> {
+        let query = tantivy::query::TermQuery::new(
+            Term::from_field_u64(self.fields.document_id, document_id as u64),
+            IndexRecordOption::Basic,
+        );
+        Ok(self.reader.searcher().search(&query, &tantivy::collector::Count)? as u64)
+    }
+
+    /// BM25 search, restricted to `collections` when given.
+    pub fn search(&self, query: &str, collections: Option<&[String]>, limit: usize) -> Result<Vec<LexicalHit>> {
+        if limit == 0 || query.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        // Lenient: user text is not query syntax; anything unparseable is dropped.
+        let (text_query, _errors) = self.parser.parse_query_lenient(&sanitise_query(query));
+        let query: Box<dyn Query> = match collections {
+            Some(cols) => {
+                let terms = cols
+                    .iter()
+                    .map(|c| Term::from_field_text(self.fields.collection, c));
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, text_query),
+                    (Occur::Must, Box::new(TermSetQuery::new(terms))),
+                ]))
+            }
+            None => text_query,
+        };
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if let Some(id) = doc.get_first(self.fields.chunk_id).and_then(|v| v.as_u64()) {
+                hits.push(LexicalHit {
+                    chunk_id: id as i64,
+                    score,
+                });
+            }
+        }
+        Ok(hits)
+    }
+}
+
+/// Turn free text into a plain disjunction of words: query-syntax characters
+/// (`: ^ ~ " ( ) [ ] { } + - !` …) become spaces so a question like
+/// "what is C++?" or "title: foo" cannot error or address fields.
+fn sanitise_query(q: &str) -> String {
+    q.chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "AND" | "OR" | "NOT" | "IN"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(id: i64, doc: i64, col: &str, text: &str) -> IndexableChunk {
+        IndexableChunk {
+            id,
+            document_id: doc,
+            collection: col.into(),
+            context: String::new(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn stems_filters_by_collection_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LexicalIndex::open(dir.path(), "english").unwrap();
+        idx.add(&[
+            chunk(1, 10, "hr", "Employees are entitled to annual leave."),
+            chunk(2, 11, "legal", "The contract terminates on leaving."),
+            chunk(3, 11, "legal", "Unrelated clause about payment."),
+        ])
+        .unwrap();
+        assert!(idx.search("leave", None, 10).unwrap().is_empty(), "not visible before commit");
+        idx.commit().unwrap();
+        let all: Vec<i64> = idx.search("leaves", None, 10).unwrap().iter().map(|h| h.chunk_id).collect();
+        assert!(all.contains(&1), "stemming matches leaves→leave: {all:?}");
+        let hr = idx.search("leave", Some(&["hr".to_string()]), 10).unwrap();
+        assert_eq!(hr.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), vec![1]);
+        assert!(idx.search("title:(foo AND \"bar", None, 10).is_ok());
+        idx.delete_document(11).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.num_chunks(), 1);
+    }
+}

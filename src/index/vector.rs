@@ -1,0 +1,287 @@
+//! The dense index, behind [`VectorIndex`] so backends can change without
+//! touching callers. The embedded default is qdrant-edge (an in-process Qdrant
+//! shard on disk); an external Qdrant cluster can implement the same trait.
+//!
+//! Points are chunks: the point id is the chunk id, the payload carries the
+//! document id (for deletion) and the collection (for filtering inside search).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use qdrant_edge::external::serde_json::json;
+use qdrant_edge::{
+    AnyVariants, Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, MatchAny,
+    NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations, PointOperations,
+    PointStruct, QueryEnum, SearchParams, SearchRequest, UpdateOperation, ValueVariants,
+    VectorInternal, WithPayloadInterface,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError {
+    #[error("vector index: {0}")]
+    Backend(String),
+    #[error("vector index expects {expected}-dimensional vectors, got {got}; run `enclave reindex` after changing the embedding model")]
+    Dimension { expected: usize, got: usize },
+}
+
+pub type Result<T> = std::result::Result<T, VectorError>;
+
+/// One chunk's vector with the fields search filters on.
+pub struct VectorPoint<'a> {
+    pub chunk_id: i64,
+    pub document_id: i64,
+    pub collection: &'a str,
+    pub vector: &'a [f32],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct VectorHit {
+    pub chunk_id: i64,
+    /// Cosine similarity.
+    pub score: f32,
+}
+
+/// What hybrid retrieval and ingestion need from a vector store.
+pub trait VectorIndex: Send + Sync {
+    /// Insert or replace points. Not guaranteed durable until [`commit`].
+    fn upsert(&self, points: &[VectorPoint<'_>]) -> Result<()>;
+    /// Remove every point of a document.
+    fn delete_document(&self, document_id: i64) -> Result<()>;
+    /// Nearest chunks by cosine similarity, restricted to `collections` when given.
+    fn search(&self, vector: &[f32], collections: Option<&[String]>, limit: usize) -> Result<Vec<VectorHit>>;
+    /// Make all changes so far durable.
+    fn commit(&self) -> Result<()>;
+    /// Number of points stored.
+    fn count(&self) -> Result<usize>;
+    /// Number of points stored for one document (0 after its deletion).
+    fn count_document(&self, document_id: i64) -> Result<usize>;
+    /// Build search structures (e.g. HNSW) after a bulk load. May be slow.
+    fn optimize(&self) -> Result<()>;
+}
+
+const COLLECTION_KEY: &str = "collection";
+const DOCUMENT_KEY: &str = "document_id";
+
+/// The embedded backend: a qdrant-edge shard in a directory of the data dir.
+pub struct EdgeVectorIndex {
+    shard: Mutex<EdgeShard>,
+    dim: usize,
+}
+
+fn backend(e: impl std::fmt::Display) -> VectorError {
+    VectorError::Backend(e.to_string())
+}
+
+impl EdgeVectorIndex {
+    pub fn open(dir: &Path, dim: usize) -> Result<EdgeVectorIndex> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let fresh = !dir.join("edge_config.json").exists();
+        let shard = if fresh {
+            let config = EdgeConfigBuilder::new()
+                .vector(DEFAULT_VECTOR_NAME, EdgeVectorParamsBuilder::new(dim, Distance::Cosine).build())
+                .build();
+            let shard = EdgeShard::new(dir, config).map_err(backend)?;
+            for (key, kind) in [
+                (COLLECTION_KEY, PayloadSchemaType::Keyword),
+                (DOCUMENT_KEY, PayloadSchemaType::Integer),
+            ] {
+                shard
+                    .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
+                        CreateIndex {
+                            field_name: JsonPath::new(key),
+                            field_schema: Some(PayloadFieldSchema::FieldType(kind)),
+                        },
+                    )))
+                    .map_err(backend)?;
+            }
+            shard
+        } else {
+            EdgeShard::load(dir, None).map_err(backend)?
+        };
+        let configured = shard
+            .config()
+            .vectors
+            .get(DEFAULT_VECTOR_NAME)
+            .map(|v| v.size)
+            .unwrap_or(dim);
+        if configured != dim {
+            return Err(VectorError::Dimension {
+                expected: configured,
+                got: dim,
+            });
+        }
+        let index = EdgeVectorIndex {
+            shard: Mutex::new(shard),
+            dim,
+        };
+        if fresh {
+            index.commit()?;
+        }
+        Ok(index)
+    }
+
+    fn shard(&self) -> std::sync::MutexGuard<'_, EdgeShard> {
+        self.shard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn document_filter(document_id: i64) -> Filter {
+    Filter::new_must(Condition::Field(FieldCondition::new_match(
+        JsonPath::new(DOCUMENT_KEY),
+        Match::new_value(ValueVariants::Integer(document_id)),
+    )))
+}
+
+fn collections_filter(collections: &[String]) -> Filter {
+    Filter::new_must(Condition::Field(FieldCondition::new_match(
+        JsonPath::new(COLLECTION_KEY),
+        Match::Any(MatchAny {
+            any: AnyVariants::Strings(collections.iter().cloned().collect()),
+        }),
+    )))
+}
+
+impl VectorIndex for EdgeVectorIndex {
+    fn upsert(&self, points: &[VectorPoint<'_>]) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut list = Vec::with_capacity(points.len());
+        for p in points {
+            if p.vector.len() != self.dim {
+                return Err(VectorError::Dimension {
+                    expected: self.dim,
+                    got: p.vector.len(),
+                });
+            }
+            let point = PointStruct::new(
+                PointId::NumId(p.chunk_id as u64),
+                p.vector.to_vec(),
+                json!({ COLLECTION_KEY: p.collection, DOCUMENT_KEY: p.document_id }),
+            );
+            list.push(point.into());
+        }
+        self.shard()
+            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                PointInsertOperations::PointsList(list),
+            )))
+            .map_err(backend)
+    }
+
+    fn delete_document(&self, document_id: i64) -> Result<()> {
+        self.shard()
+            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(
+                document_filter(document_id),
+            )))
+            .map_err(backend)
+    }
+
+    fn search(&self, vector: &[f32], collections: Option<&[String]>, limit: usize) -> Result<Vec<VectorHit>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        if vector.len() != self.dim {
+            return Err(VectorError::Dimension {
+                expected: self.dim,
+                got: vector.len(),
+            });
+        }
+        let request = SearchRequest {
+            query: QueryEnum::Nearest(NamedQuery::<VectorInternal>::default_dense(vector.to_vec())),
+            filter: collections.map(collections_filter),
+            params: Some(SearchParams {
+                hnsw_ef: Some(limit.max(64)),
+                ..Default::default()
+            }),
+            limit,
+            offset: 0,
+            with_payload: Some(WithPayloadInterface::Bool(false)),
+            with_vector: None,
+            score_threshold: None,
+        };
+        let points = self.shard().search(request).map_err(backend)?;
+        Ok(points
+            .into_iter()
+            .filter_map(|p| match p.id {
+                PointId::NumId(id) => Some(VectorHit {
+                    chunk_id: id as i64,
+                    score: p.score,
+                }),
+                PointId::Uuid(_) => None,
+            })
+            .collect())
+    }
+
+    fn commit(&self) -> Result<()> {
+        // EdgeShard::flush panics if its locks are contended; we hold the only
+        // handle behind our mutex, so they never are.
+        self.shard().flush();
+        Ok(())
+    }
+
+    fn count(&self) -> Result<usize> {
+        self.shard()
+            .count(qdrant_edge::CountRequest {
+                filter: None,
+                exact: true,
+            })
+            .map_err(backend)
+    }
+
+    fn count_document(&self, document_id: i64) -> Result<usize> {
+        self.shard()
+            .count(qdrant_edge::CountRequest {
+                filter: Some(document_filter(document_id)),
+                exact: true,
+            })
+            .map_err(backend)
+    }
+
+    fn optimize(&self) -> Result<()> {
+        let shard = self.shard();
+        shard.optimize().map_err(backend)?;
+        shard.flush();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn upsert_search_filter_delete_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let idx = EdgeVectorIndex::open(dir.path(), 3).unwrap();
+            let a = unit(&[1.0, 0.0, 0.0]);
+            let b = unit(&[0.9, 0.1, 0.0]);
+            let c = unit(&[0.0, 0.0, 1.0]);
+            idx.upsert(&[
+                VectorPoint { chunk_id: 1, document_id: 10, collection: "hr", vector: &a },
+                VectorPoint { chunk_id: 2, document_id: 11, collection: "legal", vector: &b },
+                VectorPoint { chunk_id: 3, document_id: 11, collection: "legal", vector: &c },
+            ])
+            .unwrap();
+            idx.commit().unwrap();
+            let hits = idx.search(&a, None, 2).unwrap();
+            assert_eq!(hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), vec![1, 2]);
+            assert!((hits[0].score - 1.0).abs() < 1e-4);
+            let legal = idx.search(&a, Some(&["legal".into()]), 5).unwrap();
+            assert_eq!(legal.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), vec![2, 3]);
+            assert!(matches!(idx.search(&[1.0], None, 1), Err(VectorError::Dimension { .. })));
+        }
+        let idx = EdgeVectorIndex::open(dir.path(), 3).unwrap();
+        assert_eq!(idx.count().unwrap(), 3, "points survive reopen");
+        idx.delete_document(11).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.count().unwrap(), 1);
+        assert!(matches!(EdgeVectorIndex::open(dir.path(), 4), Err(VectorError::Dimension { .. })));
+    }
+}

@@ -1,0 +1,15 @@
+//! Enclave: a private, on-premise RAG appliance. See ARCHITECTURE.md for the
+//! bird's-eye view; each module's header says what it owns.
+
+pub mod bench;
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod embed;
+pub mod eval;
+pub mod extract;
+pub mod index;
+pub mod library;
+pub mod retrieve;
+pub mod store;
+pub mod time;

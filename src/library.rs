@@ -1,0 +1,593 @@
+//! The document library: SQLite store, stored originals, BM25 and vector
+//! indexes and the embedder, kept consistent with one another.
+//!
+//! Visibility protocol (the invariant everything else relies on):
+//! 1. a document's rows are written in status `indexing` — invisible;
+//! 2. its chunks are added to both indexes and both are committed durably;
+//! 3. only then is its status flipped to `indexed` in one SQLite transaction.
+//!
+//! Every search result is checked against SQLite (`indexed` only), so a crash
+//! at any point leaves a document either fully searchable or invisible. On
+//! open, documents left `indexing` are purged from both indexes and indexed
+//! again from their stored chunks, and documents left `deleting` are erased.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::chunk;
+use crate::config::Config;
+use crate::embed::{EmbedError, Embedder};
+use crate::extract::{self, Extracted, Rejection};
+use crate::index::lexical::{LexicalError, LexicalIndex};
+use crate::index::vector::{EdgeVectorIndex, VectorError, VectorIndex, VectorPoint};
+use crate::retrieve::{self, FusedHit, FusionParams, Mode};
+use crate::store::{ChunkView, DocStatus, NewChunk, NewDocument, NewPage, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lexical(#[from] LexicalError),
+    #[error(transparent)]
+    Vector(#[from] VectorError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error("data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("data directory {0} is in use by another enclave process")]
+    Locked(PathBuf),
+    #[error("stored original {path}: {source}")]
+    Original { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, LibraryError>;
+
+/// What happened to one input file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Outcome {
+    Indexed { document_id: i64, pages: usize, chunks: usize, warnings: Vec<String> },
+    Duplicate { document_id: i64 },
+    Rejected { reason: String },
+}
+
+/// Receipt for an erasure: what was removed, checked after the fact.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeletionReceipt {
+    pub document_id: i64,
+    pub title: String,
+    pub collection: String,
+    pub content_hash: String,
+    pub chunks_removed: usize,
+    pub bm25_entries_remaining: u64,
+    pub vectors_remaining: usize,
+    pub original_removed: bool,
+    pub completed_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    pub chunk: ChunkView,
+    #[serde(flatten)]
+    pub scores: FusedHit,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentConsistency {
+    pub document_id: i64,
+    pub status: DocStatus,
+    pub chunks: u64,
+    pub bm25_entries: u64,
+    pub vectors: u64,
+}
+
+impl DocumentConsistency {
+    /// Searchable documents must be complete in both indexes.
+    pub fn is_consistent(&self) -> bool {
+        self.status != DocStatus::Indexed || (self.bm25_entries == self.chunks && self.vectors == self.chunks)
+    }
+}
+
+/// Timings of one ingest batch, for `enclave bench ingest`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IndexStats {
+    pub chunks: usize,
+    pub embed_tokens: usize,
+    pub embed_secs: f64,
+    pub index_secs: f64,
+}
+
+pub struct Library {
+    config: Config,
+    data_dir: PathBuf,
+    store: Store,
+    lexical: LexicalIndex,
+    vectors: Box<dyn VectorIndex>,
+    embedder: Embedder,
+    /// Documents written in `indexing` state, waiting for the next index commit.
+    pending: Vec<i64>,
+    pub stats: IndexStats,
+    _lock: File,
+}
+
+impl Library {
+    /// Open (creating if needed) the library in `config.data_dir`, taking the
+    /// data-dir lock and finishing any interrupted work.
+    pub fn open(config: &Config) -> Result<Library> {
+        let mut library = Library::open_without_recovery(config)?;
+        library.recover()?;
+        Ok(library)
+    }
+
+    /// Open without finishing interrupted work: for inspecting the on-disk state
+    /// exactly as a crash left it (tests, `doctor`). Searches are still safe,
+    /// since visibility is checked in SQLite.
+    pub fn open_without_recovery(config: &Config) -> Result<Library> {
+        let data_dir = config.data_dir.clone();
+        let io = |source| LibraryError::DataDir { path: data_dir.clone(), source };
+        std::fs::create_dir_all(data_dir.join("originals")).map_err(io)?;
+        let lock = lock_data_dir(&data_dir)?;
+        let store = Store::open(&data_dir.join("enclave.sqlite"))?;
+        let embedder = Embedder::load(&config.embed_model_dir(), config.embed.max_tokens, config.embed.batch_size)?;
+        let lexical = LexicalIndex::open(&data_dir.join("bm25"), &config.search.language)?;
+        let vectors: Box<dyn VectorIndex> = Box::new(EdgeVectorIndex::open(&data_dir.join("vectors"), embedder.dim())?);
+        Ok(Library {
+            config: config.clone(),
+            data_dir,
+            store,
+            lexical,
+            vectors,
+            embedder,
+            pending: Vec::new(),
+            stats: IndexStats::default(),
+            _lock: lock,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Finish what a previous process left half done.
+    fn recover(&mut self) -> Result<()> {
+        let abandoned = self.store.fail_abandoned_jobs()?;
+        let deleting = self.store.documents_with_status(DocStatus::Deleting)?;
+        for id in &deleting {
+            tracing::warn!(document_id = id, "finishing interrupted deletion");
+            self.delete(*id)?;
+        }
+        let indexing = self.store.documents_with_status(DocStatus::Indexing)?;
+        if !indexing.is_empty() {
+            tracing::warn!(documents = indexing.len(), "re-indexing documents interrupted mid-ingest");
+            // Whatever reached either index before the crash is purged first,
+            // so re-adding cannot duplicate entries.
+            for id in &indexing {
+                self.lexical.delete_document(*id)?;
+                self.vectors.delete_document(*id)?;
+            }
+            self.lexical.commit()?;
+            self.vectors.commit()?;
+            let job = self.store.start_job("recover", None, "")?;
+            self.pending = indexing.clone();
+            self.flush()?;
+            self.store.finish_job(job, "done", &format!("re-indexed {} documents", indexing.len()), None)?;
+        }
+        if abandoned > 0 || !deleting.is_empty() || !indexing.is_empty() {
+            tracing::info!(abandoned, deleting = deleting.len(), reindexed = indexing.len(), "recovery complete");
+        }
+        Ok(())
+    }
+
+    /// Ingest one file into `collection`: extract (isolated), chunk, store, and
+    /// queue for indexing. The document becomes searchable at the next [`flush`].
+    pub fn add_file(&mut self, path: &Path, collection: &str) -> Result<Outcome> {
+        let source_name = sanitise_name(path);
+        let job = self.store.start_job("ingest", None, &source_name)?;
+        let outcome = self.add_file_inner(path, collection, &source_name);
+        let (state, detail, doc) = match &outcome {
+            Ok(Outcome::Indexed { document_id, .. }) => ("done", String::new(), Some(*document_id)),
+            Ok(Outcome::Duplicate { document_id }) => ("skipped", "duplicate".to_string(), Some(*document_id)),
+            Ok(Outcome::Rejected { reason }) => ("rejected", reason.clone(), None),
+            Err(e) => ("failed", e.to_string(), None),
+        };
+        self.store.finish_job(job, state, &detail, doc)?;
+        let outcome = outcome?;
+        if matches!(outcome, Outcome::Indexed { .. }) && self.pending.len() >= self.config.ingest.commit_every_documents {
+            self.flush()?;
+        }
+        Ok(outcome)
+    }
+
+    fn add_file_inner(&mut self, path: &Path, collection: &str, source_name: &str) -> Result<Outcome> {
+        let rejected = |r: Rejection| Ok(Outcome::Rejected { reason: r.to_string() });
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) => return rejected(Rejection::Io(e.to_string())),
+        };
+        let limit = self.config.ingest.max_file_bytes;
+        if meta.len() > limit {
+            return rejected(Rejection::TooLarge { size: meta.len(), limit });
+        }
+        if meta.len() == 0 {
+            return rejected(Rejection::Empty);
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return rejected(Rejection::Io(e.to_string())),
+        };
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let collection_id = self.store.collection_id(collection)?;
+        if let Some(existing) = self.store.find_duplicate(collection_id, &hash)? {
+            return Ok(Outcome::Duplicate { document_id: existing });
+        }
+        let extracted = match extract::worker::extract_isolated(path, &self.config.extract, limit) {
+            Ok(e) => e,
+            Err(r) => return rejected(r),
+        };
+        let stored_path = self.store_original(&hash, &bytes)?;
+        let document_id = self.write_document(collection_id, source_name, &hash, &bytes, &stored_path, &extracted)?;
+        let doc = self.store.document(document_id)?;
+        self.pending.push(document_id);
+        Ok(Outcome::Indexed {
+            document_id,
+            pages: doc.page_count as usize,
+            chunks: doc.chunk_count as usize,
+            warnings: extracted.warnings,
+        })
+    }
+
+    /// Ingest already-extracted text (used by `eval`, which feeds corpora that
+    /// are not files). Same visibility protocol as files.
+    pub fn add_text(&mut self, collection: &str, name: &str, title: &str, text: &str) -> Result<Outcome> {
+        let extracted = Extracted {
+            format: extract::Format::Text,
+            title: (!title.is_empty()).then(|| title.to_string()),
+            pages: vec![extract::Page { number: 1, text: extract::normalise(text), has_text_layer: true }],
+            warnings: Vec::new(),
+        };
+        if !extracted.has_any_text() {
+            return Ok(Outcome::Rejected { reason: Rejection::Empty.to_string() });
+        }
+        let bytes = text.as_bytes();
+        let hash = hex::encode(Sha256::digest(format!("{name}\u{0}{title}\u{0}{text}")));
+        let collection_id = self.store.collection_id(collection)?;
+        if let Some(existing) = self.store.find_duplicate(collection_id, &hash)? {
+            return Ok(Outcome::Duplicate { document_id: existing });
+        }
+        let stored_path = self.store_original(&hash, bytes)?;
+        let document_id = self.write_document(collection_id, name, &hash, bytes, &stored_path, &extracted)?;
+        self.pending.push(document_id);
+        if self.pending.len() >= self.config.ingest.commit_every_documents {
+            self.flush()?;
+        }
+        Ok(Outcome::Indexed { document_id, pages: 1, chunks: 0, warnings: Vec::new() })
+    }
+
+    fn write_document(
+        &mut self,
+        collection_id: i64,
+        source_name: &str,
+        hash: &str,
+        bytes: &[u8],
+        stored_path: &str,
+        extracted: &Extracted,
+    ) -> Result<i64> {
+        let chunks = chunk::chunk_pages(extracted.pages.iter().map(|p| (p.number, p.text.as_str())), &self.config.chunk);
+        let title = extracted
+            .title
+            .clone()
+            .unwrap_or_else(|| title_from_name(source_name));
+        let warnings = extracted.warnings.join("; ");
+        let pages: Vec<NewPage<'_>> = extracted
+            .pages
+            .iter()
+            .map(|p| NewPage { number: p.number, has_text_layer: p.has_text_layer, text: &p.text })
+            .collect();
+        let new_chunks: Vec<NewChunk<'_>> = chunks
+            .iter()
+            .map(|c| NewChunk {
+                page: c.page,
+                char_start: c.char_start,
+                char_end: c.char_end,
+                heading: &c.heading,
+                text: &c.text,
+            })
+            .collect();
+        let doc = NewDocument {
+            collection_id,
+            title: &title,
+            source_name,
+            content_hash: hash,
+            mime: extracted.format.mime(),
+            size_bytes: bytes.len() as u64,
+            stored_path,
+            warnings: &warnings,
+        };
+        Ok(self.store.insert_document(&doc, &pages, &new_chunks)?)
+    }
+
+    /// Store an original under a server-chosen, content-addressed name inside
+    /// the data dir (never a name derived from the upload). Returns the path
+    /// relative to the data dir.
+    fn store_original(&self, hash: &str, bytes: &[u8]) -> Result<String> {
+        let relative = format!("originals/{}/{}", &hash[..2], hash);
+        let path = self.data_dir.join(&relative);
+        if path.is_file() {
+            return Ok(relative);
+        }
+        let err = |source| LibraryError::Original { path: path.clone(), source };
+        let dir = path.parent().unwrap_or(&self.data_dir);
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        std::io::Write::write_all(&mut tmp, bytes).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(&path).map_err(|e| err(e.error))?;
+        Ok(relative)
+    }
+
+    /// Index every pending document into both indexes, commit both, then make
+    /// them visible. No-op when nothing is pending.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let ids = std::mem::take(&mut self.pending);
+        let chunks = self.store.indexable_chunks(&ids)?;
+        let t0 = Instant::now();
+        let texts: Vec<String> = chunks.iter().map(|c| c.indexed_text()).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (vectors, tokens) = self.embedder.embed_counted(&refs)?;
+        let t1 = Instant::now();
+        self.lexical.add(&chunks)?;
+        let points: Vec<VectorPoint<'_>> = chunks
+            .iter()
+            .zip(&vectors)
+            .map(|(c, v)| VectorPoint { chunk_id: c.id, document_id: c.document_id, collection: &c.collection, vector: v })
+            .collect();
+        self.vectors.upsert(&points)?;
+        self.lexical.commit()?;
+        self.vectors.commit()?;
+        self.store.mark_indexed(&ids)?;
+        self.stats.chunks += chunks.len();
+        self.stats.embed_tokens += tokens;
+        self.stats.embed_secs += (t1 - t0).as_secs_f64();
+        self.stats.index_secs += t1.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Benchmark support: add single-chunk documents whose vectors are already
+    /// known, through the same visibility protocol (rows, both indexes, flip).
+    pub fn add_precomputed(&mut self, collection: &str, items: &[(String, String, Vec<f32>)]) -> Result<()> {
+        self.flush()?;
+        let collection_id = self.store.collection_id(collection)?;
+        let mut ids = Vec::with_capacity(items.len());
+        for (name, text, _) in items {
+            let hash = hex::encode(Sha256::digest(format!("{name}\u{0}{text}")));
+            let page = [NewPage { number: 1, has_text_layer: true, text }];
+            let chunk = [NewChunk { page: 1, char_start: 0, char_end: text.chars().count(), heading: "", text }];
+            let doc = NewDocument {
+                collection_id,
+                title: name,
+                source_name: name,
+                content_hash: &hash,
+                mime: "text/plain",
+                size_bytes: text.len() as u64,
+                stored_path: "",
+                warnings: "",
+            };
+            ids.push(self.store.insert_document(&doc, &page, &chunk)?);
+        }
+        let chunks = self.store.indexable_chunks(&ids)?;
+        self.lexical.add(&chunks)?;
+        let points: Vec<VectorPoint<'_>> = chunks
+            .iter()
+            .zip(items)
+            .map(|(c, (_, _, v))| VectorPoint { chunk_id: c.id, document_id: c.document_id, collection: &c.collection, vector: v })
+            .collect();
+        self.vectors.upsert(&points)?;
+        self.lexical.commit()?;
+        self.vectors.commit()?;
+        self.store.mark_indexed(&ids)?;
+        Ok(())
+    }
+
+    /// Build ANN structures after a bulk load.
+    pub fn optimize(&mut self) -> Result<()> {
+        self.flush()?;
+        self.vectors.optimize()?;
+        Ok(())
+    }
+
+    /// Erase a document: invisible at once, then removed from both indexes,
+    /// its original deleted (unless another collection holds the same bytes),
+    /// and its rows dropped. Returns a receipt with post-deletion checks.
+    pub fn delete(&mut self, document_id: i64) -> Result<DeletionReceipt> {
+        let doc = self.store.document(document_id)?;
+        self.store.set_status(document_id, DocStatus::Deleting)?;
+        let job = self.store.start_job("delete", Some(document_id), &doc.source_name)?;
+        let chunk_ids = self.store.chunk_ids_of(document_id)?;
+        self.lexical.delete_document(document_id)?;
+        self.lexical.commit()?;
+        self.vectors.delete_document(document_id)?;
+        self.vectors.commit()?;
+        let mut original_removed = false;
+        if !doc.stored_path.is_empty() && self.store.stored_path_users(&doc.stored_path, document_id)? == 0 {
+            let path = self.data_dir.join(&doc.stored_path);
+            match std::fs::remove_file(&path) {
+                Ok(()) => original_removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => original_removed = true,
+                Err(source) => return Err(LibraryError::Original { path, source }),
+            }
+        }
+        self.store.delete_document_rows(document_id)?;
+        let bm25_entries_remaining = self.lexical.count_document(document_id)?;
+        let vectors_remaining = self.vectors.count_document(document_id)?;
+        self.store.finish_job(job, "done", &format!("{} chunks removed", chunk_ids.len()), None)?;
+        Ok(DeletionReceipt {
+            document_id,
+            title: doc.title,
+            collection: doc.collection,
+            content_hash: doc.content_hash,
+            chunks_removed: chunk_ids.len(),
+            bm25_entries_remaining,
+            vectors_remaining,
+            original_removed,
+            completed_at: crate::time::now_utc(),
+        })
+    }
+
+    /// Ranked passages for `query`, from `mode`'s retrievers, restricted to
+    /// `collections` inside both indexes, and checked visible in SQLite.
+    pub fn search(&self, query: &str, collections: Option<&[String]>, limit: usize, mode: Mode) -> Result<Vec<SearchHit>> {
+        let fused = self.ranked_ids(query, collections, mode)?;
+        // Ask SQLite about a few more than needed, in case some are invisible.
+        let window: Vec<i64> = fused.iter().take(limit * 2 + 10).map(|h| h.chunk_id).collect();
+        let mut visible = self.store.visible_chunks(&window)?;
+        Ok(fused
+            .into_iter()
+            .filter_map(|scores| visible.remove(&scores.chunk_id).map(|chunk| SearchHit { chunk, scores }))
+            .take(limit)
+            .collect())
+    }
+
+    /// Fused ranking of chunk ids (not yet checked for visibility).
+    pub fn ranked_ids(&self, query: &str, collections: Option<&[String]>, mode: Mode) -> Result<Vec<FusedHit>> {
+        self.ranked_ids_with(query, collections, mode, self.fusion_params())
+    }
+
+    pub fn fusion_params(&self) -> FusionParams {
+        FusionParams {
+            fusion: self.config.search.fusion,
+            rrf_k: self.config.search.rrf_k,
+            dense_weight: self.config.search.dense_weight,
+        }
+    }
+
+    pub fn ranked_ids_with(&self, query: &str, collections: Option<&[String]>, mode: Mode, params: FusionParams) -> Result<Vec<FusedHit>> {
+        let (lexical, dense) = self.candidates(query, collections, mode)?;
+        Ok(match mode {
+            Mode::Hybrid => retrieve::fuse(&lexical, &dense, params),
+            Mode::Bm25 | Mode::Dense => retrieve::single_side(&lexical, &dense),
+        })
+    }
+
+    /// Raw candidates from each retriever `mode` uses, run in parallel.
+    pub fn candidates(
+        &self,
+        query: &str,
+        collections: Option<&[String]>,
+        mode: Mode,
+    ) -> Result<(Vec<crate::index::lexical::LexicalHit>, Vec<crate::index::vector::VectorHit>)> {
+        let k = self.config.search.candidates;
+        let use_lex = mode != Mode::Dense;
+        let use_dense = mode != Mode::Bm25;
+        let (lex, dense) = rayon::join(
+            || if use_lex { self.lexical.search(query, collections, k) } else { Ok(Vec::new()) },
+            || -> Result<_> {
+                if !use_dense {
+                    return Ok(Vec::new());
+                }
+                let v = self.embedder.embed_one(query)?;
+                Ok(self.vectors.search(&v, collections, k)?)
+            },
+        );
+        Ok((lex?, dense?))
+    }
+
+    /// Per-document comparison of SQLite with both indexes. A consistent
+    /// library has, for every `indexed` document, exactly its chunks in both.
+    pub fn consistency(&self) -> Result<Vec<DocumentConsistency>> {
+        let mut out = Vec::new();
+        for doc in self.store.documents(None)? {
+            out.push(DocumentConsistency {
+                document_id: doc.id,
+                status: doc.status,
+                chunks: doc.chunk_count as u64,
+                bm25_entries: self.lexical.count_document(doc.id)?,
+                vectors: self.vectors.count_document(doc.id)? as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Counts of what each index holds, for consistency checks and bench.
+    pub fn index_counts(&self) -> Result<(u64, usize)> {
+        Ok((self.lexical.num_chunks(), self.vectors.count()?))
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        // Pending documents stay `indexing` if this fails; recovery picks them up.
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "could not index pending documents on close");
+        }
+        let _ = self.lexical.close_writer();
+    }
+}
+
+fn lock_data_dir(data_dir: &Path) -> Result<File> {
+    let path = data_dir.join(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| LibraryError::DataDir { path: path.clone(), source })?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; released when the file closes
+    // (including when the process dies, so a crash never leaves it stuck).
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(LibraryError::Locked(data_dir.to_path_buf()));
+    }
+    Ok(file)
+}
+
+/// A display-safe version of an input file name: no directories, no control
+/// characters, bounded length. Never used to build a path.
+pub fn sanitise_name(path: &Path) -> String {
+    let raw = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let clean: String = raw
+        .chars()
+        .map(|c| if c.is_control() || c == '/' || c == '\\' { '_' } else { c })
+        .take(200)
+        .collect();
+    let clean = clean.trim().trim_start_matches('.').to_string();
+    if clean.is_empty() { "unnamed".into() } else { clean }
+}
+
+fn title_from_name(name: &str) -> String {
+    let stem = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 5 => stem,
+        _ => name,
+    };
+    stem.replace(['_', '-'], " ").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_sanitised_for_display() {
+        assert_eq!(sanitise_name(Path::new("/x/../../etc/passwd")), "passwd");
+        assert_eq!(sanitise_name(Path::new("a\u{7}b\nc.pdf")), "a_b_c.pdf");
+        assert_eq!(sanitise_name(Path::new("..")), "unnamed");
+        assert_eq!(title_from_name("annual_leave-policy.pdf"), "annual leave policy");
+    }
+}

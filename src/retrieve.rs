@@ -1,0 +1,160 @@
+//! Hybrid retrieval: BM25 and dense search run side by side, both filtered by
+//! collection inside the index, and their rankings are fused. Every hit keeps
+//! the rank and raw score it had on each side, for debugging and evaluation.
+//!
+//! Fusion is reciprocal-rank fusion by default (robust to the very different
+//! score scales of BM25 and cosine similarity); a min-max normalised convex
+//! combination is available for comparison (`enclave eval retrieval` prints both).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::index::lexical::LexicalHit;
+use crate::index::vector::VectorHit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Σ 1 / (k + rank) over the two rankings.
+    #[default]
+    Rrf,
+    /// w · dense + (1 − w) · bm25, each min-max normalised over its candidates.
+    Convex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Bm25,
+    Dense,
+    Hybrid,
+}
+
+/// One side's view of a hit: 1-based rank and raw score.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct SideScore {
+    pub rank: usize,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FusedHit {
+    pub chunk_id: i64,
+    pub score: f32,
+    pub bm25: Option<SideScore>,
+    pub dense: Option<SideScore>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FusionParams {
+    pub fusion: Fusion,
+    pub rrf_k: f32,
+    pub dense_weight: f32,
+}
+
+/// Fuse two ranked candidate lists into one ranking, best first.
+pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -> Vec<FusedHit> {
+    let mut by_id: HashMap<i64, FusedHit> = HashMap::with_capacity(lexical.len() + dense.len());
+    for (i, h) in lexical.iter().enumerate() {
+        by_id.entry(h.chunk_id).or_insert_with(|| empty(h.chunk_id)).bm25 = Some(SideScore {
+            rank: i + 1,
+            score: h.score,
+        });
+    }
+    for (i, h) in dense.iter().enumerate() {
+        by_id.entry(h.chunk_id).or_insert_with(|| empty(h.chunk_id)).dense = Some(SideScore {
+            rank: i + 1,
+            score: h.score,
+        });
+    }
+    let lex_range = min_max(lexical.iter().map(|h| h.score));
+    let dense_range = min_max(dense.iter().map(|h| h.score));
+    let mut hits: Vec<FusedHit> = by_id
+        .into_values()
+        .map(|mut h| {
+            h.score = match params.fusion {
+                Fusion::Rrf => {
+                    let rrf = |s: Option<SideScore>| s.map_or(0.0, |s| 1.0 / (params.rrf_k + s.rank as f32));
+                    rrf(h.bm25) + rrf(h.dense)
+                }
+                Fusion::Convex => {
+                    let w = params.dense_weight.clamp(0.0, 1.0);
+                    let d = h.dense.map_or(0.0, |s| normalise(s.score, dense_range));
+                    let l = h.bm25.map_or(0.0, |s| normalise(s.score, lex_range));
+                    w * d + (1.0 - w) * l
+                }
+            };
+            h
+        })
+        .collect();
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+    hits
+}
+
+/// A single retriever's ranking in the fused-hit shape (for BM25-only or dense-only modes).
+pub fn single_side(lexical: &[LexicalHit], dense: &[VectorHit]) -> Vec<FusedHit> {
+    let lex = lexical.iter().enumerate().map(|(i, h)| FusedHit {
+        chunk_id: h.chunk_id,
+        score: h.score,
+        bm25: Some(SideScore { rank: i + 1, score: h.score }),
+        dense: None,
+    });
+    let den = dense.iter().enumerate().map(|(i, h)| FusedHit {
+        chunk_id: h.chunk_id,
+        score: h.score,
+        bm25: None,
+        dense: Some(SideScore { rank: i + 1, score: h.score }),
+    });
+    lex.chain(den).collect()
+}
+
+fn empty(chunk_id: i64) -> FusedHit {
+    FusedHit {
+        chunk_id,
+        score: 0.0,
+        bm25: None,
+        dense: None,
+    }
+}
+
+fn min_max(scores: impl Iterator<Item = f32>) -> (f32, f32) {
+    scores.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), s| (lo.min(s), hi.max(s)))
+}
+
+fn normalise(score: f32, (lo, hi): (f32, f32)) -> f32 {
+    if hi > lo { (score - lo) / (hi - lo) } else { 1.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lex(ids: &[(i64, f32)]) -> Vec<LexicalHit> {
+        ids.iter().map(|&(chunk_id, score)| LexicalHit { chunk_id, score }).collect()
+    }
+    fn den(ids: &[(i64, f32)]) -> Vec<VectorHit> {
+        ids.iter().map(|&(chunk_id, score)| VectorHit { chunk_id, score }).collect()
+    }
+
+    #[test]
+    fn rrf_rewards_agreement_and_keeps_side_scores() {
+        let params = FusionParams { fusion: Fusion::Rrf, rrf_k: 60.0, dense_weight: 0.5 };
+        let hits = fuse(&lex(&[(1, 12.0), (2, 8.0), (3, 2.0)]), &den(&[(3, 0.9), (2, 0.8), (4, 0.7)]), params);
+        assert_eq!(hits[0].chunk_id, 2, "second on both sides beats first on one");
+        assert_eq!(hits[0].bm25, Some(SideScore { rank: 2, score: 8.0 }));
+        assert_eq!(hits[0].dense, Some(SideScore { rank: 2, score: 0.8 }));
+        assert_eq!(hits.len(), 4);
+        let four = hits.iter().find(|h| h.chunk_id == 4).unwrap();
+        assert!(four.bm25.is_none());
+    }
+
+    #[test]
+    fn convex_uses_normalised_scores() {
+        let params = FusionParams { fusion: Fusion::Convex, rrf_k: 60.0, dense_weight: 1.0 };
+        let hits = fuse(&lex(&[(1, 100.0)]), &den(&[(2, 0.5), (1, 0.1)]), params);
+        assert_eq!(hits[0].chunk_id, 2);
+        assert!((hits[0].score - 1.0).abs() < 1e-6);
+        assert!(hits[1].score.abs() < 1e-6);
+    }
+}
