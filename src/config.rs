@@ -113,7 +113,7 @@ pub struct SearchConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// `tracing` filter, e.g. "info" or "enclave=debug,tantivy=warn".
+    /// `tracing` filter, e.g. "warn,enclave=info" (default) or "enclave=debug".
     pub filter: String,
     /// Emit JSON lines instead of human-readable logs.
     pub json: bool,

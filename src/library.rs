@@ -495,14 +495,16 @@ impl Library {
         let k = self.config.search.candidates;
         let use_lex = mode != Mode::Dense;
         let use_dense = mode != Mode::Bm25;
+        // Only the indexes and the embedder cross threads (the SQLite handle is not Sync).
+        let (lexical, embedder, vectors) = (&self.lexical, &self.embedder, &self.vectors);
         let (lex, dense) = rayon::join(
-            || if use_lex { self.lexical.search(query, collections, k) } else { Ok(Vec::new()) },
+            || if use_lex { lexical.search(query, collections, k) } else { Ok(Vec::new()) },
             || -> Result<_> {
                 if !use_dense {
                     return Ok(Vec::new());
                 }
-                let v = self.embedder.embed_one(query)?;
-                Ok(self.vectors.search(&v, collections, k)?)
+                let v = embedder.embed_one(query)?;
+                Ok(vectors.search(&v, collections, k)?)
             },
         );
         Ok((lex?, dense?))

@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn rrf_rewards_agreement_and_keeps_side_scores() {
         let params = FusionParams { fusion: Fusion::Rrf, rrf_k: 60.0, dense_weight: 0.5 };
-        let hits = fuse(&lex(&[(1, 12.0), (2, 8.0), (3, 2.0)]), &den(&[(3, 0.9), (2, 0.8), (4, 0.7)]), params);
+        let hits = fuse(&lex(&[(1, 12.0), (2, 8.0), (3, 2.0)]), &den(&[(4, 0.9), (2, 0.8), (3, 0.7)]), params);
         assert_eq!(hits[0].chunk_id, 2, "second on both sides beats first on one");
         assert_eq!(hits[0].bm25, Some(SideScore { rank: 2, score: 8.0 }));
         assert_eq!(hits[0].dense, Some(SideScore { rank: 2, score: 0.8 }));

@@ -106,9 +106,9 @@ fn core_title(xml: &[u8]) -> Option<String> {
     let mut buf = Vec::new();
     loop {
         match reader.read_event_into(&mut buf).ok()? {
-            Event::Start(e) if e.local_name().as_ref() == b"title" => in_title = true,
+            Event::Start(e) if e.local_name().as_ref() == "title" => in_title = true,
             Event::Text(t) if in_title => {
-                let title = t.xml_content().ok()?.trim().to_string();
+                let title = t.xml10_content().trim().to_string();
                 return (!title.is_empty()).then_some(title);
             }
             Event::End(_) => in_title = false,
@@ -134,11 +134,11 @@ fn document_pages(xml: &[u8]) -> Result<Vec<Page>, Rejection> {
             .map_err(|e| malformed(format!("document.xml: {e}")))?;
         match event {
             Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
-                b"t" => in_text = true,
-                b"tab" => paragraph.push('\t'),
-                b"br" | b"cr" => {
+                "t" => in_text = true,
+                "tab" => paragraph.push('\t'),
+                "br" | "cr" => {
                     let page_break = e.attributes().flatten().any(|a| {
-                        a.key.local_name().as_ref() == b"type" && a.value.as_ref() == b"page"
+                        a.key.local_name().as_ref() == "type" && a.value.as_ref() == "page"
                     });
                     if page_break {
                         flush_paragraph(&mut pages, &mut paragraph, heading);
@@ -147,21 +147,21 @@ fn document_pages(xml: &[u8]) -> Result<Vec<Page>, Rejection> {
                         paragraph.push('\n');
                     }
                 }
-                b"lastRenderedPageBreak" if !pages.last().is_some_and(|p| p.is_empty()) => {
+                "lastRenderedPageBreak" if !pages.last().is_some_and(|p| p.is_empty()) => {
                     flush_paragraph(&mut pages, &mut paragraph, heading);
                     pages.push(String::new());
                 }
-                b"pStyle" => {
+                "pStyle" => {
                     heading = e.attributes().flatten().find_map(|a| {
-                        (a.key.local_name().as_ref() == b"val")
-                            .then(|| heading_level(&String::from_utf8_lossy(&a.value)))
+                        (a.key.local_name().as_ref() == "val")
+                            .then(|| heading_level(&a.value))
                             .flatten()
                     });
                 }
                 _ => {}
             },
             Event::Text(t) if in_text => {
-                let text = t.xml_content().map_err(|e| malformed(e.to_string()))?;
+                let text = t.xml10_content();
                 paragraph.push_str(&text);
             }
             Event::GeneralRef(r) if in_text => {
@@ -169,22 +169,22 @@ fn document_pages(xml: &[u8]) -> Result<Vec<Page>, Rejection> {
                     paragraph.push(c);
                 } else {
                     match r.as_ref() {
-                        b"amp" => paragraph.push('&'),
-                        b"lt" => paragraph.push('<'),
-                        b"gt" => paragraph.push('>'),
-                        b"quot" => paragraph.push('"'),
-                        b"apos" => paragraph.push('\''),
+                        "amp" => paragraph.push('&'),
+                        "lt" => paragraph.push('<'),
+                        "gt" => paragraph.push('>'),
+                        "quot" => paragraph.push('"'),
+                        "apos" => paragraph.push('\''),
                         _ => {}
                     }
                 }
             }
             Event::End(e) => match e.local_name().as_ref() {
-                b"t" => in_text = false,
-                b"p" => {
+                "t" => in_text = false,
+                "p" => {
                     flush_paragraph(&mut pages, &mut paragraph, heading);
                     heading = None;
                 }
-                b"tc" => paragraph.push(' '),
+                "tc" => paragraph.push(' '),
                 _ => {}
             },
             Event::Eof => break,

@@ -275,7 +275,7 @@ impl<'a> Walker<'a> {
         }
         let decoder = match found.and_then(|(_, o)| o.as_dict().ok()) {
             Some(font) => decoder_for(doc, font),
-            None => FontDecoder::Known(Encoding::OneByteEncoding(&lopdf::encodings::STANDARD_ENCODING)),
+            None => FontDecoder::Undecodable,
         };
         let decoder = std::rc::Rc::new(decoder);
         self.fonts.insert(key, decoder.clone());

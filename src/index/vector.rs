@@ -89,7 +89,7 @@ impl EdgeVectorIndex {
                 shard
                     .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
                         CreateIndex {
-                            field_name: JsonPath::new(key),
+                            field_name: json_path(key)?,
                             field_schema: Some(PayloadFieldSchema::FieldType(kind)),
                         },
                     )))
@@ -126,20 +126,24 @@ impl EdgeVectorIndex {
     }
 }
 
-fn document_filter(document_id: i64) -> Filter {
-    Filter::new_must(Condition::Field(FieldCondition::new_match(
-        JsonPath::new(DOCUMENT_KEY),
-        Match::new_value(ValueVariants::Integer(document_id)),
-    )))
+fn json_path(key: &str) -> Result<JsonPath> {
+    JsonPath::try_from(key).map_err(|()| VectorError::Backend(format!("invalid payload key {key:?}")))
 }
 
-fn collections_filter(collections: &[String]) -> Filter {
-    Filter::new_must(Condition::Field(FieldCondition::new_match(
-        JsonPath::new(COLLECTION_KEY),
+fn document_filter(document_id: i64) -> Result<Filter> {
+    Ok(Filter::new_must(Condition::Field(FieldCondition::new_match(
+        json_path(DOCUMENT_KEY)?,
+        Match::new_value(ValueVariants::Integer(document_id)),
+    ))))
+}
+
+fn collections_filter(collections: &[String]) -> Result<Filter> {
+    Ok(Filter::new_must(Condition::Field(FieldCondition::new_match(
+        json_path(COLLECTION_KEY)?,
         Match::Any(MatchAny {
             any: AnyVariants::Strings(collections.iter().cloned().collect()),
         }),
-    )))
+    ))))
 }
 
 impl VectorIndex for EdgeVectorIndex {
@@ -172,7 +176,7 @@ impl VectorIndex for EdgeVectorIndex {
     fn delete_document(&self, document_id: i64) -> Result<()> {
         self.shard()
             .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(
-                document_filter(document_id),
+                document_filter(document_id)?,
             )))
             .map_err(backend)
     }
@@ -189,7 +193,7 @@ impl VectorIndex for EdgeVectorIndex {
         }
         let request = SearchRequest {
             query: QueryEnum::Nearest(NamedQuery::<VectorInternal>::default_dense(vector.to_vec())),
-            filter: collections.map(collections_filter),
+            filter: collections.map(collections_filter).transpose()?,
             params: Some(SearchParams {
                 hnsw_ef: Some(limit.max(64)),
                 ..Default::default()
@@ -232,7 +236,7 @@ impl VectorIndex for EdgeVectorIndex {
     fn count_document(&self, document_id: i64) -> Result<usize> {
         self.shard()
             .count(qdrant_edge::CountRequest {
-                filter: Some(document_filter(document_id)),
+                filter: Some(document_filter(document_id)?),
                 exact: true,
             })
             .map_err(backend)
@@ -282,6 +286,8 @@ mod tests {
         idx.delete_document(11).unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.count().unwrap(), 1);
-        assert!(matches!(EdgeVectorIndex::open(dir.path(), 4), Err(VectorError::Dimension { .. })));
+        drop(idx);
+        let reopened = EdgeVectorIndex::open(dir.path(), 4);
+        assert!(matches!(reopened, Err(VectorError::Dimension { .. })), "{:?}", reopened.err());
     }
 }
