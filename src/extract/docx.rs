@@ -66,8 +66,7 @@ fn check_archive_limits(
         total = total.saturating_add(size);
         if size > 1 << 20 && size / compressed > MAX_COMPRESSION_RATIO {
             return Err(Rejection::ArchiveLimits(format!(
-                "entry {:?} expands {}:1",
-                entry.name(),
+                "an entry expands {}:1 (compression bomb)",
                 size / compressed
             )));
         }
