@@ -110,12 +110,32 @@ enum FontDecoder<'a> {
     Undecodable,
 }
 
-impl FontDecoder<'_> {
+/// What the walker needs to know about one font: how to decode its strings
+/// and how far each code advances the pen (to tell word gaps from kerning).
+struct Font<'a> {
+    decoder: FontDecoder<'a>,
+    /// Composite (Type0) fonts use two-byte codes.
+    two_byte: bool,
+    /// Glyph widths in thousandths of an em, by code.
+    widths: BTreeMap<u32, f32>,
+    default_width: f32,
+}
+
+impl Font<'_> {
     fn decode(&self, bytes: &[u8]) -> Option<String> {
-        match self {
+        match &self.decoder {
             FontDecoder::Known(enc) => enc.bytes_to_string(bytes).ok(),
             FontDecoder::Undecodable => None,
         }
+    }
+
+    fn codes<'b>(&self, bytes: &'b [u8]) -> impl Iterator<Item = u32> + 'b {
+        let step = if self.two_byte { 2 } else { 1 };
+        bytes.chunks(step).map(|c| c.iter().fold(0u32, |acc, &b| (acc << 8) | b as u32))
+    }
+
+    fn width(&self, code: u32) -> f32 {
+        self.widths.get(&code).copied().unwrap_or(self.default_width)
     }
 }
 
@@ -142,19 +162,57 @@ impl<'a> Scope<'a> {
             doc.dereference(entry).ok()
         })
     }
+
+    /// A stream's own /Resources in front of the enclosing scope.
+    fn with_resources_of(&self, doc: &'a Document, dict: &'a Dictionary) -> Scope<'a> {
+        let mut inner = self.clone();
+        if let Ok(res) = dict.get(b"Resources")
+            && let Ok((_, res)) = doc.dereference(res)
+            && let Ok(res) = res.as_dict()
+        {
+            inner.dicts.insert(0, res);
+        }
+        inner
+    }
+}
+
+/// A 2-D affine matrix [a b c d e f] as in the PDF spec (row-vector convention).
+#[derive(Clone, Copy, Debug)]
+struct Matrix([f32; 6]);
+
+impl Matrix {
+    const IDENTITY: Matrix = Matrix([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+
+    /// translate(tx, ty) × self
+    fn translated(self, tx: f32, ty: f32) -> Matrix {
+        let [a, b, c, d, e, f] = self.0;
+        Matrix([a, b, c, d, tx * a + ty * c + e, tx * b + ty * d + f])
+    }
+}
+
+/// Text state that survives across BT/ET (PDF 32000-1 §9.3).
+#[derive(Clone, Copy)]
+struct TextState {
+    font_size: f32,
+    char_spacing: f32,
+    word_spacing: f32,
+    horizontal_scale: f32,
+    leading: f32,
 }
 
 /// Walks content streams and accumulates the page's text.
 struct Walker<'a> {
     doc: &'a Document,
     out: String,
-    fonts: BTreeMap<(Option<ObjectId>, Vec<u8>), std::rc::Rc<FontDecoder<'a>>>,
-    font: Option<std::rc::Rc<FontDecoder<'a>>>,
-    /// Current text line origin (y) and pen x, in text space; enough to tell a
-    /// new line from a word gap.
-    line_y: Option<f32>,
-    last_x: f32,
-    font_size: f32,
+    fonts: BTreeMap<(Option<ObjectId>, Vec<u8>), std::rc::Rc<Font<'a>>>,
+    font: Option<std::rc::Rc<Font<'a>>>,
+    state: TextState,
+    tm: Matrix,
+    tlm: Matrix,
+    /// Where the previous glyph run ended: (x, y, effective font size) in text
+    /// space of the current stream. Comparing it with where the next run starts
+    /// tells a line break from a word gap from kerning.
+    last_end: Option<(f32, f32, f32)>,
     ops: usize,
     shown_glyphs: usize,
     visited_forms: HashSet<ObjectId>,
@@ -167,9 +225,16 @@ impl<'a> Walker<'a> {
             out: String::new(),
             fonts: BTreeMap::new(),
             font: None,
-            line_y: None,
-            last_x: 0.0,
-            font_size: 12.0,
+            state: TextState {
+                font_size: 12.0,
+                char_spacing: 0.0,
+                word_spacing: 0.0,
+                horizontal_scale: 1.0,
+                leading: 0.0,
+            },
+            tm: Matrix::IDENTITY,
+            tlm: Matrix::IDENTITY,
+            last_end: None,
             ops: 0,
             shown_glyphs: 0,
             visited_forms: HashSet::new(),
@@ -182,7 +247,41 @@ impl<'a> Walker<'a> {
             .get_page_content_with_limit(page_id, MAX_STREAM_BYTES)
             .map_err(|e| format!("content stream: {e}"))?;
         let scope = Scope::for_page(self.doc, page_id);
-        self.stream(&data, &scope, 0)
+        let result = self.stream(&data, &scope, 0);
+        self.annotations(page_id, &scope);
+        result
+    }
+
+    /// Text drawn by annotations (filled form fields, free-text notes) lives in
+    /// their appearance streams, not in the page content.
+    fn annotations(&mut self, page_id: ObjectId, scope: &Scope<'a>) {
+        let doc = self.doc;
+        let Ok(page) = doc.get_dictionary(page_id) else { return };
+        let Ok(annots) = page.get_deref(b"Annots", doc).and_then(Object::as_array) else { return };
+        for annot in annots.iter().take(5_000) {
+            let Ok((_, annot)) = doc.dereference(annot) else { continue };
+            let Ok(annot) = annot.as_dict() else { continue };
+            if annot.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"Popup") {
+                continue;
+            }
+            let Ok(normal) = annot.get_deref(b"AP", doc).and_then(Object::as_dict).and_then(|ap| ap.get_deref(b"N", doc)) else {
+                continue;
+            };
+            // /N is either the appearance stream or a dictionary of states (/AS picks one).
+            let stream = match normal {
+                Object::Stream(s) => Some(s),
+                Object::Dictionary(states) => annot
+                    .get(b"AS")
+                    .and_then(Object::as_name)
+                    .ok()
+                    .and_then(|state| states.get_deref(state, doc).ok())
+                    .and_then(|o| o.as_stream().ok()),
+                _ => None,
+            };
+            if let Some(stream) = stream {
+                let _ = self.form_stream(None, stream, scope, 0);
+            }
+        }
     }
 
     fn finish(&mut self) -> String {
@@ -216,28 +315,37 @@ impl<'a> Walker<'a> {
         let num = |i: usize| op.operands.get(i).and_then(|o| o.as_float().ok()).unwrap_or(0.0);
         match op.operator.as_str() {
             "BT" => {
-                self.line_y = None;
-                self.last_x = 0.0;
+                self.tm = Matrix::IDENTITY;
+                self.tlm = Matrix::IDENTITY;
             }
-            "ET" => self.soft_break(),
             "Tf" => {
-                self.font_size = num(1).abs().max(1.0);
-                self.font = op
-                    .operands
-                    .first()
-                    .and_then(|o| o.as_name().ok())
-                    .map(|name| self.font_decoder(scope, name));
+                self.state.font_size = num(1);
+                self.font = op.operands.first().and_then(|o| o.as_name().ok()).map(|name| self.font(scope, name));
             }
-            "Td" | "TD" => self.move_to(num(0), num(1), true),
-            "Tm" => self.move_to(num(4), num(5), false),
-            "T*" => self.newline(),
+            "Tc" => self.state.char_spacing = num(0),
+            "Tw" => self.state.word_spacing = num(0),
+            "Tz" => self.state.horizontal_scale = num(0) / 100.0,
+            "TL" => self.state.leading = num(0),
+            "Td" => self.move_line(num(0), num(1)),
+            "TD" => {
+                self.state.leading = -num(1);
+                self.move_line(num(0), num(1));
+            }
+            "Tm" => {
+                let m = Matrix([num(0), num(1), num(2), num(3), num(4), num(5)]);
+                self.tm = m;
+                self.tlm = m;
+            }
+            "T*" => self.move_line(0.0, -self.state.leading),
             "Tj" => self.show(op.operands.first()),
             "'" => {
-                self.newline();
+                self.move_line(0.0, -self.state.leading);
                 self.show(op.operands.first());
             }
             "\"" => {
-                self.newline();
+                self.state.word_spacing = num(0);
+                self.state.char_spacing = num(1);
+                self.move_line(0.0, -self.state.leading);
                 self.show(op.operands.get(2));
             }
             "TJ" => {
@@ -245,11 +353,11 @@ impl<'a> Walker<'a> {
                     for item in items {
                         match item {
                             Object::String(..) => self.show(Some(item)),
-                            // Kerning in thousandths of an em; a large negative
-                            // adjustment is how many PDFs write a space.
+                            // Adjustment in thousandths of an em, against the writing direction.
                             other => {
-                                if other.as_float().is_ok_and(|k| k < -180.0) {
-                                    self.space();
+                                if let Ok(k) = other.as_float() {
+                                    let tx = -k / 1000.0 * self.state.font_size * self.state.horizontal_scale;
+                                    self.tm = self.tm.translated(tx, 0.0);
                                 }
                             }
                         }
@@ -266,26 +374,32 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    fn font_decoder(&mut self, scope: &Scope<'a>, name: &[u8]) -> std::rc::Rc<FontDecoder<'a>> {
+    fn move_line(&mut self, tx: f32, ty: f32) {
+        self.tlm = self.tlm.translated(tx, ty);
+        self.tm = self.tlm;
+    }
+
+    fn font(&mut self, scope: &Scope<'a>, name: &[u8]) -> std::rc::Rc<Font<'a>> {
         let doc = self.doc;
         let found = scope.lookup(doc, b"Font", name);
         let key = (found.and_then(|(id, _)| id), name.to_vec());
-        if let Some(dec) = self.fonts.get(&key) {
-            return dec.clone();
+        if let Some(font) = self.fonts.get(&key) {
+            return font.clone();
         }
-        let decoder = match found.and_then(|(_, o)| o.as_dict().ok()) {
-            Some(font) => decoder_for(doc, font),
-            None => FontDecoder::Undecodable,
-        };
-        let decoder = std::rc::Rc::new(decoder);
-        self.fonts.insert(key, decoder.clone());
-        decoder
+        let font = std::rc::Rc::new(match found.and_then(|(_, o)| o.as_dict().ok()) {
+            Some(dict) => font_for(doc, dict),
+            None => Font {
+                decoder: FontDecoder::Undecodable,
+                two_byte: false,
+                widths: BTreeMap::new(),
+                default_width: 500.0,
+            },
+        });
+        self.fonts.insert(key, font.clone());
+        font
     }
 
     fn form(&mut self, scope: &Scope<'a>, name: &[u8], depth: usize) -> Result<(), String> {
-        if depth >= MAX_FORM_DEPTH {
-            return Ok(());
-        }
         let doc = self.doc;
         let Some((id, object)) = scope.lookup(doc, b"XObject", name) else {
             return Ok(());
@@ -296,6 +410,13 @@ impl<'a> Walker<'a> {
         if stream.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Form") {
             return Ok(()); // images carry no text layer
         }
+        self.form_stream(id, stream, scope, depth)
+    }
+
+    fn form_stream(&mut self, id: Option<ObjectId>, stream: &'a lopdf::Stream, scope: &Scope<'a>, depth: usize) -> Result<(), String> {
+        if depth >= MAX_FORM_DEPTH {
+            return Ok(());
+        }
         if let Some(id) = id
             && !self.visited_forms.insert(id)
         {
@@ -304,18 +425,16 @@ impl<'a> Walker<'a> {
         let data = stream
             .decompressed_content_with_limit(MAX_STREAM_BYTES)
             .unwrap_or_else(|_| stream.content.clone());
-        let mut inner = scope.clone();
-        if let Ok(res) = stream.dict.get(b"Resources")
-            && let Ok((_, res)) = doc.dereference(res)
-            && let Ok(res) = res.as_dict()
-        {
-            inner.dicts.insert(0, res);
-        }
-        let saved = (self.line_y, self.last_x);
-        self.line_y = None;
+        let inner = scope.with_resources_of(self.doc, &stream.dict);
+        // A form has its own coordinate system: positions inside it cannot be
+        // compared with those outside, so it is set apart by line breaks.
+        let saved = (self.tm, self.tlm, self.state, self.font.clone());
+        self.newline();
+        self.last_end = None;
         let result = self.stream(&data, &inner, depth + 1);
-        self.soft_break();
-        (self.line_y, self.last_x) = saved;
+        self.newline();
+        self.last_end = None;
+        (self.tm, self.tlm, self.state, self.font) = saved;
         result
     }
 
@@ -327,30 +446,35 @@ impl<'a> Walker<'a> {
         let Some(font) = self.font.clone() else {
             return;
         };
+        let [a, b, c, d, e, f] = self.tm.0;
+        let size = (self.state.font_size * (c * c + d * d).sqrt()).abs().max(0.01);
+        if let Some((x0, y0, prev_size)) = self.last_end {
+            // Project the jump onto the writing direction and its normal.
+            let norm = (a * a + b * b).sqrt().max(1e-6);
+            let (dir_x, dir_y) = (a / norm, b / norm);
+            let (dx, dy) = (e - x0, f - y0);
+            let along = dx * dir_x + dy * dir_y;
+            let across = -dx * dir_y + dy * dir_x;
+            let em = size.max(prev_size);
+            if across.abs() > 0.6 * em {
+                self.newline();
+            } else if along > 0.2 * em || along < -1.5 * em {
+                self.space();
+            }
+        }
         if let Some(text) = font.decode(bytes) {
             self.out.push_str(&text);
-            // Approximate advance: half an em per byte is enough to tell a
-            // following small move (kerning) from a word gap.
-            self.last_x += bytes.len() as f32 * 0.5 * self.font_size;
         }
-    }
-
-    fn move_to(&mut self, x: f32, y: f32, relative: bool) {
-        let (new_x, new_y) = if relative {
-            (x, self.line_y.unwrap_or(0.0) + y)
-        } else {
-            (x, y)
-        };
-        match self.line_y {
-            Some(old_y) if (old_y - new_y).abs() > self.font_size * 0.5 => self.newline(),
-            Some(_) if relative && x.abs() > self.font_size * 0.15 => self.space(),
-            Some(_) if !relative && (new_x - self.last_x).abs() > self.font_size * 0.15 => {
-                self.space()
-            }
-            _ => {}
-        }
-        self.line_y = Some(new_y);
-        self.last_x = if relative { 0.0 } else { new_x };
+        let advance: f32 = font
+            .codes(bytes)
+            .map(|code| {
+                let space = if !font.two_byte && code == 32 { self.state.word_spacing } else { 0.0 };
+                font.width(code) / 1000.0 * self.state.font_size + self.state.char_spacing + space
+            })
+            .sum::<f32>()
+            * self.state.horizontal_scale;
+        self.tm = self.tm.translated(advance, 0.0);
+        self.last_end = Some((self.tm.0[4], self.tm.0[5], size));
     }
 
     fn space(&mut self) {
@@ -365,14 +489,82 @@ impl<'a> Walker<'a> {
             self.out.push('\n');
         }
     }
+}
 
-    fn soft_break(&mut self) {
-        self.newline();
+fn font_for<'a>(doc: &'a Document, font: &'a Dictionary) -> Font<'a> {
+    let composite = font.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"Type0");
+    let (widths, default_width) = if composite { cid_widths(doc, font) } else { simple_widths(doc, font) };
+    Font {
+        decoder: decoder_for(doc, font, composite),
+        two_byte: composite,
+        widths,
+        default_width,
     }
 }
 
-fn decoder_for<'a>(doc: &'a Document, font: &'a Dictionary) -> FontDecoder<'a> {
-    let composite = font.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"Type0");
+/// /FirstChar + /Widths of a simple font.
+fn simple_widths(doc: &Document, font: &Dictionary) -> (BTreeMap<u32, f32>, f32) {
+    let mut map = BTreeMap::new();
+    let first = font.get(b"FirstChar").and_then(Object::as_i64).unwrap_or(0).max(0) as u32;
+    if let Ok(widths) = font.get_deref(b"Widths", doc).and_then(Object::as_array) {
+        for (i, w) in widths.iter().take(65_536).enumerate() {
+            if let Ok((_, w)) = doc.dereference(w)
+                && let Ok(w) = w.as_float()
+            {
+                map.insert(first + i as u32, w);
+            }
+        }
+    }
+    // Without widths (standard 14 fonts), half an em is a fair average.
+    let default = map.values().copied().filter(|w| *w > 0.0).sum::<f32>() / map.len().max(1) as f32;
+    (map, if default > 0.0 { default } else { 500.0 })
+}
+
+/// /DW and /W of a composite font's descendant CIDFont (CID = code for
+/// Identity-H, which is what nearly all embedded CID fonts use).
+fn cid_widths(doc: &Document, font: &Dictionary) -> (BTreeMap<u32, f32>, f32) {
+    let mut map = BTreeMap::new();
+    let descendant = font
+        .get_deref(b"DescendantFonts", doc)
+        .and_then(Object::as_array)
+        .ok()
+        .and_then(|a| a.first())
+        .and_then(|d| doc.dereference(d).ok())
+        .and_then(|(_, d)| d.as_dict().ok());
+    let Some(cid_font) = descendant else {
+        return (map, 1000.0);
+    };
+    let default = cid_font.get(b"DW").and_then(Object::as_float).unwrap_or(1000.0);
+    if let Ok(w) = cid_font.get_deref(b"W", doc).and_then(Object::as_array) {
+        let mut i = 0;
+        while i + 1 < w.len() && map.len() < 65_536 {
+            let Ok(first) = w[i].as_i64() else { break };
+            match doc.dereference(&w[i + 1]).map(|(_, o)| o) {
+                Ok(Object::Array(list)) => {
+                    for (j, width) in list.iter().enumerate().take(65_536) {
+                        if let Ok(width) = width.as_float() {
+                            map.insert((first.max(0) as u32).saturating_add(j as u32), width);
+                        }
+                    }
+                    i += 2;
+                }
+                Ok(other) => {
+                    let (Ok(last), Some(width)) = (other.as_i64(), w.get(i + 2).and_then(|o| o.as_float().ok())) else {
+                        break;
+                    };
+                    for cid in first.max(0)..=last.min(first.max(0) + 65_536) {
+                        map.insert(cid as u32, width);
+                    }
+                    i += 3;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    (map, default)
+}
+
+fn decoder_for<'a>(doc: &'a Document, font: &'a Dictionary, composite: bool) -> FontDecoder<'a> {
     let has_to_unicode = font
         .get_deref(b"ToUnicode", doc)
         .and_then(Object::as_stream)
