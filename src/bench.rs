@@ -25,9 +25,7 @@ use crate::retrieve::Mode;
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
     /// Ingest DIR into a scratch data dir; report pages/s, chunks/s, embedding tokens/s.
-    Ingest {
-        dir: PathBuf,
-    },
+    Ingest { dir: PathBuf },
     /// Embedding throughput on the "text" fields of a JSONL file (e.g. a BEIR corpus.jsonl).
     Embed {
         file: PathBuf,
@@ -66,11 +64,20 @@ pub fn run(config: &Config, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Ingest { dir } => ingest(config, dir),
         BenchCommand::Embed { file, limit } => embed(config, file, limit),
-        BenchCommand::Search { seed, queries, chunks, scratch, runs } => search(config, seed, queries, chunks, scratch, runs),
+        BenchCommand::Search {
+            seed,
+            queries,
+            chunks,
+            scratch,
+            runs,
+        } => search(config, seed, queries, chunks, scratch, runs),
     }
 }
 
-fn scratch_config(config: &Config, scratch: Option<PathBuf>) -> Result<(Config, Option<tempfile::TempDir>)> {
+fn scratch_config(
+    config: &Config,
+    scratch: Option<PathBuf>,
+) -> Result<(Config, Option<tempfile::TempDir>)> {
     let mut config = config.clone();
     let holder = match scratch {
         Some(dir) => {
@@ -105,19 +112,33 @@ fn ingest(config: &Config, dir: PathBuf) -> Result<()> {
     library.flush()?;
     let secs = started.elapsed().as_secs_f64();
     let s = library.stats;
-    println!("files {} (indexed {indexed}, rejected or duplicate {rejected}) in {secs:.1} s", files.len());
+    println!(
+        "files {} (indexed {indexed}, rejected or duplicate {rejected}) in {secs:.1} s",
+        files.len()
+    );
     println!("pages/s            {:>10.1}", pages as f64 / secs);
-    println!("chunks/s           {:>10.1}  ({} chunks)", s.chunks as f64 / secs, s.chunks);
-    println!("embed tokens/s     {:>10.1}  ({} tokens in {:.1} s of embedding)", s.embed_tokens as f64 / s.embed_secs.max(1e-9), s.embed_tokens, s.embed_secs);
+    println!(
+        "chunks/s           {:>10.1}  ({} chunks)",
+        s.chunks as f64 / secs,
+        s.chunks
+    );
+    println!(
+        "embed tokens/s     {:>10.1}  ({} tokens in {:.1} s of embedding)",
+        s.embed_tokens as f64 / s.embed_secs.max(1e-9),
+        s.embed_tokens,
+        s.embed_secs
+    );
     println!("index commit s     {:>10.1}", s.index_secs);
     Ok(())
 }
 
 fn read_texts(path: &PathBuf, limit: usize) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()).take(limit) {
-        let r: TextRecord = serde_json::from_str(line).with_context(|| format!("{}: invalid JSON line", path.display()))?;
+        let r: TextRecord = serde_json::from_str(line)
+            .with_context(|| format!("{}: invalid JSON line", path.display()))?;
         out.push((r.title, r.text));
     }
     if out.is_empty() {
@@ -128,7 +149,11 @@ fn read_texts(path: &PathBuf, limit: usize) -> Result<Vec<(String, String)>> {
 
 fn embed(config: &Config, file: PathBuf, limit: usize) -> Result<()> {
     let texts = read_texts(&file, limit)?;
-    let embedder = crate::embed::Embedder::load(&config.embed_model_dir(), config.embed.max_tokens, config.embed.batch_size)?;
+    let embedder = crate::embed::Embedder::load(
+        &config.embed_model_dir(),
+        config.embed.max_tokens,
+        config.embed.batch_size,
+    )?;
     let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
     // Warm-up: page in the weights and let allocators settle.
     embedder.embed(&refs[..refs.len().min(32)])?;
@@ -146,7 +171,14 @@ fn embed(config: &Config, file: PathBuf, limit: usize) -> Result<()> {
     Ok(())
 }
 
-fn search(config: &Config, seed: PathBuf, queries: Option<PathBuf>, chunks: usize, scratch: Option<PathBuf>, runs: usize) -> Result<()> {
+fn search(
+    config: &Config,
+    seed: PathBuf,
+    queries: Option<PathBuf>,
+    chunks: usize,
+    scratch: Option<PathBuf>,
+    runs: usize,
+) -> Result<()> {
     let (mut config, _holder) = scratch_config(config, scratch)?;
     config.ingest.commit_every_documents = usize::MAX;
     let mut library = Library::open(&config)?;
@@ -158,7 +190,10 @@ fn search(config: &Config, seed: PathBuf, queries: Option<PathBuf>, chunks: usiz
     let (bm25, vectors) = library.index_counts()?;
     eprintln!("index: {docs} documents, {total} chunks (BM25 {bm25}, vectors {vectors})");
     let query_path = queries.unwrap_or_else(|| seed.with_file_name("queries.jsonl"));
-    let questions: Vec<String> = read_texts(&query_path, usize::MAX)?.into_iter().map(|(_, t)| t).collect();
+    let questions: Vec<String> = read_texts(&query_path, usize::MAX)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
     for q in questions.iter().take(10) {
         library.search(q, None, 10, Mode::Hybrid)?; // warm caches
     }
@@ -185,7 +220,16 @@ fn search(config: &Config, seed: PathBuf, queries: Option<PathBuf>, chunks: usiz
 fn build_synthetic(library: &mut Library, seed: &PathBuf, count: usize) -> Result<()> {
     let base = read_texts(seed, 5000)?;
     eprintln!("embedding {} seed passages…", base.len());
-    let texts: Vec<String> = base.iter().map(|(t, x)| if t.is_empty() { x.clone() } else { format!("{t}\n{x}") }).collect();
+    let texts: Vec<String> = base
+        .iter()
+        .map(|(t, x)| {
+            if t.is_empty() {
+                x.clone()
+            } else {
+                format!("{t}\n{x}")
+            }
+        })
+        .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = library.embedder().embed(&refs)?;
     let mut rng = SplitMix(0x5eed);
@@ -199,14 +243,21 @@ fn build_synthetic(library: &mut Library, seed: &PathBuf, count: usize) -> Resul
             let a = rng.below(texts.len());
             let b = rng.below(texts.len());
             let text = format!("{}\n\n{}", texts[a], texts[b]);
-            let mut v: Vec<f32> = vectors[a].iter().zip(&vectors[b]).map(|(x, y)| x + y + 0.02 * rng.unit()).collect();
+            let mut v: Vec<f32> = vectors[a]
+                .iter()
+                .zip(&vectors[b])
+                .map(|(x, y)| x + y + 0.02 * rng.unit())
+                .collect();
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
             v.iter_mut().for_each(|x| *x /= norm);
             items.push((format!("synthetic-{}", made + items.len()), text, v));
         }
         library.add_precomputed("bench", &items)?;
         made += n;
-        eprintln!("  {made}/{count} synthetic chunks ({:.0} s)", started.elapsed().as_secs_f64());
+        eprintln!(
+            "  {made}/{count} synthetic chunks ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
     }
     eprintln!("optimizing vector index…");
     library.optimize()?;

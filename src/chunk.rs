@@ -46,7 +46,13 @@ pub fn chunk_pages<'a>(
     out
 }
 
-fn chunk_page(page: u32, text: &str, config: &ChunkConfig, heading: &mut String, out: &mut Vec<Chunk>) {
+fn chunk_page(
+    page: u32,
+    text: &str,
+    config: &ChunkConfig,
+    heading: &mut String,
+    out: &mut Vec<Chunk>,
+) {
     let words = words(text);
     if words.is_empty() {
         return;
@@ -97,11 +103,8 @@ fn choose_end(words: &[Word], start: usize, min_words: usize, config: &ChunkConf
     let target = start + config.target_words;
     let mut best = (i64::MIN, hard_end);
     for e in (start + min_words)..=hard_end {
-        let strength = if e == n {
-            Break::Heading
-        } else {
-            words[e].break_before
-        };
+        // Cutting at the very end of the page is as good as a heading.
+        let strength = words.get(e).map_or(Break::Heading, |w| w.break_before);
         let weight = match strength {
             Break::None => 0,
             Break::Sentence => 25,
@@ -134,7 +137,12 @@ fn words(text: &str) -> Vec<Word> {
     let mut newlines_before = 2; // the page start counts as a paragraph start
     let mut at_line_start = true;
     let mut word_start: Option<usize> = None;
-    let push_word = |words: &mut Vec<Word>, s: usize, e: usize, newlines: usize, line_start: bool, heading: &Option<String>| {
+    let push_word = |words: &mut Vec<Word>,
+                     s: usize,
+                     e: usize,
+                     newlines: usize,
+                     line_start: bool,
+                     heading: &Option<String>| {
         let prev_ends_sentence = words
             .last()
             .map(|w| text[w.byte_start..w.byte_end].ends_with(['.', '!', '?', ':', ';']))
@@ -143,7 +151,7 @@ fn words(text: &str) -> Vec<Word> {
             Break::Heading
         } else if newlines >= 2 {
             Break::Paragraph
-        } else if (line_start && prev_ends_sentence) || prev_ends_sentence {
+        } else if prev_ends_sentence {
             Break::Sentence
         } else {
             Break::None
@@ -158,7 +166,14 @@ fn words(text: &str) -> Vec<Word> {
     for (i, c) in text.char_indices() {
         if c.is_whitespace() {
             if let Some(s) = word_start.take() {
-                push_word(&mut words, s, i, newlines_before, at_line_start, &line_is_heading);
+                push_word(
+                    &mut words,
+                    s,
+                    i,
+                    newlines_before,
+                    at_line_start,
+                    &line_is_heading,
+                );
                 newlines_before = 0;
                 at_line_start = false;
             }
@@ -175,7 +190,14 @@ fn words(text: &str) -> Vec<Word> {
         }
     }
     if let Some(s) = word_start {
-        push_word(&mut words, s, text.len(), newlines_before, at_line_start, &line_is_heading);
+        push_word(
+            &mut words,
+            s,
+            text.len(),
+            newlines_before,
+            at_line_start,
+            &line_is_heading,
+        );
     }
     words
 }
@@ -240,7 +262,11 @@ mod tests {
         let chunks = chunk_pages([(3, text)], &cfg(6, 8, 2));
         assert!(chunks.len() >= 2);
         for c in &chunks {
-            let by_chars: String = text.chars().skip(c.char_start).take(c.char_end - c.char_start).collect();
+            let by_chars: String = text
+                .chars()
+                .skip(c.char_start)
+                .take(c.char_end - c.char_start)
+                .collect();
             assert_eq!(by_chars, c.text);
             assert_eq!(c.page, 3);
         }
@@ -249,25 +275,40 @@ mod tests {
     #[test]
     fn cuts_at_headings_and_tracks_them() {
         let body = "word ".repeat(40);
-        let text = format!("# Intro\n\n{body}\n\n## Leave policy\n\nAnnual leave is 25 days. {body}");
+        let text =
+            format!("# Intro\n\n{body}\n\n## Leave policy\n\nAnnual leave is 25 days. {body}");
         let chunks = chunk_pages([(1, text.as_str())], &cfg(60, 80, 10));
-        let leave = chunks.iter().find(|c| c.text.starts_with("## Leave policy")).expect("chunk starts at heading");
+        let leave = chunks
+            .iter()
+            .find(|c| c.text.starts_with("## Leave policy"))
+            .expect("chunk starts at heading");
         assert_eq!(leave.heading, "Leave policy");
         assert_eq!(chunks[0].heading, "Intro");
-        assert!(!chunks[0].text.contains("Leave policy"), "no chunk crosses a heading");
+        assert!(
+            !chunks[0].text.contains("Leave policy"),
+            "no chunk crosses a heading"
+        );
     }
 
     #[test]
     fn long_text_gets_bounded_overlapping_chunks() {
-        let sentences: String = (0..200).map(|i| format!("Sentence number {i} is here. ")).collect();
+        let sentences: String = (0..200)
+            .map(|i| format!("Sentence number {i} is here. "))
+            .collect();
         let config = cfg(50, 70, 10);
         let chunks = chunk_pages([(1, sentences.as_str())], &config);
         assert!(chunks.len() > 10);
         for pair in chunks.windows(2) {
             let words = pair[0].text.split_whitespace().count();
             assert!(words <= config.max_words, "{words} words");
-            assert!(pair[1].char_start < pair[0].char_end, "consecutive chunks overlap");
-            assert!(pair[1].text.starts_with("Sentence"), "overlap snaps to a sentence start");
+            assert!(
+                pair[1].char_start < pair[0].char_end,
+                "consecutive chunks overlap"
+            );
+            assert!(
+                pair[1].text.starts_with("Sentence"),
+                "overlap snaps to a sentence start"
+            );
         }
         let last = chunks.last().unwrap();
         assert!(sentences.trim_end().ends_with(&last.text));
@@ -275,7 +316,13 @@ mod tests {
 
     #[test]
     fn chunks_never_span_pages_and_blank_pages_yield_nothing() {
-        let chunks = chunk_pages([(1, "first page text"), (2, "   "), (3, "third page")], &cfg(50, 70, 10));
-        assert_eq!(chunks.iter().map(|c| c.page).collect::<Vec<_>>(), vec![1, 3]);
+        let chunks = chunk_pages(
+            [(1, "first page text"), (2, "   "), (3, "third page")],
+            &cfg(50, 70, 10),
+        );
+        assert_eq!(
+            chunks.iter().map(|c| c.page).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
     }
 }

@@ -14,7 +14,11 @@ use crate::library::{Library, Outcome, SearchHit};
 use crate::retrieve::Mode;
 
 #[derive(Parser, Debug)]
-#[command(name = "enclave", version, about = "Private, on-premise RAG appliance: your documents, hybrid search, local models.")]
+#[command(
+    name = "enclave",
+    version,
+    about = "Private, on-premise RAG appliance: your documents, hybrid search, local models."
+)]
 pub struct Cli {
     /// Config file (TOML). Default: ./enclave.toml if present, else built-in defaults.
     #[arg(long, global = true, env = "ENCLAVE_CONFIG")]
@@ -158,7 +162,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Search(args) => search(&config, args),
         Command::Docs(cmd) => docs(&config, cmd),
         Command::Extract(args) => extract_cmd(&config, args),
-        Command::Eval(EvalCommand::Retrieval(args)) => crate::eval::run(&config, args).map(|_| ExitCode::SUCCESS),
+        Command::Eval(EvalCommand::Retrieval(args)) => {
+            crate::eval::run(&config, args).map(|_| ExitCode::SUCCESS)
+        }
         Command::Bench(cmd) => crate::bench::run(&config, cmd).map(|_| ExitCode::SUCCESS),
         Command::Demo(args) => demo(&config, args),
         Command::Config => {
@@ -171,8 +177,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if config.log.json { builder.json().try_init() } else { builder.compact().try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log.json {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
 }
 
 /// Every regular file under `paths`, in a stable order. Symlinked folders are
@@ -180,7 +192,8 @@ fn init_logging(config: &Config) {
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for path in paths {
-        let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             walk(path, &mut out, 0)?;
         } else {
@@ -203,7 +216,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if kind.is_dir() {
             walk(&entry.path(), out, depth + 1)?;
         } else if kind.is_file() || kind.is_symlink() && entry.path().is_file() {
@@ -215,7 +230,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
 
 fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode> {
     let files = collect_files(&args.paths)?;
-    let collection = args.collection.unwrap_or_else(|| config.ingest.default_collection.clone());
+    let collection = args
+        .collection
+        .unwrap_or_else(|| config.ingest.default_collection.clone());
     let mut library = Library::open(config)?;
     let bar = progress_bar(files.len() as u64, args.json);
     let (mut indexed, mut duplicates, mut rejected) = (0usize, 0usize, 0usize);
@@ -224,7 +241,9 @@ fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode> {
         bar.set_message(crate::library::sanitise_name(file));
         let outcome = match library.add_file(file, &collection) {
             Ok(o) => o,
-            Err(e) => Outcome::Rejected { reason: format!("internal error: {e}") },
+            Err(e) => Outcome::Rejected {
+                reason: format!("internal error: {e}"),
+            },
         };
         match &outcome {
             Outcome::Indexed { chunks: c, .. } => {
@@ -250,7 +269,10 @@ fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode> {
         files.len()
     );
     if args.json {
-        println!("{}", serde_json::json!({ "summary": { "files": files.len(), "indexed": indexed, "chunks": chunks, "duplicates": duplicates, "rejected": rejected } }));
+        println!(
+            "{}",
+            serde_json::json!({ "summary": { "files": files.len(), "indexed": indexed, "chunks": chunks, "duplicates": duplicates, "rejected": rejected } })
+        );
     } else {
         println!("{summary}");
     }
@@ -262,20 +284,40 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {wide_msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {wide_msg}")
+    {
         bar.set_style(style);
     }
     bar
 }
 
 fn describe(file: &Path, outcome: &Outcome) -> String {
-    let name = file.display().to_string().chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>();
+    let name = file
+        .display()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect::<String>();
     match outcome {
-        Outcome::Indexed { document_id, pages, chunks, warnings } => {
-            let warn = if warnings.is_empty() { String::new() } else { format!(" [{}]", warnings.join("; ")) };
-            format!("indexed   {name}: document {document_id}, {pages} pages, {chunks} chunks{warn}")
+        Outcome::Indexed {
+            document_id,
+            pages,
+            chunks,
+            warnings,
+        } => {
+            let warn = if warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", warnings.join("; "))
+            };
+            format!(
+                "indexed   {name}: document {document_id}, {pages} pages, {chunks} chunks{warn}"
+            )
         }
-        Outcome::Duplicate { document_id } => format!("duplicate {name}: same content as document {document_id}"),
+        Outcome::Duplicate { document_id } => {
+            format!("duplicate {name}: same content as document {document_id}")
+        }
         Outcome::Rejected { reason } => format!("rejected  {name}: {reason}"),
     }
 }
@@ -298,7 +340,9 @@ fn search(config: &Config, args: SearchArgs) -> Result<ExitCode> {
 }
 
 fn print_hit(rank: usize, hit: &SearchHit) {
-    let side = |s: Option<crate::retrieve::SideScore>| s.map_or("-".to_string(), |s| format!("#{} {:.3}", s.rank, s.score));
+    let side = |s: Option<crate::retrieve::SideScore>| {
+        s.map_or("-".to_string(), |s| format!("#{} {:.3}", s.rank, s.score))
+    };
     println!(
         "{rank:>2}. [{:.4}] {} (doc {}, page {}, chunk {}, {})  bm25 {}  dense {}",
         hit.scores.score,
@@ -310,7 +354,12 @@ fn print_hit(rank: usize, hit: &SearchHit) {
         side(hit.scores.bm25),
         side(hit.scores.dense)
     );
-    let snippet: String = hit.chunk.text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let snippet: String = hit
+        .chunk
+        .text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let snippet: String = snippet.chars().take(300).collect();
     println!("    {snippet}");
 }
@@ -323,7 +372,10 @@ fn docs(config: &Config, cmd: DocsCommand) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&docs)?);
             } else {
-                println!("{:>6}  {:<9} {:<12} {:>5} {:>6} {:>10}  title", "id", "status", "collection", "pages", "chunks", "bytes");
+                println!(
+                    "{:>6}  {:<9} {:<12} {:>5} {:>6} {:>10}  title",
+                    "id", "status", "collection", "pages", "chunks", "bytes"
+                );
                 for d in &docs {
                     println!(
                         "{:>6}  {:<9} {:<12} {:>5} {:>6} {:>10}  {}",
@@ -341,13 +393,25 @@ fn docs(config: &Config, cmd: DocsCommand) -> Result<ExitCode> {
         }
         DocsCommand::Show { id, text, json } => {
             let doc = library.store().document(id)?;
-            let pages = if text { library.store().pages(id)? } else { Vec::new() };
+            let pages = if text {
+                library.store().pages(id)?
+            } else {
+                Vec::new()
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "document": doc, "pages": pages }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "document": doc, "pages": pages })
+                    )?
+                );
             } else {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
                 for (number, has_layer, page_text) in pages {
-                    println!("--- page {number}{} ---", if has_layer { "" } else { " (no text layer)" });
+                    println!(
+                        "--- page {number}{} ---",
+                        if has_layer { "" } else { " (no text layer)" }
+                    );
                     println!("{page_text}");
                 }
             }
@@ -376,7 +440,11 @@ fn docs(config: &Config, cmd: DocsCommand) -> Result<ExitCode> {
 
 fn extract_cmd(config: &Config, args: ExtractArgs) -> Result<ExitCode> {
     let result: std::result::Result<extract::Extracted, Rejection> =
-        extract::worker::extract_isolated(&args.file, &config.extract, config.ingest.max_file_bytes);
+        extract::worker::extract_isolated(
+            &args.file,
+            &config.extract,
+            config.ingest.max_file_bytes,
+        );
     if args.json {
         let value = match &result {
             Ok(e) => serde_json::json!({ "accepted": true, "extracted": e }),
@@ -386,28 +454,52 @@ fn extract_cmd(config: &Config, args: ExtractArgs) -> Result<ExitCode> {
     } else {
         match &result {
             Ok(e) => {
-                println!("format: {}  pages: {}  title: {}", e.format.mime(), e.pages.len(), e.title.as_deref().unwrap_or("-"));
+                println!(
+                    "format: {}  pages: {}  title: {}",
+                    e.format.mime(),
+                    e.pages.len(),
+                    e.title.as_deref().unwrap_or("-")
+                );
                 for w in &e.warnings {
                     println!("warning: {w}");
                 }
                 for p in &e.pages {
-                    println!("--- page {}{} ---", p.number, if p.has_text_layer { "" } else { " (no text layer)" });
+                    println!(
+                        "--- page {}{} ---",
+                        p.number,
+                        if p.has_text_layer {
+                            ""
+                        } else {
+                            " (no text layer)"
+                        }
+                    );
                     println!("{}", p.text);
                 }
             }
             Err(r) => println!("rejected: {r}"),
         }
     }
-    Ok(if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn demo(config: &Config, args: DemoArgs) -> Result<ExitCode> {
     if !args.corpus.is_dir() {
-        bail!("demo corpus {} not found (run from the repository root)", args.corpus.display());
+        bail!(
+            "demo corpus {} not found (run from the repository root)",
+            args.corpus.display()
+        );
     }
     let files = collect_files(std::slice::from_ref(&args.corpus))?;
     let mut library = Library::open(config)?;
-    println!("Ingesting {} demo documents into {} …", files.len(), config.data_dir.display());
+    println!(
+        "Ingesting {} demo documents into {} …",
+        files.len(),
+        config.data_dir.display()
+    );
     for file in &files {
         let outcome = library.add_file(file, "demo")?;
         println!("{}", describe(file, &outcome));
@@ -420,6 +512,8 @@ fn demo(config: &Config, args: DemoArgs) -> Result<ExitCode> {
     for (i, hit) in hits.iter().enumerate() {
         print_hit(i + 1, hit);
     }
-    println!("\nTry your own: cargo run --release -- search \"your question\"   (or: ingest PATH…, docs list)");
+    println!(
+        "\nTry your own: cargo run --release -- search \"your question\"   (or: ingest PATH…, docs list)"
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -124,7 +124,10 @@ impl Embedder {
         Ok(self.embed_counted(texts)?.0)
     }
 
-    fn forward_batch<'e>(&self, batch: impl ExactSizeIterator<Item = &'e Encoded> + Clone) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn forward_batch<'e>(
+        &self,
+        batch: impl ExactSizeIterator<Item = &'e Encoded> + Clone,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let n = batch.len();
         let width = batch.clone().map(|e| e.ids.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![0u32; n * width];

@@ -74,7 +74,10 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     let corpus_path = args.dir.join("corpus.jsonl");
     let queries = read_jsonl::<Query>(&args.dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&args.dir.join("qrels").join("test.tsv"))?;
-    let queries: Vec<Query> = queries.into_iter().filter(|q| qrels.contains_key(&q.id)).collect();
+    let queries: Vec<Query> = queries
+        .into_iter()
+        .filter(|q| qrels.contains_key(&q.id))
+        .collect();
     if queries.is_empty() {
         bail!("no query in queries.jsonl has judgements in qrels/test.tsv");
     }
@@ -95,7 +98,7 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     for doc in read_jsonl::<CorpusDoc>(&corpus_path)? {
         library.add_text("eval", &doc.id, &doc.title, &doc.text)?;
         n_docs += 1;
-        if n_docs % 1000 == 0 {
+        if n_docs.is_multiple_of(1000) {
             eprintln!("indexed {n_docs} documents…");
         }
     }
@@ -111,8 +114,22 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     let runs: [(&str, Mode, FusionParams); 4] = [
         ("bm25", Mode::Bm25, base),
         ("dense", Mode::Dense, base),
-        ("hybrid (rrf)", Mode::Hybrid, FusionParams { fusion: Fusion::Rrf, ..base }),
-        ("hybrid (convex)", Mode::Hybrid, FusionParams { fusion: Fusion::Convex, ..base }),
+        (
+            "hybrid (rrf)",
+            Mode::Hybrid,
+            FusionParams {
+                fusion: Fusion::Rrf,
+                ..base
+            },
+        ),
+        (
+            "hybrid (convex)",
+            Mode::Hybrid,
+            FusionParams {
+                fusion: Fusion::Convex,
+                ..base
+            },
+        ),
     ];
     let mut rows = Vec::new();
     for (name, mode, params) in runs {
@@ -129,13 +146,25 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
                 eprintln!("{name}\t{id}\t{:.4}", m.ndcg_at_10);
             }
         }
-        rows.push(Row { name: name.to_string(), metrics: mean(per_query.iter().map(|(_, m)| *m)), mean_query_ms });
+        rows.push(Row {
+            name: name.to_string(),
+            metrics: mean(per_query.iter().map(|(_, m)| *m)),
+            mean_query_ms,
+        });
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("{}: {} documents, {} queries", args.dir.display(), n_docs, queries.len());
-        println!("{:<16} {:>8} {:>10} {:>11} {:>7} {:>9}", "retriever", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "ms/query");
+        println!(
+            "{}: {} documents, {} queries",
+            args.dir.display(),
+            n_docs,
+            queries.len()
+        );
+        println!(
+            "{:<16} {:>8} {:>10} {:>11} {:>7} {:>9}",
+            "retriever", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "ms/query"
+        );
         for r in &rows {
             let m = r.metrics;
             println!(
@@ -148,21 +177,26 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}: read error", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(&line).with_context(|| format!("{}:{}: invalid JSON line", path.display(), i + 1))?);
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: invalid JSON line", path.display(), i + 1))?,
+        );
     }
     Ok(out)
 }
 
 /// Parse a qrels TSV (query-id, corpus-id, score), with or without a header.
 pub fn read_qrels(path: &Path) -> Result<Qrels> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot open {}", path.display()))?;
     parse_qrels(&text).with_context(|| format!("in {}", path.display()))
 }
 
@@ -177,30 +211,63 @@ pub fn parse_qrels(text: &str) -> Result<Qrels> {
             if i == 0 {
                 continue; // header line
             }
-            bail!("line {}: relevance {:?} is not an integer", i + 1, fields[fields.len() - 1]);
+            bail!(
+                "line {}: relevance {:?} is not an integer",
+                i + 1,
+                fields[fields.len() - 1]
+            );
         };
         // TREC qrels have 4 columns (qid, iteration, docid, rel); BEIR has 3.
-        let doc = if fields.len() >= 4 { fields[2] } else { fields[1] };
-        qrels.entry(fields[0].to_string()).or_default().insert(doc.to_string(), score);
+        let doc = if fields.len() >= 4 {
+            fields[2]
+        } else {
+            fields[1]
+        };
+        qrels
+            .entry(fields[0].to_string())
+            .or_default()
+            .insert(doc.to_string(), score);
     }
     Ok(qrels)
 }
 
 fn dedupe_documents<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<&'a str> {
     let mut seen = HashSet::new();
-    ids.filter(|id| seen.insert(id.as_str())).map(String::as_str).collect()
+    ids.filter(|id| seen.insert(id.as_str()))
+        .map(String::as_str)
+        .collect()
 }
 
 pub fn score_query(ranked: &[&str], judged: &HashMap<String, i32>) -> Metrics {
     let gain = |id: &str| judged.get(id).copied().unwrap_or(0).max(0) as f64;
-    let dcg: f64 = ranked.iter().take(10).enumerate().map(|(i, id)| gain(id) / ((i + 2) as f64).log2()).sum();
+    let dcg: f64 = ranked
+        .iter()
+        .take(10)
+        .enumerate()
+        .map(|(i, id)| gain(id) / ((i + 2) as f64).log2())
+        .sum();
     let mut ideal: Vec<f64> = judged.values().map(|&g| g.max(0) as f64).collect();
     ideal.sort_by(|a, b| b.total_cmp(a));
-    let idcg: f64 = ideal.iter().take(10).enumerate().map(|(i, g)| g / ((i + 2) as f64).log2()).sum();
+    let idcg: f64 = ideal
+        .iter()
+        .take(10)
+        .enumerate()
+        .map(|(i, g)| g / ((i + 2) as f64).log2())
+        .sum();
     let relevant = judged.values().filter(|&&g| g > 0).count();
     let found = |k: usize| ranked.iter().take(k).filter(|id| gain(id) > 0.0).count();
-    let recall = |k: usize| if relevant == 0 { 0.0 } else { found(k) as f64 / relevant as f64 };
-    let mrr = ranked.iter().take(10).position(|id| gain(id) > 0.0).map_or(0.0, |p| 1.0 / (p + 1) as f64);
+    let recall = |k: usize| {
+        if relevant == 0 {
+            0.0
+        } else {
+            found(k) as f64 / relevant as f64
+        }
+    };
+    let mrr = ranked
+        .iter()
+        .take(10)
+        .position(|id| gain(id) > 0.0)
+        .map_or(0.0, |p| 1.0 / (p + 1) as f64);
     Metrics {
         ndcg_at_10: if idcg > 0.0 { dcg / idcg } else { 0.0 },
         recall_at_10: recall(10),
@@ -243,7 +310,12 @@ mod tests {
 
     #[test]
     fn metrics_match_hand_computation() {
-        let judged: HashMap<String, i32> = [("a".to_string(), 2), ("b".to_string(), 1), ("z".to_string(), 0)].into();
+        let judged: HashMap<String, i32> = [
+            ("a".to_string(), 2),
+            ("b".to_string(), 1),
+            ("z".to_string(), 0),
+        ]
+        .into();
         // Perfect ranking.
         let m = score_query(&["a", "b", "c"], &judged);
         assert!((m.ndcg_at_10 - 1.0).abs() < 1e-12);

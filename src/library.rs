@@ -38,11 +38,17 @@ pub enum LibraryError {
     #[error(transparent)]
     Embed(#[from] EmbedError),
     #[error("data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("data directory {0} is in use by another enclave process")]
     Locked(PathBuf),
     #[error("stored original {path}: {source}")]
-    Original { path: PathBuf, source: std::io::Error },
+    Original {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, LibraryError>;
@@ -51,9 +57,18 @@ pub type Result<T> = std::result::Result<T, LibraryError>;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]
 pub enum Outcome {
-    Indexed { document_id: i64, pages: usize, chunks: usize, warnings: Vec<String> },
-    Duplicate { document_id: i64 },
-    Rejected { reason: String },
+    Indexed {
+        document_id: i64,
+        pages: usize,
+        chunks: usize,
+        warnings: Vec<String>,
+    },
+    Duplicate {
+        document_id: i64,
+    },
+    Rejected {
+        reason: String,
+    },
 }
 
 /// Receipt for an erasure: what was removed, checked after the fact.
@@ -90,7 +105,8 @@ pub struct DocumentConsistency {
 impl DocumentConsistency {
     /// Searchable documents must be complete in both indexes.
     pub fn is_consistent(&self) -> bool {
-        self.status != DocStatus::Indexed || (self.bm25_entries == self.chunks && self.vectors == self.chunks)
+        self.status != DocStatus::Indexed
+            || (self.bm25_entries == self.chunks && self.vectors == self.chunks)
     }
 }
 
@@ -130,13 +146,23 @@ impl Library {
     /// since visibility is checked in SQLite.
     pub fn open_without_recovery(config: &Config) -> Result<Library> {
         let data_dir = config.data_dir.clone();
-        let io = |source| LibraryError::DataDir { path: data_dir.clone(), source };
+        let io = |source| LibraryError::DataDir {
+            path: data_dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(data_dir.join("originals")).map_err(io)?;
         let lock = lock_data_dir(&data_dir)?;
         let store = Store::open(&data_dir.join("enclave.sqlite"))?;
-        let embedder = Embedder::load(&config.embed_model_dir(), config.embed.max_tokens, config.embed.batch_size)?;
+        let embedder = Embedder::load(
+            &config.embed_model_dir(),
+            config.embed.max_tokens,
+            config.embed.batch_size,
+        )?;
         let lexical = LexicalIndex::open(&data_dir.join("bm25"), &config.search.language)?;
-        let vectors: Box<dyn VectorIndex> = Box::new(EdgeVectorIndex::open(&data_dir.join("vectors"), embedder.dim())?);
+        let vectors: Box<dyn VectorIndex> = Box::new(EdgeVectorIndex::open(
+            &data_dir.join("vectors"),
+            embedder.dim(),
+        )?);
         Ok(Library {
             config: config.clone(),
             data_dir,
@@ -172,7 +198,10 @@ impl Library {
         }
         let indexing = self.store.documents_with_status(DocStatus::Indexing)?;
         if !indexing.is_empty() {
-            tracing::warn!(documents = indexing.len(), "re-indexing documents interrupted mid-ingest");
+            tracing::warn!(
+                documents = indexing.len(),
+                "re-indexing documents interrupted mid-ingest"
+            );
             // Whatever reached either index before the crash is purged first,
             // so re-adding cannot duplicate entries.
             for id in &indexing {
@@ -184,10 +213,20 @@ impl Library {
             let job = self.store.start_job("recover", None, "")?;
             self.pending = indexing.clone();
             self.flush()?;
-            self.store.finish_job(job, "done", &format!("re-indexed {} documents", indexing.len()), None)?;
+            self.store.finish_job(
+                job,
+                "done",
+                &format!("re-indexed {} documents", indexing.len()),
+                None,
+            )?;
         }
         if abandoned > 0 || !deleting.is_empty() || !indexing.is_empty() {
-            tracing::info!(abandoned, deleting = deleting.len(), reindexed = indexing.len(), "recovery complete");
+            tracing::info!(
+                abandoned,
+                deleting = deleting.len(),
+                reindexed = indexing.len(),
+                "recovery complete"
+            );
         }
         Ok(())
     }
@@ -200,27 +239,43 @@ impl Library {
         let outcome = self.add_file_inner(path, collection, &source_name);
         let (state, detail, doc) = match &outcome {
             Ok(Outcome::Indexed { document_id, .. }) => ("done", String::new(), Some(*document_id)),
-            Ok(Outcome::Duplicate { document_id }) => ("skipped", "duplicate".to_string(), Some(*document_id)),
+            Ok(Outcome::Duplicate { document_id }) => {
+                ("skipped", "duplicate".to_string(), Some(*document_id))
+            }
             Ok(Outcome::Rejected { reason }) => ("rejected", reason.clone(), None),
             Err(e) => ("failed", e.to_string(), None),
         };
         self.store.finish_job(job, state, &detail, doc)?;
         let outcome = outcome?;
-        if matches!(outcome, Outcome::Indexed { .. }) && self.pending.len() >= self.config.ingest.commit_every_documents {
+        if matches!(outcome, Outcome::Indexed { .. })
+            && self.pending.len() >= self.config.ingest.commit_every_documents
+        {
             self.flush()?;
         }
         Ok(outcome)
     }
 
-    fn add_file_inner(&mut self, path: &Path, collection: &str, source_name: &str) -> Result<Outcome> {
-        let rejected = |r: Rejection| Ok(Outcome::Rejected { reason: r.to_string() });
+    fn add_file_inner(
+        &mut self,
+        path: &Path,
+        collection: &str,
+        source_name: &str,
+    ) -> Result<Outcome> {
+        let rejected = |r: Rejection| {
+            Ok(Outcome::Rejected {
+                reason: r.to_string(),
+            })
+        };
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) => return rejected(Rejection::Io(e.to_string())),
         };
         let limit = self.config.ingest.max_file_bytes;
         if meta.len() > limit {
-            return rejected(Rejection::TooLarge { size: meta.len(), limit });
+            return rejected(Rejection::TooLarge {
+                size: meta.len(),
+                limit,
+            });
         }
         if meta.len() == 0 {
             return rejected(Rejection::Empty);
@@ -232,14 +287,23 @@ impl Library {
         let hash = hex::encode(Sha256::digest(&bytes));
         let collection_id = self.store.collection_id(collection)?;
         if let Some(existing) = self.store.find_duplicate(collection_id, &hash)? {
-            return Ok(Outcome::Duplicate { document_id: existing });
+            return Ok(Outcome::Duplicate {
+                document_id: existing,
+            });
         }
         let extracted = match extract::worker::extract_isolated(path, &self.config.extract, limit) {
             Ok(e) => e,
             Err(r) => return rejected(r),
         };
         let stored_path = self.store_original(&hash, &bytes)?;
-        let document_id = self.write_document(collection_id, source_name, &hash, &bytes, &stored_path, &extracted)?;
+        let document_id = self.write_document(
+            collection_id,
+            source_name,
+            &hash,
+            &bytes,
+            &stored_path,
+            &extracted,
+        )?;
         let doc = self.store.document(document_id)?;
         self.pending.push(document_id);
         Ok(Outcome::Indexed {
@@ -252,29 +316,49 @@ impl Library {
 
     /// Ingest already-extracted text (used by `eval`, which feeds corpora that
     /// are not files). Same visibility protocol as files.
-    pub fn add_text(&mut self, collection: &str, name: &str, title: &str, text: &str) -> Result<Outcome> {
+    pub fn add_text(
+        &mut self,
+        collection: &str,
+        name: &str,
+        title: &str,
+        text: &str,
+    ) -> Result<Outcome> {
         let extracted = Extracted {
             format: extract::Format::Text,
             title: (!title.is_empty()).then(|| title.to_string()),
-            pages: vec![extract::Page { number: 1, text: extract::normalise(text), has_text_layer: true }],
+            pages: vec![extract::Page {
+                number: 1,
+                text: extract::normalise(text),
+                has_text_layer: true,
+            }],
             warnings: Vec::new(),
         };
         if !extracted.has_any_text() {
-            return Ok(Outcome::Rejected { reason: Rejection::Empty.to_string() });
+            return Ok(Outcome::Rejected {
+                reason: Rejection::Empty.to_string(),
+            });
         }
         let bytes = text.as_bytes();
         let hash = hex::encode(Sha256::digest(format!("{name}\u{0}{title}\u{0}{text}")));
         let collection_id = self.store.collection_id(collection)?;
         if let Some(existing) = self.store.find_duplicate(collection_id, &hash)? {
-            return Ok(Outcome::Duplicate { document_id: existing });
+            return Ok(Outcome::Duplicate {
+                document_id: existing,
+            });
         }
         let stored_path = self.store_original(&hash, bytes)?;
-        let document_id = self.write_document(collection_id, name, &hash, bytes, &stored_path, &extracted)?;
+        let document_id =
+            self.write_document(collection_id, name, &hash, bytes, &stored_path, &extracted)?;
         self.pending.push(document_id);
         if self.pending.len() >= self.config.ingest.commit_every_documents {
             self.flush()?;
         }
-        Ok(Outcome::Indexed { document_id, pages: 1, chunks: 0, warnings: Vec::new() })
+        Ok(Outcome::Indexed {
+            document_id,
+            pages: 1,
+            chunks: 0,
+            warnings: Vec::new(),
+        })
     }
 
     fn write_document(
@@ -286,7 +370,10 @@ impl Library {
         stored_path: &str,
         extracted: &Extracted,
     ) -> Result<i64> {
-        let chunks = chunk::chunk_pages(extracted.pages.iter().map(|p| (p.number, p.text.as_str())), &self.config.chunk);
+        let chunks = chunk::chunk_pages(
+            extracted.pages.iter().map(|p| (p.number, p.text.as_str())),
+            &self.config.chunk,
+        );
         let title = extracted
             .title
             .clone()
@@ -295,7 +382,11 @@ impl Library {
         let pages: Vec<NewPage<'_>> = extracted
             .pages
             .iter()
-            .map(|p| NewPage { number: p.number, has_text_layer: p.has_text_layer, text: &p.text })
+            .map(|p| NewPage {
+                number: p.number,
+                has_text_layer: p.has_text_layer,
+                text: &p.text,
+            })
             .collect();
         let new_chunks: Vec<NewChunk<'_>> = chunks
             .iter()
@@ -329,7 +420,10 @@ impl Library {
         if path.is_file() {
             return Ok(relative);
         }
-        let err = |source| LibraryError::Original { path: path.clone(), source };
+        let err = |source| LibraryError::Original {
+            path: path.clone(),
+            source,
+        };
         let dir = path.parent().unwrap_or(&self.data_dir);
         std::fs::create_dir_all(dir).map_err(err)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
@@ -356,7 +450,12 @@ impl Library {
         let points: Vec<VectorPoint<'_>> = chunks
             .iter()
             .zip(&vectors)
-            .map(|(c, v)| VectorPoint { chunk_id: c.id, document_id: c.document_id, collection: &c.collection, vector: v })
+            .map(|(c, v)| VectorPoint {
+                chunk_id: c.id,
+                document_id: c.document_id,
+                collection: &c.collection,
+                vector: v,
+            })
             .collect();
         self.vectors.upsert(&points)?;
         self.lexical.commit()?;
@@ -371,14 +470,28 @@ impl Library {
 
     /// Benchmark support: add single-chunk documents whose vectors are already
     /// known, through the same visibility protocol (rows, both indexes, flip).
-    pub fn add_precomputed(&mut self, collection: &str, items: &[(String, String, Vec<f32>)]) -> Result<()> {
+    pub fn add_precomputed(
+        &mut self,
+        collection: &str,
+        items: &[(String, String, Vec<f32>)],
+    ) -> Result<()> {
         self.flush()?;
         let collection_id = self.store.collection_id(collection)?;
         let mut ids = Vec::with_capacity(items.len());
         for (name, text, _) in items {
             let hash = hex::encode(Sha256::digest(format!("{name}\u{0}{text}")));
-            let page = [NewPage { number: 1, has_text_layer: true, text }];
-            let chunk = [NewChunk { page: 1, char_start: 0, char_end: text.chars().count(), heading: "", text }];
+            let page = [NewPage {
+                number: 1,
+                has_text_layer: true,
+                text,
+            }];
+            let chunk = [NewChunk {
+                page: 1,
+                char_start: 0,
+                char_end: text.chars().count(),
+                heading: "",
+                text,
+            }];
             let doc = NewDocument {
                 collection_id,
                 title: name,
@@ -396,7 +509,12 @@ impl Library {
         let points: Vec<VectorPoint<'_>> = chunks
             .iter()
             .zip(items)
-            .map(|(c, (_, _, v))| VectorPoint { chunk_id: c.id, document_id: c.document_id, collection: &c.collection, vector: v })
+            .map(|(c, (_, _, v))| VectorPoint {
+                chunk_id: c.id,
+                document_id: c.document_id,
+                collection: &c.collection,
+                vector: v,
+            })
             .collect();
         self.vectors.upsert(&points)?;
         self.lexical.commit()?;
@@ -418,14 +536,21 @@ impl Library {
     pub fn delete(&mut self, document_id: i64) -> Result<DeletionReceipt> {
         let doc = self.store.document(document_id)?;
         self.store.set_status(document_id, DocStatus::Deleting)?;
-        let job = self.store.start_job("delete", Some(document_id), &doc.source_name)?;
+        let job = self
+            .store
+            .start_job("delete", Some(document_id), &doc.source_name)?;
         let chunk_ids = self.store.chunk_ids_of(document_id)?;
         self.lexical.delete_document(document_id)?;
         self.lexical.commit()?;
         self.vectors.delete_document(document_id)?;
         self.vectors.commit()?;
         let mut original_removed = false;
-        if !doc.stored_path.is_empty() && self.store.stored_path_users(&doc.stored_path, document_id)? == 0 {
+        if !doc.stored_path.is_empty()
+            && self
+                .store
+                .stored_path_users(&doc.stored_path, document_id)?
+                == 0
+        {
             let path = self.data_dir.join(&doc.stored_path);
             match std::fs::remove_file(&path) {
                 Ok(()) => original_removed = true,
@@ -436,7 +561,12 @@ impl Library {
         self.store.delete_document_rows(document_id)?;
         let bm25_entries_remaining = self.lexical.count_document(document_id)?;
         let vectors_remaining = self.vectors.count_document(document_id)?;
-        self.store.finish_job(job, "done", &format!("{} chunks removed", chunk_ids.len()), None)?;
+        self.store.finish_job(
+            job,
+            "done",
+            &format!("{} chunks removed", chunk_ids.len()),
+            None,
+        )?;
         Ok(DeletionReceipt {
             document_id,
             title: doc.title,
@@ -452,20 +582,39 @@ impl Library {
 
     /// Ranked passages for `query`, from `mode`'s retrievers, restricted to
     /// `collections` inside both indexes, and checked visible in SQLite.
-    pub fn search(&self, query: &str, collections: Option<&[String]>, limit: usize, mode: Mode) -> Result<Vec<SearchHit>> {
+    pub fn search(
+        &self,
+        query: &str,
+        collections: Option<&[String]>,
+        limit: usize,
+        mode: Mode,
+    ) -> Result<Vec<SearchHit>> {
         let fused = self.ranked_ids(query, collections, mode)?;
         // Ask SQLite about a few more than needed, in case some are invisible.
-        let window: Vec<i64> = fused.iter().take(limit * 2 + 10).map(|h| h.chunk_id).collect();
+        let window: Vec<i64> = fused
+            .iter()
+            .take(limit * 2 + 10)
+            .map(|h| h.chunk_id)
+            .collect();
         let mut visible = self.store.visible_chunks(&window)?;
         Ok(fused
             .into_iter()
-            .filter_map(|scores| visible.remove(&scores.chunk_id).map(|chunk| SearchHit { chunk, scores }))
+            .filter_map(|scores| {
+                visible
+                    .remove(&scores.chunk_id)
+                    .map(|chunk| SearchHit { chunk, scores })
+            })
             .take(limit)
             .collect())
     }
 
     /// Fused ranking of chunk ids (not yet checked for visibility).
-    pub fn ranked_ids(&self, query: &str, collections: Option<&[String]>, mode: Mode) -> Result<Vec<FusedHit>> {
+    pub fn ranked_ids(
+        &self,
+        query: &str,
+        collections: Option<&[String]>,
+        mode: Mode,
+    ) -> Result<Vec<FusedHit>> {
         self.ranked_ids_with(query, collections, mode, self.fusion_params())
     }
 
@@ -477,7 +626,13 @@ impl Library {
         }
     }
 
-    pub fn ranked_ids_with(&self, query: &str, collections: Option<&[String]>, mode: Mode, params: FusionParams) -> Result<Vec<FusedHit>> {
+    pub fn ranked_ids_with(
+        &self,
+        query: &str,
+        collections: Option<&[String]>,
+        mode: Mode,
+        params: FusionParams,
+    ) -> Result<Vec<FusedHit>> {
         let (lexical, dense) = self.candidates(query, collections, mode)?;
         Ok(match mode {
             Mode::Hybrid => retrieve::fuse(&lexical, &dense, params),
@@ -491,14 +646,23 @@ impl Library {
         query: &str,
         collections: Option<&[String]>,
         mode: Mode,
-    ) -> Result<(Vec<crate::index::lexical::LexicalHit>, Vec<crate::index::vector::VectorHit>)> {
+    ) -> Result<(
+        Vec<crate::index::lexical::LexicalHit>,
+        Vec<crate::index::vector::VectorHit>,
+    )> {
         let k = self.config.search.candidates;
         let use_lex = mode != Mode::Dense;
         let use_dense = mode != Mode::Bm25;
         // Only the indexes and the embedder cross threads (the SQLite handle is not Sync).
         let (lexical, embedder, vectors) = (&self.lexical, &self.embedder, &self.vectors);
         let (lex, dense) = rayon::join(
-            || if use_lex { lexical.search(query, collections, k) } else { Ok(Vec::new()) },
+            || {
+                if use_lex {
+                    lexical.search(query, collections, k)
+                } else {
+                    Ok(Vec::new())
+                }
+            },
             || -> Result<_> {
                 if !use_dense {
                     return Ok(Vec::new());
@@ -549,7 +713,10 @@ fn lock_data_dir(data_dir: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| LibraryError::DataDir { path: path.clone(), source })?;
+        .map_err(|source| LibraryError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a file descriptor we own; released when the file closes
     // (including when the process dies, so a crash never leaves it stuck).
@@ -563,14 +730,27 @@ fn lock_data_dir(data_dir: &Path) -> Result<File> {
 /// A display-safe version of an input file name: no directories, no control
 /// characters, bounded length. Never used to build a path.
 pub fn sanitise_name(path: &Path) -> String {
-    let raw = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let raw = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let clean: String = raw
         .chars()
-        .map(|c| if c.is_control() || c == '/' || c == '\\' { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(200)
         .collect();
     let clean = clean.trim().trim_start_matches('.').to_string();
-    if clean.is_empty() { "unnamed".into() } else { clean }
+    if clean.is_empty() {
+        "unnamed".into()
+    } else {
+        clean
+    }
 }
 
 fn title_from_name(name: &str) -> String {
@@ -590,6 +770,9 @@ mod tests {
         assert_eq!(sanitise_name(Path::new("/x/../../etc/passwd")), "passwd");
         assert_eq!(sanitise_name(Path::new("a\u{7}b\nc.pdf")), "a_b_c.pdf");
         assert_eq!(sanitise_name(Path::new("..")), "unnamed");
-        assert_eq!(title_from_name("annual_leave-policy.pdf"), "annual leave policy");
+        assert_eq!(
+            title_from_name("annual_leave-policy.pdf"),
+            "annual leave policy"
+        );
     }
 }

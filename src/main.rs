@@ -9,7 +9,10 @@ fn main() -> ExitCode {
     // The extraction worker is this binary too; it must start without reading
     // config, models or logs, so it is dispatched before anything else.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == extract::worker::WORKER_SUBCOMMAND) {
+    if args
+        .get(1)
+        .is_some_and(|a| a == extract::worker::WORKER_SUBCOMMAND)
+    {
         let Some(path) = args.get(2) else {
             return ExitCode::from(2);
         };

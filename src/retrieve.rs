@@ -57,13 +57,19 @@ pub struct FusionParams {
 pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -> Vec<FusedHit> {
     let mut by_id: HashMap<i64, FusedHit> = HashMap::with_capacity(lexical.len() + dense.len());
     for (i, h) in lexical.iter().enumerate() {
-        by_id.entry(h.chunk_id).or_insert_with(|| empty(h.chunk_id)).bm25 = Some(SideScore {
+        by_id
+            .entry(h.chunk_id)
+            .or_insert_with(|| empty(h.chunk_id))
+            .bm25 = Some(SideScore {
             rank: i + 1,
             score: h.score,
         });
     }
     for (i, h) in dense.iter().enumerate() {
-        by_id.entry(h.chunk_id).or_insert_with(|| empty(h.chunk_id)).dense = Some(SideScore {
+        by_id
+            .entry(h.chunk_id)
+            .or_insert_with(|| empty(h.chunk_id))
+            .dense = Some(SideScore {
             rank: i + 1,
             score: h.score,
         });
@@ -75,7 +81,9 @@ pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -
         .map(|mut h| {
             h.score = match params.fusion {
                 Fusion::Rrf => {
-                    let rrf = |s: Option<SideScore>| s.map_or(0.0, |s| 1.0 / (params.rrf_k + s.rank as f32));
+                    let rrf = |s: Option<SideScore>| {
+                        s.map_or(0.0, |s| 1.0 / (params.rrf_k + s.rank as f32))
+                    };
                     rrf(h.bm25) + rrf(h.dense)
                 }
                 Fusion::Convex => {
@@ -88,7 +96,11 @@ pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -
             h
         })
         .collect();
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.chunk_id.cmp(&b.chunk_id))
+    });
     hits
 }
 
@@ -97,14 +109,20 @@ pub fn single_side(lexical: &[LexicalHit], dense: &[VectorHit]) -> Vec<FusedHit>
     let lex = lexical.iter().enumerate().map(|(i, h)| FusedHit {
         chunk_id: h.chunk_id,
         score: h.score,
-        bm25: Some(SideScore { rank: i + 1, score: h.score }),
+        bm25: Some(SideScore {
+            rank: i + 1,
+            score: h.score,
+        }),
         dense: None,
     });
     let den = dense.iter().enumerate().map(|(i, h)| FusedHit {
         chunk_id: h.chunk_id,
         score: h.score,
         bm25: None,
-        dense: Some(SideScore { rank: i + 1, score: h.score }),
+        dense: Some(SideScore {
+            rank: i + 1,
+            score: h.score,
+        }),
     });
     lex.chain(den).collect()
 }
@@ -119,11 +137,17 @@ fn empty(chunk_id: i64) -> FusedHit {
 }
 
 fn min_max(scores: impl Iterator<Item = f32>) -> (f32, f32) {
-    scores.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), s| (lo.min(s), hi.max(s)))
+    scores.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), s| {
+        (lo.min(s), hi.max(s))
+    })
 }
 
 fn normalise(score: f32, (lo, hi): (f32, f32)) -> f32 {
-    if hi > lo { (score - lo) / (hi - lo) } else { 1.0 }
+    if hi > lo {
+        (score - lo) / (hi - lo)
+    } else {
+        1.0
+    }
 }
 
 #[cfg(test)]
@@ -131,19 +155,46 @@ mod tests {
     use super::*;
 
     fn lex(ids: &[(i64, f32)]) -> Vec<LexicalHit> {
-        ids.iter().map(|&(chunk_id, score)| LexicalHit { chunk_id, score }).collect()
+        ids.iter()
+            .map(|&(chunk_id, score)| LexicalHit { chunk_id, score })
+            .collect()
     }
     fn den(ids: &[(i64, f32)]) -> Vec<VectorHit> {
-        ids.iter().map(|&(chunk_id, score)| VectorHit { chunk_id, score }).collect()
+        ids.iter()
+            .map(|&(chunk_id, score)| VectorHit { chunk_id, score })
+            .collect()
     }
 
     #[test]
     fn rrf_rewards_agreement_and_keeps_side_scores() {
-        let params = FusionParams { fusion: Fusion::Rrf, rrf_k: 60.0, dense_weight: 0.5 };
-        let hits = fuse(&lex(&[(1, 12.0), (2, 8.0), (3, 2.0)]), &den(&[(4, 0.9), (2, 0.8), (3, 0.7)]), params);
-        assert_eq!(hits[0].chunk_id, 2, "second on both sides beats first on one");
-        assert_eq!(hits[0].bm25, Some(SideScore { rank: 2, score: 8.0 }));
-        assert_eq!(hits[0].dense, Some(SideScore { rank: 2, score: 0.8 }));
+        let params = FusionParams {
+            fusion: Fusion::Rrf,
+            rrf_k: 60.0,
+            dense_weight: 0.5,
+        };
+        let hits = fuse(
+            &lex(&[(1, 12.0), (2, 8.0), (3, 2.0)]),
+            &den(&[(4, 0.9), (2, 0.8), (3, 0.7)]),
+            params,
+        );
+        assert_eq!(
+            hits[0].chunk_id, 2,
+            "second on both sides beats first on one"
+        );
+        assert_eq!(
+            hits[0].bm25,
+            Some(SideScore {
+                rank: 2,
+                score: 8.0
+            })
+        );
+        assert_eq!(
+            hits[0].dense,
+            Some(SideScore {
+                rank: 2,
+                score: 0.8
+            })
+        );
         assert_eq!(hits.len(), 4);
         let four = hits.iter().find(|h| h.chunk_id == 4).unwrap();
         assert!(four.bm25.is_none());
@@ -151,7 +202,11 @@ mod tests {
 
     #[test]
     fn convex_uses_normalised_scores() {
-        let params = FusionParams { fusion: Fusion::Convex, rrf_k: 60.0, dense_weight: 1.0 };
+        let params = FusionParams {
+            fusion: Fusion::Convex,
+            rrf_k: 60.0,
+            dense_weight: 1.0,
+        };
         let hits = fuse(&lex(&[(1, 100.0)]), &den(&[(2, 0.5), (1, 0.1)]), params);
         assert_eq!(hits[0].chunk_id, 2);
         assert!((hits[0].score - 1.0).abs() < 1e-6);

@@ -14,7 +14,9 @@ use serde::Serialize;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database schema version {found} is newer than this binary knows ({known}); upgrade Enclave")]
+    #[error(
+        "database schema version {found} is newer than this binary knows ({known}); upgrade Enclave"
+    )]
     TooNew { found: i64, known: i64 },
     #[error("no such document: {0}")]
     NoSuchDocument(i64),
@@ -436,7 +438,12 @@ impl Store {
         )?)
     }
 
-    pub fn start_job(&self, kind: &str, document_id: Option<i64>, source_name: &str) -> Result<i64> {
+    pub fn start_job(
+        &self,
+        kind: &str,
+        document_id: Option<i64>,
+        source_name: &str,
+    ) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO jobs (kind, document_id, source_name, state) VALUES (?1, ?2, ?3, 'running')",
             params![kind, document_id, source_name],
@@ -444,7 +451,13 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn finish_job(&self, job_id: i64, state: &str, detail: &str, document_id: Option<i64>) -> Result<()> {
+    pub fn finish_job(
+        &self,
+        job_id: i64,
+        state: &str,
+        detail: &str,
+        document_id: Option<i64>,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE jobs SET state = ?2, detail = ?3, document_id = coalesce(?4, document_id),
                  finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
@@ -465,7 +478,8 @@ impl Store {
     }
 }
 
-const DOCUMENT_SELECT: &str = "SELECT d.id, col.name, d.title, d.source_name, d.content_hash, d.mime,
+const DOCUMENT_SELECT: &str =
+    "SELECT d.id, col.name, d.title, d.source_name, d.content_hash, d.mime,
         d.size_bytes, d.page_count, d.chunk_count, d.status, d.warnings, d.stored_path,
         d.created_at, d.indexed_at
      FROM documents d JOIN collections col ON col.id = d.collection_id";
@@ -538,7 +552,10 @@ mod tests {
         store.mark_indexed(&[id]).unwrap();
         assert_eq!(store.visible_chunks(&chunk_ids).unwrap().len(), 1);
         let indexable = store.indexable_chunks(&[id]).unwrap();
-        assert_eq!(indexable[0].indexed_text(), "Leave policy\nAnnual leave is 25 days.");
+        assert_eq!(
+            indexable[0].indexed_text(),
+            "Leave policy\nAnnual leave is 25 days."
+        );
         store.delete_document_rows(id).unwrap();
         assert!(store.chunk_ids_of(id).unwrap().is_empty(), "chunks cascade");
     }

@@ -18,9 +18,18 @@ fn write_corpus(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     for i in 0..FILES {
         let body: String = (0..(20 + i % 40))
-            .map(|j| format!("Clause {j} of memo {i} concerns topic{i} and budget line {}. ", i * 7 + j))
+            .map(|j| {
+                format!(
+                    "Clause {j} of memo {i} concerns topic{i} and budget line {}. ",
+                    i * 7 + j
+                )
+            })
             .collect();
-        std::fs::write(dir.join(format!("memo-{i:04}.txt")), format!("Memo {i}\n\n{body}\n\nmarker{i}x")).unwrap();
+        std::fs::write(
+            dir.join(format!("memo-{i:04}.txt")),
+            format!("Memo {i}\n\n{body}\n\nmarker{i}x"),
+        )
+        .unwrap();
     }
 }
 
@@ -28,8 +37,14 @@ fn assert_no_half_searchable(config: &enclave::config::Config) -> (usize, usize)
     let library = Library::open_without_recovery(config).unwrap();
     let report = library.consistency().unwrap();
     let bad: Vec<_> = report.iter().filter(|d| !d.is_consistent()).collect();
-    assert!(bad.is_empty(), "indexed documents missing index entries: {bad:?}");
-    let hidden: Vec<_> = report.iter().filter(|d| d.status != DocStatus::Indexed).collect();
+    assert!(
+        bad.is_empty(),
+        "indexed documents missing index entries: {bad:?}"
+    );
+    let hidden: Vec<_> = report
+        .iter()
+        .filter(|d| d.status != DocStatus::Indexed)
+        .collect();
     // Documents not yet `indexed` must be invisible to every retriever, whatever
     // the indexes hold for them.
     for d in hidden.iter().take(5) {
@@ -38,7 +53,11 @@ fn assert_no_half_searchable(config: &enclave::config::Config) -> (usize, usize)
         let marker = format!("marker{n}x");
         for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
             let hits = library.search(&marker, None, 50, mode).unwrap();
-            assert!(hits.iter().all(|h| h.chunk.document_id != d.document_id), "{mode:?} returned invisible document {}", d.document_id);
+            assert!(
+                hits.iter().all(|h| h.chunk.document_id != d.document_id),
+                "{mode:?} returned invisible document {}",
+                d.document_id
+            );
         }
     }
     (report.len() - hidden.len(), hidden.len())
@@ -71,7 +90,9 @@ fn sigkill_during_ingest_never_leaves_a_half_searchable_document() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let wait_ms = 1500 + (seed >> 33) % 2500;
         std::thread::sleep(Duration::from_millis(wait_ms));
         if child.try_wait().unwrap().is_none() {
@@ -82,19 +103,41 @@ fn sigkill_during_ingest_never_leaves_a_half_searchable_document() {
         let (visible, hidden) = assert_no_half_searchable(&config);
         eprintln!("after kill at {wait_ms} ms: {visible} searchable, {hidden} pending");
     }
-    assert!(kills >= 3, "the ingest finished too fast to be interrupted; enlarge the corpus");
+    assert!(
+        kills >= 3,
+        "the ingest finished too fast to be interrupted; enlarge the corpus"
+    );
 
     // Reopening finishes interrupted work; a final ingest adds the rest.
     drop(Library::open(&config).unwrap());
-    let out = common::run_ok(common::enclave(&data).arg("--config").arg(&config_file).arg("ingest").arg(&corpus));
+    let out = common::run_ok(
+        common::enclave(&data)
+            .arg("--config")
+            .arg(&config_file)
+            .arg("ingest")
+            .arg(&corpus),
+    );
     assert!(out.contains(&format!("{FILES} files")), "{out}");
     let library = Library::open(&config).unwrap();
     let report = library.consistency().unwrap();
-    assert_eq!(report.len(), FILES, "every file is in the library exactly once");
-    assert!(report.iter().all(|d| d.status == DocStatus::Indexed && d.is_consistent()), "{report:?}");
+    assert_eq!(
+        report.len(),
+        FILES,
+        "every file is in the library exactly once"
+    );
+    assert!(
+        report
+            .iter()
+            .all(|d| d.status == DocStatus::Indexed && d.is_consistent()),
+        "{report:?}"
+    );
     let total_chunks: u64 = report.iter().map(|d| d.chunks).sum();
     let (bm25, vectors) = library.index_counts().unwrap();
-    assert_eq!((bm25, vectors as u64), (total_chunks, total_chunks), "no duplicate index entries");
+    assert_eq!(
+        (bm25, vectors as u64),
+        (total_chunks, total_chunks),
+        "no duplicate index entries"
+    );
     let hits = library.search("marker123x", None, 3, Mode::Bm25).unwrap();
     assert_eq!(hits[0].chunk.document_title, "memo 0123");
 }

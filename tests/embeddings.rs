@@ -19,7 +19,8 @@ struct Item {
 
 #[test]
 fn vectors_match_sentence_transformers() {
-    let fixture: Fixture = serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
+    let fixture: Fixture =
+        serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
     let embedder = Embedder::load(&common::models_dir().join("all-MiniLM-L6-v2"), 256, 4).unwrap();
     assert_eq!(embedder.dim(), 384);
     let texts: Vec<&str> = fixture.items.iter().map(|i| i.text.as_str()).collect();
@@ -33,5 +34,11 @@ fn vectors_match_sentence_transformers() {
         let single = embedder.embed_one(&item.text).unwrap();
         assert!(cosine(&single, got) > 0.9999, "batching changes nothing");
     }
-    assert_eq!(embedder.token_count(&fixture.items.last().unwrap().text).unwrap(), 256, "truncated to 256");
+    assert_eq!(
+        embedder
+            .token_count(&fixture.items.last().unwrap().text)
+            .unwrap(),
+        256,
+        "truncated to 256"
+    );
 }

@@ -16,14 +16,19 @@ const CORE_PROPS_PART: &str = "docProps/core.xml";
 const MAX_COMPRESSION_RATIO: u64 = 200;
 
 pub fn extract(bytes: &[u8], limits: &ParseLimits) -> Result<Extracted, Rejection> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| malformed(e.to_string()))?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| malformed(e.to_string()))?;
     check_archive_limits(&mut archive, limits)?;
     if archive.index_for_name(DOCUMENT_PART).is_none() {
         return Err(Rejection::Unsupported(
             "zip archive that is not a Word (DOCX) document".into(),
         ));
     }
-    let xml = read_part(&mut archive, DOCUMENT_PART, limits.max_archive_uncompressed_bytes)?;
+    let xml = read_part(
+        &mut archive,
+        DOCUMENT_PART,
+        limits.max_archive_uncompressed_bytes,
+    )?;
     let title = if archive.index_for_name(CORE_PROPS_PART).is_some() {
         read_part(&mut archive, CORE_PROPS_PART, 1 << 20)
             .ok()
@@ -60,7 +65,9 @@ fn check_archive_limits(
     }
     let mut total: u64 = 0;
     for i in 0..archive.len() {
-        let entry = archive.by_index_raw(i).map_err(|e| malformed(e.to_string()))?;
+        let entry = archive
+            .by_index_raw(i)
+            .map_err(|e| malformed(e.to_string()))?;
         let size = entry.size();
         let compressed = entry.compressed_size().max(1);
         total = total.saturating_add(size);
@@ -85,7 +92,9 @@ fn read_part(
     name: &str,
     cap: u64,
 ) -> Result<Vec<u8>, Rejection> {
-    let entry = archive.by_name(name).map_err(|e| malformed(e.to_string()))?;
+    let entry = archive
+        .by_name(name)
+        .map_err(|e| malformed(e.to_string()))?;
     let mut out = Vec::new();
     entry
         .take(cap + 1)
@@ -264,7 +273,11 @@ pub(crate) mod tests {
         let e = extract(&docx, &limits()).unwrap();
         assert_eq!(e.pages.len(), 2);
         assert!(e.pages[0].text.contains("# Intro"), "{:?}", e.pages);
-        assert!(e.pages[0].text.contains("Hello world & co"), "{:?}", e.pages);
+        assert!(
+            e.pages[0].text.contains("Hello world & co"),
+            "{:?}",
+            e.pages
+        );
         assert!(e.pages[1].text.contains("Second page"));
     }
 

@@ -7,13 +7,38 @@ use scraper::{ElementRef, Html, Node};
 use super::{Extracted, Format, Page, Rejection};
 
 const SKIP: &[&str] = &[
-    "script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object",
-    "canvas", "button", "select", "input", "textarea",
+    "script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object", "canvas",
+    "button", "select", "input", "textarea",
 ];
 const BLOCK: &[&str] = &[
-    "p", "div", "section", "article", "main", "header", "footer", "nav", "aside", "ul", "ol",
-    "li", "table", "tr", "blockquote", "pre", "br", "hr", "dl", "dt", "dd", "figure",
-    "figcaption", "address", "form", "fieldset", "details", "summary",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "nav",
+    "aside",
+    "ul",
+    "ol",
+    "li",
+    "table",
+    "tr",
+    "blockquote",
+    "pre",
+    "br",
+    "hr",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "address",
+    "form",
+    "fieldset",
+    "details",
+    "summary",
 ];
 
 pub fn extract(bytes: &[u8]) -> Result<Extracted, Rejection> {
@@ -123,10 +148,22 @@ fn collapse(s: &str) -> String {
 fn collapse_keep_edges(s: &str) -> String {
     let inner = collapse(s);
     if inner.is_empty() {
-        return if s.is_empty() { String::new() } else { " ".into() };
+        return if s.is_empty() {
+            String::new()
+        } else {
+            " ".into()
+        };
     }
-    let lead = if s.starts_with(char::is_whitespace) { " " } else { "" };
-    let trail = if s.ends_with(char::is_whitespace) { " " } else { "" };
+    let lead = if s.starts_with(char::is_whitespace) {
+        " "
+    } else {
+        ""
+    };
+    let trail = if s.ends_with(char::is_whitespace) {
+        " "
+    } else {
+        ""
+    };
     format!("{lead}{inner}{trail}")
 }
 

@@ -131,11 +131,16 @@ impl Font<'_> {
 
     fn codes<'b>(&self, bytes: &'b [u8]) -> impl Iterator<Item = u32> + 'b {
         let step = if self.two_byte { 2 } else { 1 };
-        bytes.chunks(step).map(|c| c.iter().fold(0u32, |acc, &b| (acc << 8) | b as u32))
+        bytes
+            .chunks(step)
+            .map(|c| c.iter().fold(0u32, |acc, &b| (acc << 8) | b as u32))
     }
 
     fn width(&self, code: u32) -> f32 {
-        self.widths.get(&code).copied().unwrap_or(self.default_width)
+        self.widths
+            .get(&code)
+            .copied()
+            .unwrap_or(self.default_width)
     }
 }
 
@@ -155,7 +160,12 @@ impl<'a> Scope<'a> {
         Scope { dicts }
     }
 
-    fn lookup(&self, doc: &'a Document, category: &[u8], name: &[u8]) -> Option<(Option<ObjectId>, &'a Object)> {
+    fn lookup(
+        &self,
+        doc: &'a Document,
+        category: &[u8],
+        name: &[u8],
+    ) -> Option<(Option<ObjectId>, &'a Object)> {
         self.dicts.iter().find_map(|dict| {
             let (_, cat) = doc.dereference(dict.get(category).ok()?).ok()?;
             let entry = cat.as_dict().ok()?.get(name).ok()?;
@@ -256,15 +266,25 @@ impl<'a> Walker<'a> {
     /// their appearance streams, not in the page content.
     fn annotations(&mut self, page_id: ObjectId, scope: &Scope<'a>) {
         let doc = self.doc;
-        let Ok(page) = doc.get_dictionary(page_id) else { return };
-        let Ok(annots) = page.get_deref(b"Annots", doc).and_then(Object::as_array) else { return };
+        let Ok(page) = doc.get_dictionary(page_id) else {
+            return;
+        };
+        let Ok(annots) = page.get_deref(b"Annots", doc).and_then(Object::as_array) else {
+            return;
+        };
         for annot in annots.iter().take(5_000) {
-            let Ok((_, annot)) = doc.dereference(annot) else { continue };
+            let Ok((_, annot)) = doc.dereference(annot) else {
+                continue;
+            };
             let Ok(annot) = annot.as_dict() else { continue };
             if annot.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"Popup") {
                 continue;
             }
-            let Ok(normal) = annot.get_deref(b"AP", doc).and_then(Object::as_dict).and_then(|ap| ap.get_deref(b"N", doc)) else {
+            let Ok(normal) = annot
+                .get_deref(b"AP", doc)
+                .and_then(Object::as_dict)
+                .and_then(|ap| ap.get_deref(b"N", doc))
+            else {
                 continue;
             };
             // /N is either the appearance stream or a dictionary of states (/AS picks one).
@@ -291,7 +311,11 @@ impl<'a> Walker<'a> {
         let total = text.chars().filter(|c| !c.is_whitespace()).count();
         let bad = text
             .chars()
-            .filter(|&c| c == '\u{fffd}' || ('\u{e000}'..='\u{f8ff}').contains(&c) || c.is_control() && c != '\n')
+            .filter(|&c| {
+                c == '\u{fffd}'
+                    || ('\u{e000}'..='\u{f8ff}').contains(&c)
+                    || c.is_control() && c != '\n'
+            })
             .count();
         if total > 0 && bad * 3 > total {
             return String::new();
@@ -312,7 +336,12 @@ impl<'a> Walker<'a> {
     }
 
     fn operation(&mut self, op: &Operation, scope: &Scope<'a>, depth: usize) -> Result<(), String> {
-        let num = |i: usize| op.operands.get(i).and_then(|o| o.as_float().ok()).unwrap_or(0.0);
+        let num = |i: usize| {
+            op.operands
+                .get(i)
+                .and_then(|o| o.as_float().ok())
+                .unwrap_or(0.0)
+        };
         match op.operator.as_str() {
             "BT" => {
                 self.tm = Matrix::IDENTITY;
@@ -320,7 +349,11 @@ impl<'a> Walker<'a> {
             }
             "Tf" => {
                 self.state.font_size = num(1);
-                self.font = op.operands.first().and_then(|o| o.as_name().ok()).map(|name| self.font(scope, name));
+                self.font = op
+                    .operands
+                    .first()
+                    .and_then(|o| o.as_name().ok())
+                    .map(|name| self.font(scope, name));
             }
             "Tc" => self.state.char_spacing = num(0),
             "Tw" => self.state.word_spacing = num(0),
@@ -356,7 +389,9 @@ impl<'a> Walker<'a> {
                             // Adjustment in thousandths of an em, against the writing direction.
                             other => {
                                 if let Ok(k) = other.as_float() {
-                                    let tx = -k / 1000.0 * self.state.font_size * self.state.horizontal_scale;
+                                    let tx = -k / 1000.0
+                                        * self.state.font_size
+                                        * self.state.horizontal_scale;
                                     self.tm = self.tm.translated(tx, 0.0);
                                 }
                             }
@@ -413,7 +448,13 @@ impl<'a> Walker<'a> {
         self.form_stream(id, stream, scope, depth)
     }
 
-    fn form_stream(&mut self, id: Option<ObjectId>, stream: &'a lopdf::Stream, scope: &Scope<'a>, depth: usize) -> Result<(), String> {
+    fn form_stream(
+        &mut self,
+        id: Option<ObjectId>,
+        stream: &'a lopdf::Stream,
+        scope: &Scope<'a>,
+        depth: usize,
+    ) -> Result<(), String> {
         if depth >= MAX_FORM_DEPTH {
             return Ok(());
         }
@@ -447,7 +488,9 @@ impl<'a> Walker<'a> {
             return;
         };
         let [a, b, c, d, e, f] = self.tm.0;
-        let size = (self.state.font_size * (c * c + d * d).sqrt()).abs().max(0.01);
+        let size = (self.state.font_size * (c * c + d * d).sqrt())
+            .abs()
+            .max(0.01);
         if let Some((x0, y0, prev_size)) = self.last_end {
             // Project the jump onto the writing direction and its normal.
             let norm = (a * a + b * b).sqrt().max(1e-6);
@@ -468,7 +511,11 @@ impl<'a> Walker<'a> {
         let advance: f32 = font
             .codes(bytes)
             .map(|code| {
-                let space = if !font.two_byte && code == 32 { self.state.word_spacing } else { 0.0 };
+                let space = if !font.two_byte && code == 32 {
+                    self.state.word_spacing
+                } else {
+                    0.0
+                };
                 font.width(code) / 1000.0 * self.state.font_size + self.state.char_spacing + space
             })
             .sum::<f32>()
@@ -493,7 +540,11 @@ impl<'a> Walker<'a> {
 
 fn font_for<'a>(doc: &'a Document, font: &'a Dictionary) -> Font<'a> {
     let composite = font.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"Type0");
-    let (widths, default_width) = if composite { cid_widths(doc, font) } else { simple_widths(doc, font) };
+    let (widths, default_width) = if composite {
+        cid_widths(doc, font)
+    } else {
+        simple_widths(doc, font)
+    };
     Font {
         decoder: decoder_for(doc, font, composite),
         two_byte: composite,
@@ -505,7 +556,11 @@ fn font_for<'a>(doc: &'a Document, font: &'a Dictionary) -> Font<'a> {
 /// /FirstChar + /Widths of a simple font.
 fn simple_widths(doc: &Document, font: &Dictionary) -> (BTreeMap<u32, f32>, f32) {
     let mut map = BTreeMap::new();
-    let first = font.get(b"FirstChar").and_then(Object::as_i64).unwrap_or(0).max(0) as u32;
+    let first = font
+        .get(b"FirstChar")
+        .and_then(Object::as_i64)
+        .unwrap_or(0)
+        .max(0) as u32;
     if let Ok(widths) = font.get_deref(b"Widths", doc).and_then(Object::as_array) {
         for (i, w) in widths.iter().take(65_536).enumerate() {
             if let Ok((_, w)) = doc.dereference(w)
@@ -534,7 +589,10 @@ fn cid_widths(doc: &Document, font: &Dictionary) -> (BTreeMap<u32, f32>, f32) {
     let Some(cid_font) = descendant else {
         return (map, 1000.0);
     };
-    let default = cid_font.get(b"DW").and_then(Object::as_float).unwrap_or(1000.0);
+    let default = cid_font
+        .get(b"DW")
+        .and_then(Object::as_float)
+        .unwrap_or(1000.0);
     if let Ok(w) = cid_font.get_deref(b"W", doc).and_then(Object::as_array) {
         let mut i = 0;
         while i + 1 < w.len() && map.len() < 65_536 {
@@ -549,7 +607,9 @@ fn cid_widths(doc: &Document, font: &Dictionary) -> (BTreeMap<u32, f32>, f32) {
                     i += 2;
                 }
                 Ok(other) => {
-                    let (Ok(last), Some(width)) = (other.as_i64(), w.get(i + 2).and_then(|o| o.as_float().ok())) else {
+                    let (Ok(last), Some(width)) =
+                        (other.as_i64(), w.get(i + 2).and_then(|o| o.as_float().ok()))
+                    else {
                         break;
                     };
                     for cid in first.max(0)..=last.min(first.max(0) + 65_536) {
@@ -571,7 +631,10 @@ fn decoder_for<'a>(doc: &'a Document, font: &'a Dictionary, composite: bool) -> 
         .is_ok();
     if composite && !has_to_unicode {
         // Predefined Unicode CMaps (UniGB-UCS2-H, …) decode without ToUnicode.
-        let encoding = font.get(b"Encoding").and_then(Object::as_name).unwrap_or(b"");
+        let encoding = font
+            .get(b"Encoding")
+            .and_then(Object::as_name)
+            .unwrap_or(b"");
         if !encoding.starts_with(b"Uni") {
             return FontDecoder::Undecodable;
         }
@@ -616,7 +679,8 @@ mod tests {
             },
             "MediaBox" => vec![0.into(), 0.into(), 600.into(), 800.into()],
         });
-        let blank_content = doc.add_object(Stream::new(dictionary! {}, b"0 0 m 10 10 l S".to_vec()));
+        let blank_content =
+            doc.add_object(Stream::new(dictionary! {}, b"0 0 m 10 10 l S".to_vec()));
         let blank = doc.add_object(dictionary! {
             "Type" => "Page", "Parent" => pages_id, "Contents" => blank_content,
             "MediaBox" => vec![0.into(), 0.into(), 600.into(), 800.into()],
@@ -643,8 +707,15 @@ mod tests {
         assert!(text.contains("Kerned gap"), "{text:?}");
         assert!(text.contains("Inside the form"), "{text:?}");
         assert!(e.pages[0].has_text_layer);
-        assert!(!e.pages[1].has_text_layer, "a page with only graphics has no text layer");
-        assert!(e.warnings.iter().any(|w| w.contains("1 of 2 pages")), "{:?}", e.warnings);
+        assert!(
+            !e.pages[1].has_text_layer,
+            "a page with only graphics has no text layer"
+        );
+        assert!(
+            e.warnings.iter().any(|w| w.contains("1 of 2 pages")),
+            "{:?}",
+            e.warnings
+        );
     }
 
     #[test]

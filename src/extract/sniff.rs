@@ -45,7 +45,10 @@ const OTHER_MAGIC: &[(&[u8], &str)] = &[
     (b"Rar!", "RAR archive"),
     (b"\x7fELF", "ELF executable"),
     (b"MZ", "Windows executable"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office (OLE) document"),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "legacy Office (OLE) document",
+    ),
     (b"{\\rtf", "RTF document"),
     (b"SQLite format 3\x00", "SQLite database"),
 ];
@@ -138,7 +141,10 @@ mod tests {
             detect(b"<!DOCTYPE html><html><body>x</body></html>").unwrap(),
             Format::Html
         );
-        assert_eq!(detect(b"# Title\n\nSome *text*.\n").unwrap(), Format::Markdown);
+        assert_eq!(
+            detect(b"# Title\n\nSome *text*.\n").unwrap(),
+            Format::Markdown
+        );
         assert_eq!(detect(b"Just words.\nMore words.\n").unwrap(), Format::Text);
         assert_eq!(detect("caf\u{e9}".as_bytes()).unwrap(), Format::Text);
         assert_eq!(

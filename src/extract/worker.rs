@@ -62,7 +62,10 @@ pub fn extract_isolated(
         .map_err(|e| Rejection::WorkerFailed(format!("cannot start worker: {e}")))?;
 
     // JSON escaping can grow text; allow headroom over the text limit.
-    let stdout_cap = config.max_output_bytes.saturating_mul(2).saturating_add(1 << 20);
+    let stdout_cap = config
+        .max_output_bytes
+        .saturating_mul(2)
+        .saturating_add(1 << 20);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let out_reader = std::thread::spawn(move || read_capped(stdout, stdout_cap));

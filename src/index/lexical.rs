@@ -108,11 +108,10 @@ impl LexicalIndex {
         std::fs::create_dir_all(dir)?;
         let (schema, fields) = schema();
         let directory = tantivy::directory::MmapDirectory::open(dir)?;
-        let index = Index::open_or_create(directory, schema.clone())
-            .map_err(|e| match e {
-                tantivy::TantivyError::SchemaError(_) => LexicalError::SchemaMismatch,
-                other => LexicalError::Tantivy(other),
-            })?;
+        let index = Index::open_or_create(directory, schema.clone()).map_err(|e| match e {
+            tantivy::TantivyError::SchemaError(_) => LexicalError::SchemaMismatch,
+            other => LexicalError::Tantivy(other),
+        })?;
         let lang = stemmer_language(language).unwrap_or(Some(Language::English));
         let analyzer = match lang {
             Some(lang) => TextAnalyzer::builder(SimpleTokenizer::default())
@@ -207,11 +206,19 @@ impl LexicalIndex {
             Term::from_field_u64(self.fields.document_id, document_id as u64),
             IndexRecordOption::Basic,
         );
-        Ok(self.reader.searcher().search(&query, &tantivy::collector::Count)? as u64)
+        Ok(self
+            .reader
+            .searcher()
+            .search(&query, &tantivy::collector::Count)? as u64)
     }
 
     /// BM25 search, restricted to `collections` when given.
-    pub fn search(&self, query: &str, collections: Option<&[String]>, limit: usize) -> Result<Vec<LexicalHit>> {
+    pub fn search(
+        &self,
+        query: &str,
+        collections: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<LexicalHit>> {
         if limit == 0 || query.trim().is_empty() {
             return Ok(Vec::new());
         }
@@ -282,9 +289,17 @@ mod tests {
             chunk(3, 11, "legal", "Unrelated clause about payment."),
         ])
         .unwrap();
-        assert!(idx.search("leave", None, 10).unwrap().is_empty(), "not visible before commit");
+        assert!(
+            idx.search("leave", None, 10).unwrap().is_empty(),
+            "not visible before commit"
+        );
         idx.commit().unwrap();
-        let all: Vec<i64> = idx.search("leaves", None, 10).unwrap().iter().map(|h| h.chunk_id).collect();
+        let all: Vec<i64> = idx
+            .search("leaves", None, 10)
+            .unwrap()
+            .iter()
+            .map(|h| h.chunk_id)
+            .collect();
         assert!(all.contains(&1), "stemming matches leaves→leave: {all:?}");
         let hr = idx.search("leave", Some(&["hr".to_string()]), 10).unwrap();
         assert_eq!(hr.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), vec![1]);

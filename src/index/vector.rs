@@ -10,18 +10,20 @@ use std::sync::Mutex;
 
 use qdrant_edge::external::serde_json::json;
 use qdrant_edge::{
-    AnyVariants, Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeShard,
-    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, MatchAny,
-    NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations, PointOperations,
-    PointStruct, QueryEnum, SearchParams, SearchRequest, UpdateOperation, ValueVariants,
-    VectorInternal, WithPayloadInterface,
+    AnyVariants, Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder,
+    EdgeShard, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath,
+    Match, MatchAny, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId,
+    PointInsertOperations, PointOperations, PointStruct, QueryEnum, SearchParams, SearchRequest,
+    UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {
     #[error("vector index: {0}")]
     Backend(String),
-    #[error("vector index expects {expected}-dimensional vectors, got {got}; run `enclave reindex` after changing the embedding model")]
+    #[error(
+        "vector index expects {expected}-dimensional vectors, got {got}; run `enclave reindex` after changing the embedding model"
+    )]
     Dimension { expected: usize, got: usize },
 }
 
@@ -49,7 +51,12 @@ pub trait VectorIndex: Send + Sync {
     /// Remove every point of a document.
     fn delete_document(&self, document_id: i64) -> Result<()>;
     /// Nearest chunks by cosine similarity, restricted to `collections` when given.
-    fn search(&self, vector: &[f32], collections: Option<&[String]>, limit: usize) -> Result<Vec<VectorHit>>;
+    fn search(
+        &self,
+        vector: &[f32],
+        collections: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<VectorHit>>;
     /// Make all changes so far durable.
     fn commit(&self) -> Result<()>;
     /// Number of points stored.
@@ -79,7 +86,10 @@ impl EdgeVectorIndex {
         let fresh = !dir.join("edge_config.json").exists();
         let shard = if fresh {
             let config = EdgeConfigBuilder::new()
-                .vector(DEFAULT_VECTOR_NAME, EdgeVectorParamsBuilder::new(dim, Distance::Cosine).build())
+                .vector(
+                    DEFAULT_VECTOR_NAME,
+                    EdgeVectorParamsBuilder::new(dim, Distance::Cosine).build(),
+                )
                 .build();
             let shard = EdgeShard::new(dir, config).map_err(backend)?;
             for (key, kind) in [
@@ -87,12 +97,12 @@ impl EdgeVectorIndex {
                 (DOCUMENT_KEY, PayloadSchemaType::Integer),
             ] {
                 shard
-                    .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
-                        CreateIndex {
+                    .update(UpdateOperation::FieldIndexOperation(
+                        FieldIndexOperations::CreateIndex(CreateIndex {
                             field_name: json_path(key)?,
                             field_schema: Some(PayloadFieldSchema::FieldType(kind)),
-                        },
-                    )))
+                        }),
+                    ))
                     .map_err(backend)?;
             }
             shard
@@ -127,23 +137,28 @@ impl EdgeVectorIndex {
 }
 
 fn json_path(key: &str) -> Result<JsonPath> {
-    JsonPath::try_from(key).map_err(|()| VectorError::Backend(format!("invalid payload key {key:?}")))
+    JsonPath::try_from(key)
+        .map_err(|()| VectorError::Backend(format!("invalid payload key {key:?}")))
 }
 
 fn document_filter(document_id: i64) -> Result<Filter> {
-    Ok(Filter::new_must(Condition::Field(FieldCondition::new_match(
-        json_path(DOCUMENT_KEY)?,
-        Match::new_value(ValueVariants::Integer(document_id)),
-    ))))
+    Ok(Filter::new_must(Condition::Field(
+        FieldCondition::new_match(
+            json_path(DOCUMENT_KEY)?,
+            Match::new_value(ValueVariants::Integer(document_id)),
+        ),
+    )))
 }
 
 fn collections_filter(collections: &[String]) -> Result<Filter> {
-    Ok(Filter::new_must(Condition::Field(FieldCondition::new_match(
-        json_path(COLLECTION_KEY)?,
-        Match::Any(MatchAny {
-            any: AnyVariants::Strings(collections.iter().cloned().collect()),
-        }),
-    ))))
+    Ok(Filter::new_must(Condition::Field(
+        FieldCondition::new_match(
+            json_path(COLLECTION_KEY)?,
+            Match::Any(MatchAny {
+                any: AnyVariants::Strings(collections.iter().cloned().collect()),
+            }),
+        ),
+    )))
 }
 
 impl VectorIndex for EdgeVectorIndex {
@@ -167,21 +182,26 @@ impl VectorIndex for EdgeVectorIndex {
             list.push(point.into());
         }
         self.shard()
-            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
-                PointInsertOperations::PointsList(list),
-            )))
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(list)),
+            ))
             .map_err(backend)
     }
 
     fn delete_document(&self, document_id: i64) -> Result<()> {
         self.shard()
-            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(
-                document_filter(document_id)?,
-            )))
+            .update(UpdateOperation::PointOperation(
+                PointOperations::DeletePointsByFilter(document_filter(document_id)?),
+            ))
             .map_err(backend)
     }
 
-    fn search(&self, vector: &[f32], collections: Option<&[String]>, limit: usize) -> Result<Vec<VectorHit>> {
+    fn search(
+        &self,
+        vector: &[f32],
+        collections: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<VectorHit>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -268,18 +288,42 @@ mod tests {
             let b = unit(&[0.9, 0.1, 0.0]);
             let c = unit(&[0.0, 0.0, 1.0]);
             idx.upsert(&[
-                VectorPoint { chunk_id: 1, document_id: 10, collection: "hr", vector: &a },
-                VectorPoint { chunk_id: 2, document_id: 11, collection: "legal", vector: &b },
-                VectorPoint { chunk_id: 3, document_id: 11, collection: "legal", vector: &c },
+                VectorPoint {
+                    chunk_id: 1,
+                    document_id: 10,
+                    collection: "hr",
+                    vector: &a,
+                },
+                VectorPoint {
+                    chunk_id: 2,
+                    document_id: 11,
+                    collection: "legal",
+                    vector: &b,
+                },
+                VectorPoint {
+                    chunk_id: 3,
+                    document_id: 11,
+                    collection: "legal",
+                    vector: &c,
+                },
             ])
             .unwrap();
             idx.commit().unwrap();
             let hits = idx.search(&a, None, 2).unwrap();
-            assert_eq!(hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), vec![1, 2]);
+            assert_eq!(
+                hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
+                vec![1, 2]
+            );
             assert!((hits[0].score - 1.0).abs() < 1e-4);
             let legal = idx.search(&a, Some(&["legal".into()]), 5).unwrap();
-            assert_eq!(legal.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), vec![2, 3]);
-            assert!(matches!(idx.search(&[1.0], None, 1), Err(VectorError::Dimension { .. })));
+            assert_eq!(
+                legal.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
+                vec![2, 3]
+            );
+            assert!(matches!(
+                idx.search(&[1.0], None, 1),
+                Err(VectorError::Dimension { .. })
+            ));
         }
         let idx = EdgeVectorIndex::open(dir.path(), 3).unwrap();
         assert_eq!(idx.count().unwrap(), 3, "points survive reopen");
@@ -288,6 +332,10 @@ mod tests {
         assert_eq!(idx.count().unwrap(), 1);
         drop(idx);
         let reopened = EdgeVectorIndex::open(dir.path(), 4);
-        assert!(matches!(reopened, Err(VectorError::Dimension { .. })), "{:?}", reopened.err());
+        assert!(
+            matches!(reopened, Err(VectorError::Dimension { .. })),
+            "{:?}",
+            reopened.err()
+        );
     }
 }

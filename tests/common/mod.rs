@@ -54,8 +54,9 @@ pub fn assert_success(out: &Output) {
 pub fn config(data_dir: &Path) -> enclave::config::Config {
     // SAFETY (test-only): set before any thread of this test reads the environment.
     unsafe { std::env::set_var("ENCLAVE_WORKER_EXE", env!("CARGO_BIN_EXE_enclave")) };
-    let mut c = enclave::config::Config::default();
-    c.data_dir = data_dir.to_path_buf();
-    c.models_dir = models_dir();
-    c
+    enclave::config::Config {
+        data_dir: data_dir.to_path_buf(),
+        models_dir: models_dir(),
+        ..Default::default()
+    }
 }
