@@ -30,6 +30,9 @@ pub struct EvalArgs {
     /// Also print per-query nDCG@10 for the hybrid run.
     #[arg(long)]
     pub per_query: bool,
+    /// Weight of the dense side in fusion (overrides search.dense_weight).
+    #[arg(long)]
+    pub dense_weight: Option<f32>,
     /// Print results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -110,7 +113,10 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
         queries.len()
     );
     let sources = library.store().chunk_sources()?;
-    let base = library.fusion_params();
+    let mut base = library.fusion_params();
+    if let Some(w) = args.dense_weight {
+        base.dense_weight = w;
+    }
     let runs: [(&str, Mode, FusionParams); 4] = [
         ("bm25", Mode::Bm25, base),
         ("dense", Mode::Dense, base),

@@ -477,33 +477,41 @@ impl Library {
     ) -> Result<()> {
         self.flush()?;
         let collection_id = self.store.collection_id(collection)?;
-        let mut ids = Vec::with_capacity(items.len());
-        for (name, text, _) in items {
-            let hash = hex::encode(Sha256::digest(format!("{name}\u{0}{text}")));
-            let page = [NewPage {
-                number: 1,
-                has_text_layer: true,
-                text,
-            }];
-            let chunk = [NewChunk {
-                page: 1,
-                char_start: 0,
-                char_end: text.chars().count(),
-                heading: "",
-                text,
-            }];
-            let doc = NewDocument {
+        let hashes: Vec<String> = items
+            .iter()
+            .map(|(name, text, _)| hex::encode(Sha256::digest(format!("{name}\u{0}{text}"))))
+            .collect();
+        let pages: Vec<[NewPage<'_>; 1]> = items
+            .iter()
+            .map(|(_, text, _)| [NewPage { number: 1, has_text_layer: true, text }])
+            .collect();
+        let chunks: Vec<[NewChunk<'_>; 1]> = items
+            .iter()
+            .map(|(_, text, _)| {
+                [NewChunk { page: 1, char_start: 0, char_end: text.chars().count(), heading: "", text }]
+            })
+            .collect();
+        let docs: Vec<NewDocument<'_>> = items
+            .iter()
+            .zip(&hashes)
+            .map(|((name, text, _), hash)| NewDocument {
                 collection_id,
                 title: name,
                 source_name: name,
-                content_hash: &hash,
+                content_hash: hash,
                 mime: "text/plain",
                 size_bytes: text.len() as u64,
                 stored_path: "",
                 warnings: "",
-            };
-            ids.push(self.store.insert_document(&doc, &page, &chunk)?);
-        }
+            })
+            .collect();
+        let rows: Vec<_> = docs
+            .iter()
+            .zip(&pages)
+            .zip(&chunks)
+            .map(|((d, p), c)| (d, &p[..], &c[..]))
+            .collect();
+        let ids = self.store.insert_documents(&rows)?;
         let chunks = self.store.indexable_chunks(&ids)?;
         self.lexical.add(&chunks)?;
         let points: Vec<VectorPoint<'_>> = chunks

@@ -16,7 +16,7 @@ use crate::index::vector::VectorHit;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Fusion {
-    /// Σ 1 / (k + rank) over the two rankings.
+    /// Σ w / (k + rank) over the two rankings.
     #[default]
     Rrf,
     /// w · dense + (1 − w) · bm25, each min-max normalised over its candidates.
@@ -81,10 +81,12 @@ pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -
         .map(|mut h| {
             h.score = match params.fusion {
                 Fusion::Rrf => {
+                    // Weighted RRF; dense_weight 0.5 is the classic unweighted form.
+                    let w = params.dense_weight.clamp(0.0, 1.0);
                     let rrf = |s: Option<SideScore>| {
                         s.map_or(0.0, |s| 1.0 / (params.rrf_k + s.rank as f32))
                     };
-                    rrf(h.bm25) + rrf(h.dense)
+                    2.0 * ((1.0 - w) * rrf(h.bm25) + w * rrf(h.dense))
                 }
                 Fusion::Convex => {
                     let w = params.dense_weight.clamp(0.0, 1.0);

@@ -205,50 +205,63 @@ impl Store {
         pages: &[NewPage<'_>],
         chunks: &[NewChunk<'_>],
     ) -> Result<i64> {
+        let mut ids = self.insert_documents(&[(doc, pages, chunks)])?;
+        Ok(ids.pop().unwrap_or_default())
+    }
+
+    /// Several documents in one transaction (one fsync), all in status `indexing`.
+    pub fn insert_documents(
+        &mut self,
+        docs: &[(&NewDocument<'_>, &[NewPage<'_>], &[NewChunk<'_>])],
+    ) -> Result<Vec<i64>> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO documents (collection_id, title, source_name, content_hash, mime,
-                 size_bytes, page_count, chunk_count, status, warnings, stored_path)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'indexing', ?9, ?10)",
-            params![
-                doc.collection_id,
-                doc.title,
-                doc.source_name,
-                doc.content_hash,
-                doc.mime,
-                doc.size_bytes as i64,
-                pages.len() as i64,
-                chunks.len() as i64,
-                doc.warnings,
-                doc.stored_path,
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
+        let mut ids = Vec::with_capacity(docs.len());
         {
-            let mut page_stmt = tx.prepare(
+            let mut doc_stmt = tx.prepare_cached(
+                "INSERT INTO documents (collection_id, title, source_name, content_hash, mime,
+                     size_bytes, page_count, chunk_count, status, warnings, stored_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'indexing', ?9, ?10)",
+            )?;
+            let mut page_stmt = tx.prepare_cached(
                 "INSERT INTO pages (document_id, number, has_text_layer, text) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for p in pages {
-                page_stmt.execute(params![id, p.number, p.has_text_layer, p.text])?;
-            }
-            let mut chunk_stmt = tx.prepare(
+            let mut chunk_stmt = tx.prepare_cached(
                 "INSERT INTO chunks (document_id, ordinal, page, char_start, char_end, heading, text)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for (ordinal, c) in chunks.iter().enumerate() {
-                chunk_stmt.execute(params![
-                    id,
-                    ordinal as i64,
-                    c.page,
-                    c.char_start as i64,
-                    c.char_end as i64,
-                    c.heading,
-                    c.text
+            for (doc, pages, chunks) in docs {
+                doc_stmt.execute(params![
+                    doc.collection_id,
+                    doc.title,
+                    doc.source_name,
+                    doc.content_hash,
+                    doc.mime,
+                    doc.size_bytes as i64,
+                    pages.len() as i64,
+                    chunks.len() as i64,
+                    doc.warnings,
+                    doc.stored_path,
                 ])?;
+                let id = tx.last_insert_rowid();
+                for p in *pages {
+                    page_stmt.execute(params![id, p.number, p.has_text_layer, p.text])?;
+                }
+                for (ordinal, c) in chunks.iter().enumerate() {
+                    chunk_stmt.execute(params![
+                        id,
+                        ordinal as i64,
+                        c.page,
+                        c.char_start as i64,
+                        c.char_end as i64,
+                        c.heading,
+                        c.text
+                    ])?;
+                }
+                ids.push(id);
             }
         }
         tx.commit()?;
-        Ok(id)
+        Ok(ids)
     }
 
     /// Flip documents to `indexed` (visible) in one transaction.
