@@ -117,7 +117,7 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     if let Some(w) = args.dense_weight {
         base.dense_weight = w;
     }
-    let runs: [(&str, Mode, FusionParams); 4] = [
+    let runs: [(&str, Mode, FusionParams); 5] = [
         ("bm25", Mode::Bm25, base),
         ("dense", Mode::Dense, base),
         (
@@ -125,6 +125,14 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
             Mode::Hybrid,
             FusionParams {
                 fusion: Fusion::Rrf,
+                ..base
+            },
+        ),
+        (
+            "hybrid (dbsf)",
+            Mode::Hybrid,
+            FusionParams {
+                fusion: Fusion::Dbsf,
                 ..base
             },
         ),
@@ -147,7 +155,7 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
             per_query.push((q.id.as_str(), score_query(&ranked, &qrels[&q.id])));
         }
         let mean_query_ms = started.elapsed().as_secs_f64() * 1000.0 / queries.len() as f64;
-        if args.per_query && mode == Mode::Hybrid {
+        if args.per_query {
             for (id, m) in &per_query {
                 eprintln!("{name}\t{id}\t{:.4}", m.ndcg_at_10);
             }

@@ -483,12 +483,24 @@ impl Library {
             .collect();
         let pages: Vec<[NewPage<'_>; 1]> = items
             .iter()
-            .map(|(_, text, _)| [NewPage { number: 1, has_text_layer: true, text }])
+            .map(|(_, text, _)| {
+                [NewPage {
+                    number: 1,
+                    has_text_layer: true,
+                    text,
+                }]
+            })
             .collect();
         let chunks: Vec<[NewChunk<'_>; 1]> = items
             .iter()
             .map(|(_, text, _)| {
-                [NewChunk { page: 1, char_start: 0, char_end: text.chars().count(), heading: "", text }]
+                [NewChunk {
+                    page: 1,
+                    char_start: 0,
+                    char_end: text.chars().count(),
+                    heading: "",
+                    text,
+                }]
             })
             .collect();
         let docs: Vec<NewDocument<'_>> = items

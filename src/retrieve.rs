@@ -21,6 +21,9 @@ pub enum Fusion {
     Rrf,
     /// w · dense + (1 − w) · bm25, each min-max normalised over its candidates.
     Convex,
+    /// Distribution-based score fusion: each side's scores scaled by the
+    /// μ ± 3σ of its candidate scores, then combined as in `Convex`.
+    Dbsf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +77,16 @@ pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -
             score: h.score,
         });
     }
-    let lex_range = min_max(lexical.iter().map(|h| h.score));
-    let dense_range = min_max(dense.iter().map(|h| h.score));
+    let (lex_range, dense_range) = match params.fusion {
+        Fusion::Dbsf => (
+            three_sigma(lexical.iter().map(|h| h.score)),
+            three_sigma(dense.iter().map(|h| h.score)),
+        ),
+        _ => (
+            min_max(lexical.iter().map(|h| h.score)),
+            min_max(dense.iter().map(|h| h.score)),
+        ),
+    };
     let mut hits: Vec<FusedHit> = by_id
         .into_values()
         .map(|mut h| {
@@ -88,7 +99,7 @@ pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -
                     };
                     2.0 * ((1.0 - w) * rrf(h.bm25) + w * rrf(h.dense))
                 }
-                Fusion::Convex => {
+                Fusion::Convex | Fusion::Dbsf => {
                     let w = params.dense_weight.clamp(0.0, 1.0);
                     let d = h.dense.map_or(0.0, |s| normalise(s.score, dense_range));
                     let l = h.bm25.map_or(0.0, |s| normalise(s.score, lex_range));
@@ -144,9 +155,17 @@ fn min_max(scores: impl Iterator<Item = f32>) -> (f32, f32) {
     })
 }
 
+fn three_sigma(scores: impl Iterator<Item = f32> + Clone) -> (f32, f32) {
+    let n = scores.clone().count().max(1) as f32;
+    let mean = scores.clone().sum::<f32>() / n;
+    let var = scores.map(|s| (s - mean) * (s - mean)).sum::<f32>() / n;
+    let sd = var.sqrt();
+    (mean - 3.0 * sd, mean + 3.0 * sd)
+}
+
 fn normalise(score: f32, (lo, hi): (f32, f32)) -> f32 {
     if hi > lo {
-        (score - lo) / (hi - lo)
+        ((score - lo) / (hi - lo)).clamp(0.0, 1.0)
     } else {
         1.0
     }

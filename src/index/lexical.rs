@@ -14,7 +14,7 @@ use tantivy::schema::{
     TextOptions, Value,
 };
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
@@ -62,6 +62,22 @@ pub fn stemmer_language(name: &str) -> std::result::Result<Option<Language>, Str
         "turkish" => Language::Turkish,
         other => return Err(format!("unknown language {other:?}")),
     }))
+}
+
+/// Words, lower-cased, without the language's stop words, stemmed. Stop words
+/// matter because staff ask questions: in "who is the governor of Texas?" only
+/// "governor" and "texas" say anything about which passage answers it.
+fn analyzer(language: Option<Language>) -> TextAnalyzer {
+    let base = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser);
+    match language {
+        Some(lang) => match StopWordFilter::new(lang) {
+            Some(stop) => base.filter(stop).filter(Stemmer::new(lang)).build(),
+            None => base.filter(Stemmer::new(lang)).build(),
+        },
+        None => base.build(),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -113,18 +129,7 @@ impl LexicalIndex {
             other => LexicalError::Tantivy(other),
         })?;
         let lang = stemmer_language(language).unwrap_or(Some(Language::English));
-        let analyzer = match lang {
-            Some(lang) => TextAnalyzer::builder(SimpleTokenizer::default())
-                .filter(RemoveLongFilter::limit(40))
-                .filter(LowerCaser)
-                .filter(Stemmer::new(lang))
-                .build(),
-            None => TextAnalyzer::builder(SimpleTokenizer::default())
-                .filter(RemoveLongFilter::limit(40))
-                .filter(LowerCaser)
-                .build(),
-        };
-        index.tokenizers().register(ANALYZER, analyzer);
+        index.tokenizers().register(ANALYZER, analyzer(lang));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
