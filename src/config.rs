@@ -193,7 +193,7 @@ impl Default for SearchConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            filter: "info".into(),
+            filter: "warn,enclave=info,qdrant_edge=error".into(),
             json: false,
         }
     }
