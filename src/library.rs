@@ -655,7 +655,13 @@ impl Library {
     ) -> Result<Vec<FusedHit>> {
         let (lexical, dense) = self.candidates(query, collections, mode)?;
         Ok(match mode {
-            Mode::Hybrid => retrieve::fuse(&lexical, &dense, params),
+            Mode::Hybrid => {
+                let params = FusionParams {
+                    dense_weight: retrieve::dense_weight_for(query, params.dense_weight),
+                    ..params
+                };
+                retrieve::fuse(&lexical, &dense, params)
+            }
             Mode::Bm25 | Mode::Dense => retrieve::single_side(&lexical, &dense),
         })
     }

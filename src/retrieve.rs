@@ -56,6 +56,25 @@ pub struct FusionParams {
     pub dense_weight: f32,
 }
 
+/// How much to trust the dense side for this query. Questions phrased in
+/// natural language ("which state joined the union last?") are where lexical
+/// matching is weakest: most of their words are function words or paraphrase
+/// the answer. Keyword queries (names, codes, terms) are where it is strongest.
+pub fn dense_weight_for(query: &str, base: f32) -> f32 {
+    if is_question(query) { (base + 0.25).min(0.9) } else { base }
+}
+
+fn is_question(query: &str) -> bool {
+    const OPENERS: &[&str] = &[
+        "who", "what", "which", "when", "where", "why", "how", "is", "are", "was", "were", "do",
+        "does", "did", "can", "could", "should", "would", "will", "list", "give", "name", "tell",
+        "explain", "describe",
+    ];
+    let q = query.trim();
+    let first = q.split_whitespace().next().unwrap_or("").to_lowercase();
+    q.ends_with('?') || OPENERS.contains(&first.trim_matches(|c: char| !c.is_alphanumeric()))
+}
+
 /// Fuse two ranked candidate lists into one ranking, best first.
 pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -> Vec<FusedHit> {
     let mut by_id: HashMap<i64, FusedHit> = HashMap::with_capacity(lexical.len() + dense.len());
@@ -219,6 +238,14 @@ mod tests {
         assert_eq!(hits.len(), 4);
         let four = hits.iter().find(|h| h.chunk_id == 4).unwrap();
         assert!(four.bm25.is_none());
+    }
+
+    #[test]
+    fn questions_lean_on_the_dense_side() {
+        assert!((dense_weight_for("Who is the governor of Texas?", 0.65) - 0.9).abs() < 1e-6);
+        assert!((dense_weight_for("which monarchs married germans", 0.5) - 0.75).abs() < 1e-6);
+        assert_eq!(dense_weight_for("B. F. Skinner", 0.65), 0.65);
+        assert_eq!(dense_weight_for("ISO 27001 annex A controls", 0.65), 0.65);
     }
 
     #[test]
