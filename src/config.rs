@@ -99,8 +99,9 @@ pub struct SearchConfig {
     pub language: String,
     /// Candidates taken from each retriever before fusion.
     pub candidates: usize,
-    /// How BM25 and dense rankings are combined: "rrf" (reciprocal-rank fusion)
-    /// or "convex" (min-max normalised weighted sum).
+    /// How BM25 and dense rankings are combined: "convex" (min-max normalised
+    /// weighted sum), "rrf" (weighted reciprocal-rank fusion) or "dbsf"
+    /// (distribution-based score fusion).
     pub fusion: crate::retrieve::Fusion,
     /// Reciprocal-rank-fusion constant k (score = Σ 1/(k + rank)).
     pub rrf_k: f32,
@@ -184,9 +185,9 @@ impl Default for SearchConfig {
         SearchConfig {
             language: "english".into(),
             candidates: 100,
-            fusion: crate::retrieve::Fusion::Rrf,
+            fusion: crate::retrieve::Fusion::Convex,
             rrf_k: 60.0,
-            dense_weight: 0.65,
+            dense_weight: 0.75,
             default_limit: 10,
         }
     }

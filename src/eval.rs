@@ -30,6 +30,9 @@ pub struct EvalArgs {
     /// Also print per-query nDCG@10 for the hybrid run.
     #[arg(long)]
     pub per_query: bool,
+    /// Also print a row for every fusion method (the "hybrid" row uses the configured one).
+    #[arg(long)]
+    pub compare_fusion: bool,
     /// Weight of the dense side in fusion (overrides search.dense_weight).
     #[arg(long)]
     pub dense_weight: Option<f32>,
@@ -117,40 +120,23 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     if let Some(w) = args.dense_weight {
         base.dense_weight = w;
     }
-    let runs: [(&str, Mode, FusionParams); 5] = [
-        ("bm25", Mode::Bm25, base),
-        ("dense", Mode::Dense, base),
-        (
-            "hybrid (rrf)",
-            Mode::Hybrid,
-            FusionParams {
-                fusion: Fusion::Rrf,
-                ..base
-            },
-        ),
-        (
-            "hybrid (dbsf)",
-            Mode::Hybrid,
-            FusionParams {
-                fusion: Fusion::Dbsf,
-                ..base
-            },
-        ),
-        (
-            "hybrid (convex)",
-            Mode::Hybrid,
-            FusionParams {
-                fusion: Fusion::Convex,
-                ..base
-            },
-        ),
+    let mut runs: Vec<(String, Mode, FusionParams)> = vec![
+        ("bm25".into(), Mode::Bm25, base),
+        ("dense".into(), Mode::Dense, base),
+        ("hybrid".into(), Mode::Hybrid, base),
     ];
+    if args.compare_fusion {
+        for fusion in [Fusion::Rrf, Fusion::Convex, Fusion::Dbsf] {
+            let name = format!("hybrid/{}", fusion.name());
+            runs.push((name, Mode::Hybrid, FusionParams { fusion, ..base }));
+        }
+    }
     let mut rows = Vec::new();
-    for (name, mode, params) in runs {
+    for (name, mode, params) in &runs {
         let mut per_query = Vec::with_capacity(queries.len());
         let started = Instant::now();
         for q in &queries {
-            let hits = library.ranked_ids_with(&q.text, None, mode, params)?;
+            let hits = library.ranked_ids_with(&q.text, None, *mode, *params)?;
             let ranked = dedupe_documents(hits.iter().filter_map(|h| sources.get(&h.chunk_id)));
             per_query.push((q.id.as_str(), score_query(&ranked, &qrels[&q.id])));
         }
@@ -161,7 +147,7 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
             }
         }
         rows.push(Row {
-            name: name.to_string(),
+            name: name.clone(),
             metrics: mean(per_query.iter().map(|(_, m)| *m)),
             mean_query_ms,
         });
