@@ -174,7 +174,7 @@ impl Default for EmbedConfig {
         EmbedConfig {
             model: PathBuf::from("all-MiniLM-L6-v2"),
             max_tokens: 256,
-            batch_size: 32,
+            batch_size: 16,
             threads: 0,
         }
     }
