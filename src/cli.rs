@@ -47,6 +47,9 @@ pub enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Rebuild the BM25 and vector indexes from the stored chunks (after changing
+    /// search.language or the embedding model).
+    Reindex,
     /// Ingest the bundled demo corpus and run a sample search.
     Demo(DemoArgs),
     /// Print the effective configuration (a complete, commented-by-name template).
@@ -167,6 +170,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(cmd) => crate::bench::run(&config, cmd).map(|_| ExitCode::SUCCESS),
         Command::Demo(args) => demo(&config, args),
+        Command::Reindex => {
+            let library = Library::reindex(&config)?;
+            let (docs, chunks) = library.store().counts()?;
+            println!("re-indexed {docs} documents, {chunks} chunks");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config => {
             print!("{}", config.to_toml());
             Ok(ExitCode::SUCCESS)

@@ -141,6 +141,29 @@ impl Library {
         Ok(library)
     }
 
+    /// Rebuild both indexes from the SQLite chunks (after changing the stemming
+    /// language or the embedding model, or if an index is damaged). Documents
+    /// are hidden first and become searchable again as they are re-indexed.
+    pub fn reindex(config: &Config) -> Result<Library> {
+        let data_dir = &config.data_dir;
+        {
+            let _lock = lock_data_dir(data_dir)?;
+            let store = Store::open(&data_dir.join("enclave.sqlite"))?;
+            let hidden = store.mark_all_indexing()?;
+            tracing::info!(documents = hidden, "rebuilding indexes");
+            for dir in ["bm25", "vectors"] {
+                let path = data_dir.join(dir);
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(LibraryError::DataDir { path, source }),
+                }
+            }
+        }
+        // Opening finds every document `indexing` and indexes it from its chunks.
+        Library::open(config)
+    }
+
     /// Open without finishing interrupted work: for inspecting the on-disk state
     /// exactly as a crash left it (tests, `doctor`). Searches are still safe,
     /// since visibility is checked in SQLite.

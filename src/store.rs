@@ -281,6 +281,14 @@ impl Store {
         Ok(())
     }
 
+    /// Hide every searchable document again (before the indexes are rebuilt).
+    pub fn mark_all_indexing(&self) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE documents SET status = 'indexing', indexed_at = NULL WHERE status = 'indexed'",
+            [],
+        )?)
+    }
+
     pub fn set_status(&self, document_id: i64, status: DocStatus) -> Result<()> {
         let n = self.conn.execute(
             "UPDATE documents SET status = ?2 WHERE id = ?1",

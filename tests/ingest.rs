@@ -200,6 +200,33 @@ fn hostile_and_broken_inputs_are_rejected_cleanly() {
 }
 
 #[test]
+fn reindex_rebuilds_both_indexes_from_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let demo = common::repo_root().join("packaging/demo");
+    run_ok(enclave(&data).arg("ingest").arg(&demo));
+    let before = search_json(&data, "needlestick injury", &[]);
+    // A language change is refused until the indexes are rebuilt.
+    let config = tmp.path().join("french.toml");
+    std::fs::write(&config, "[search]\nlanguage = \"french\"\n").unwrap();
+    let out = enclave(&data)
+        .arg("--config")
+        .arg(&config)
+        .args(["search", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("enclave reindex"));
+    let out = run_ok(enclave(&data).arg("--config").arg(&config).arg("reindex"));
+    assert!(out.contains("re-indexed 3 documents"), "{out}");
+    let out = run_ok(enclave(&data).arg("reindex"));
+    assert!(out.contains("re-indexed 3 documents"), "{out}");
+    let after = search_json(&data, "needlestick injury", &[]);
+    assert_eq!(before[0]["chunk_id"], after[0]["chunk_id"]);
+    assert_eq!(before.len(), after.len());
+}
+
+#[test]
 fn extract_command_shows_pages_or_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

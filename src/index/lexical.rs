@@ -34,6 +34,10 @@ pub enum LexicalError {
     Io(#[from] std::io::Error),
     #[error("BM25 index was built with another schema or language; run `enclave reindex`")]
     SchemaMismatch,
+    #[error(
+        "BM25 index was built for language {built:?}, config says {configured:?}; run `enclave reindex`"
+    )]
+    LanguageMismatch { built: String, configured: String },
 }
 
 pub type Result<T> = std::result::Result<T, LexicalError>;
@@ -77,6 +81,24 @@ fn analyzer(language: Option<Language>) -> TextAnalyzer {
             None => base.filter(Stemmer::new(lang)).build(),
         },
         None => base.build(),
+    }
+}
+
+/// The stemming language is not part of tantivy's schema, so it is recorded
+/// beside the index: querying with another stemmer than the one used at
+/// indexing time would silently miss matches.
+fn check_language(dir: &Path, language: &str) -> Result<()> {
+    let marker = dir.join("enclave-language");
+    match std::fs::read_to_string(&marker) {
+        Ok(built) if built.trim() != language => Err(LexicalError::LanguageMismatch {
+            built: built.trim().to_string(),
+            configured: language.to_string(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(std::fs::write(&marker, language)?)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -128,6 +150,7 @@ impl LexicalIndex {
             tantivy::TantivyError::SchemaError(_) => LexicalError::SchemaMismatch,
             other => LexicalError::Tantivy(other),
         })?;
+        check_language(dir, language)?;
         let lang = stemmer_language(language).unwrap_or(Some(Language::English));
         index.tokenizers().register(ANALYZER, analyzer(lang));
         let reader = index
@@ -312,5 +335,10 @@ mod tests {
         idx.delete_document(11).unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.num_chunks(), 1);
+        drop(idx);
+        assert!(matches!(
+            LexicalIndex::open(dir.path(), "french"),
+            Err(LexicalError::LanguageMismatch { .. })
+        ));
     }
 }
