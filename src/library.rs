@@ -25,7 +25,9 @@ use crate::extract::{self, Extracted, Rejection};
 use crate::index::lexical::{LexicalError, LexicalIndex};
 use crate::index::vector::{EdgeVectorIndex, VectorError, VectorIndex, VectorPoint};
 use crate::retrieve::{self, FusedHit, FusionParams, Mode};
-use crate::store::{ChunkView, DocStatus, NewChunk, NewDocument, NewPage, Store, StoreError};
+use crate::store::{
+    ChunkView, DocStatus, IndexableChunk, NewChunk, NewDocument, NewPage, Store, StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
@@ -469,21 +471,7 @@ impl Library {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let (vectors, tokens) = self.embedder.embed_counted(&refs)?;
         let t1 = Instant::now();
-        self.lexical.add(&chunks)?;
-        let points: Vec<VectorPoint<'_>> = chunks
-            .iter()
-            .zip(&vectors)
-            .map(|(c, v)| VectorPoint {
-                chunk_id: c.id,
-                document_id: c.document_id,
-                collection: &c.collection,
-                vector: v,
-            })
-            .collect();
-        self.vectors.upsert(&points)?;
-        self.lexical.commit()?;
-        self.vectors.commit()?;
-        self.store.mark_indexed(&ids)?;
+        self.index_and_reveal(&ids, &chunks, &vectors)?;
         self.stats.chunks += chunks.len();
         self.stats.embed_tokens += tokens;
         self.stats.embed_secs += (t1 - t0).as_secs_f64();
@@ -548,11 +536,23 @@ impl Library {
             .collect();
         let ids = self.store.insert_documents(&rows)?;
         let chunks = self.store.indexable_chunks(&ids)?;
-        self.lexical.add(&chunks)?;
+        let vectors: Vec<Vec<f32>> = items.iter().map(|(_, _, v)| v.clone()).collect();
+        self.index_and_reveal(&ids, &chunks, &vectors)
+    }
+
+    /// The visibility protocol in one place: add the chunks to both indexes,
+    /// commit both durably, and only then flip the documents to `indexed`.
+    fn index_and_reveal(
+        &mut self,
+        ids: &[i64],
+        chunks: &[IndexableChunk],
+        vectors: &[Vec<f32>],
+    ) -> Result<()> {
+        self.lexical.add(chunks)?;
         let points: Vec<VectorPoint<'_>> = chunks
             .iter()
-            .zip(items)
-            .map(|(c, (_, _, v))| VectorPoint {
+            .zip(vectors)
+            .map(|(c, v)| VectorPoint {
                 chunk_id: c.id,
                 document_id: c.document_id,
                 collection: &c.collection,
@@ -562,7 +562,7 @@ impl Library {
         self.vectors.upsert(&points)?;
         self.lexical.commit()?;
         self.vectors.commit()?;
-        self.store.mark_indexed(&ids)?;
+        self.store.mark_indexed(ids)?;
         Ok(())
     }
 
