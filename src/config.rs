@@ -174,7 +174,7 @@ impl Default for EmbedConfig {
         EmbedConfig {
             model: PathBuf::from("all-MiniLM-L6-v2"),
             max_tokens: 256,
-            batch_size: 16,
+            batch_size: 64,
             threads: 0,
         }
     }

@@ -1,15 +1,15 @@
-//! Sentence embeddings with candle's BERT (all-MiniLM-L6-v2 by default), done
+//! Sentence embeddings from a BERT model (all-MiniLM-L6-v2 by default), done
 //! the sentence-transformers way: WordPiece tokens truncated to `max_tokens`,
-//! mean pooling over the attention mask, L2 normalisation.
+//! mean pooling over the tokens, L2 normalisation.
 //!
-//! Throughput comes from batching texts of similar length together (sorted by
-//! token count) so little compute is spent on padding.
+//! Weights are loaded with candle; the forward pass is [`encoder`], written for
+//! CPU throughput (packed tokens, no padding, fused projections).
+
+pub mod encoder;
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +23,8 @@ pub enum EmbedError {
 }
 
 pub struct Embedder {
-    model: BertModel,
+    encoder: encoder::Encoder,
     tokenizer: Tokenizer,
-    device: Device,
     dim: usize,
     batch_size: usize,
 }
@@ -37,7 +36,6 @@ struct Encoded {
 
 impl Embedder {
     pub fn load(dir: &Path, max_tokens: usize, batch_size: usize) -> Result<Embedder, EmbedError> {
-        let device = Device::Cpu;
         let model_err = |file: &str, reason: String| EmbedError::Model {
             path: dir.join(file).display().to_string(),
             reason,
@@ -50,10 +48,7 @@ impl Embedder {
         if !weights.is_file() {
             return Err(model_err("model.safetensors", "missing".into()));
         }
-        // SAFETY: the weights file is memory-mapped read-only; Enclave never
-        // writes model files while running.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let model = BertModel::load(vb, &config)?;
+        let encoder = encoder::Encoder::load(&weights, &config)?;
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| model_err("tokenizer.json", e.to_string()))?;
         // The shipped tokenizer pads and truncates to 128; we truncate to the
@@ -68,9 +63,8 @@ impl Embedder {
             }))
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         Ok(Embedder {
-            model,
+            encoder,
             tokenizer,
-            device,
             dim: config.hidden_size,
             batch_size: batch_size.max(1),
         })
@@ -126,27 +120,10 @@ impl Embedder {
 
     fn forward_batch<'e>(
         &self,
-        batch: impl ExactSizeIterator<Item = &'e Encoded> + Clone,
+        batch: impl ExactSizeIterator<Item = &'e Encoded>,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let n = batch.len();
-        let width = batch.clone().map(|e| e.ids.len()).max().unwrap_or(0).max(1);
-        let mut ids = vec![0u32; n * width];
-        let mut mask = vec![0u32; n * width];
-        for (row, e) in batch.enumerate() {
-            ids[row * width..row * width + e.ids.len()].copy_from_slice(&e.ids);
-            mask[row * width..row * width + e.ids.len()].fill(1);
-        }
-        let ids = Tensor::from_vec(ids, (n, width), &self.device)?;
-        let mask = Tensor::from_vec(mask, (n, width), &self.device)?;
-        let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (n, width, dim)
-        let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, width, 1)
-        let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?; // (n, dim)
-        let counts = mask_f.sum(1)?.clamp(1e-9, f32::MAX)?; // (n, 1)
-        let mean = summed.broadcast_div(&counts)?;
-        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
-        let normalised = mean.broadcast_div(&norms)?;
-        Ok(normalised.to_vec2::<f32>()?)
+        let seqs: Vec<&[u32]> = batch.map(|e| e.ids.as_slice()).collect();
+        Ok(self.encoder.embed(&seqs))
     }
 }
 
