@@ -187,7 +187,7 @@ impl Default for SearchConfig {
             candidates: 100,
             fusion: crate::retrieve::Fusion::Convex,
             rrf_k: 60.0,
-            dense_weight: 0.75,
+            dense_weight: 0.8,
             default_limit: 10,
         }
     }

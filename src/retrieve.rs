@@ -3,7 +3,7 @@
 //! the rank and raw score it had on each side, for debugging and evaluation.
 //!
 //! Fusion is a convex combination of min-max normalised scores by default,
-//! weighted towards the dense side (0.75, more for natural-language questions):
+//! weighted towards the dense side (0.8, more for natural-language questions):
 //! measured with `enclave eval retrieval --compare-fusion`, it was the one
 //! method that beat both single retrievers on every labelled set we have.
 //! Weighted reciprocal-rank fusion and distribution-based fusion are available.
