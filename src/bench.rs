@@ -6,7 +6,7 @@
 //! - `embed FILE`: embedding throughput alone on the texts of a JSONL file (the
 //!   same texts `tests/reference/st_embed_bench.py` gives sentence-transformers).
 //! - `search`: hybrid query latency (query embedding included) on an index of
-//!   `--chunks` chunks. Embedding 100k real chunks takes an hour on 2 cores, so
+//!   `--chunks` chunks. Embedding 100k real chunks takes about half an hour on 2 cores, so
 //!   the index is built from real embedded passages recombined: each synthetic
 //!   chunk joins the text of two real passages and gets the normalised mean of
 //!   their vectors plus noise. Index sizes and shapes are those of a real

@@ -45,8 +45,10 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, Rejection> {
     let source = super::text::decode(bytes);
     let document = Html::parse_document(&source);
     let title = document
-        .select(&selector("title"))
-        .next()
+        .root_element()
+        .descendants()
+        .filter_map(ElementRef::wrap)
+        .find(|e| e.value().name() == "title")
         .map(|t| collapse(&t.text().collect::<String>()))
         .filter(|t| !t.is_empty());
     let mut out = String::new();
@@ -60,14 +62,6 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, Rejection> {
             has_text_layer: true,
         }],
         warnings: Vec::new(),
-    })
-}
-
-fn selector(s: &str) -> scraper::Selector {
-    // The selectors used here are constant and valid; parse failure would be a
-    // programming error caught by the tests, so fall back to a never-matching one.
-    scraper::Selector::parse(s).unwrap_or_else(|_| {
-        scraper::Selector::parse("enclave-never-matches").expect("valid fallback selector")
     })
 }
 

@@ -57,10 +57,6 @@ pub struct Extracted {
 }
 
 impl Extracted {
-    pub fn char_count(&self) -> usize {
-        self.pages.iter().map(|p| p.text.chars().count()).sum()
-    }
-
     pub fn has_any_text(&self) -> bool {
         self.pages.iter().any(|p| !p.text.trim().is_empty())
     }

@@ -220,10 +220,6 @@ impl LexicalIndex {
         Ok(())
     }
 
-    pub fn reload(&self) -> Result<()> {
-        Ok(self.reader.reload()?)
-    }
-
     pub fn num_chunks(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
