@@ -50,6 +50,40 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         runs: usize,
     },
+    /// Language-model speed, measured like llama-bench: prefill of --prompt-tokens
+    /// in one pass, and --gen-tokens single-token decode steps, from an empty
+    /// context; plus time to first token and the memory-bandwidth ceiling.
+    Llm(LlmBenchArgs),
+    /// Write a GGUF with the exact tensor shapes and quantization types of a
+    /// real model, filled with random values (its speed is the real model's speed;
+    /// its output is noise).
+    SynthGguf {
+        #[arg(long, value_enum, default_value = "7b")]
+        shape: crate::llm::synth::SynthShape,
+        #[arg(long, value_enum, default_value = "q4_k_m")]
+        quant: crate::llm::synth::SynthQuant,
+        /// Output file.
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LlmBenchArgs {
+    /// GGUF model file (default: the configured chat model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Compute threads (default: all cores). Set before any work starts.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed repetitions of each test (the mean is reported, as llama-bench does).
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Deserialize)]
@@ -71,7 +105,134 @@ pub fn run(config: &Config, cmd: BenchCommand) -> Result<()> {
             scratch,
             runs,
         } => search(config, seed, queries, chunks, scratch, runs),
+        BenchCommand::Llm(args) => llm(config, args),
+        BenchCommand::SynthGguf { shape, quant, out } => {
+            let started = Instant::now();
+            eprintln!("writing {} ({shape:?}, {quant:?})…", out.display());
+            let bytes = crate::llm::synth::write(&out, shape, quant)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{}: {:.2} GB in {:.1} s",
+                out.display(),
+                bytes as f64 / 1e9,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
     }
+}
+
+fn llm(config: &Config, args: LlmBenchArgs) -> Result<()> {
+    use crate::llm::Llm;
+    let path = args.model.clone().unwrap_or_else(|| config.llm_model_path());
+    if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.repetitions == 0 {
+        bail!("--prompt-tokens, --gen-tokens and --repetitions must be at least 1");
+    }
+    let load_started = Instant::now();
+    let mut llm = Llm::load(&path, args.prompt_tokens.max(args.gen_tokens) + 8)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let load_s = load_started.elapsed().as_secs_f64();
+    let cfg = llm.model.config.clone();
+    // Random ordinary tokens: prefill cost does not depend on which.
+    let mut state = 0x9E37_79B9u64;
+    let vocab = llm.tokenizer.vocab_size() as u64;
+    let prompt: Vec<u32> = (0..args.prompt_tokens)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) % vocab) as u32
+        })
+        .collect();
+    let threads = rayon::current_num_threads();
+    eprintln!(
+        "{} ({:?}, {} layers, {} wide), {} threads, loaded in {load_s:.1} s; warming up…",
+        cfg.name, cfg.arch, cfg.n_layer, cfg.n_embd, threads
+    );
+    // Warm-up: first touches of the weights and one-time repacking.
+    llm.bench_forward(&prompt[..prompt.len().min(32)], true)?;
+    llm.bench_forward(&prompt[..1], true)?;
+    let mut prefill = Vec::new();
+    let mut decode = Vec::new();
+    let mut first_token = Vec::new();
+    for _ in 0..args.repetitions {
+        let t = Instant::now();
+        llm.bench_forward(&prompt, true)?;
+        let s = t.elapsed().as_secs_f64();
+        prefill.push(args.prompt_tokens as f64 / s);
+        first_token.push(s * 1000.0);
+        let t = Instant::now();
+        llm.clear_cache();
+        for &tok in prompt.iter().cycle().take(args.gen_tokens) {
+            llm.bench_forward(&[tok], false)?;
+        }
+        decode.push(args.gen_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+    let bandwidth = measure_read_bandwidth();
+    let weight_gb = llm.model.weight_bytes as f64 / 1e9;
+    let report = serde_json::json!({
+        "model": path.display().to_string(),
+        "name": cfg.name,
+        "threads": threads,
+        "prompt_tokens": args.prompt_tokens,
+        "gen_tokens": args.gen_tokens,
+        "prefill_tokens_per_s": mean(&prefill),
+        "prefill_stddev": stddev(&prefill),
+        "decode_tokens_per_s": mean(&decode),
+        "decode_stddev": stddev(&decode),
+        "time_to_first_token_ms": mean(&first_token),
+        "weight_bytes_per_token_gb": weight_gb,
+        "read_bandwidth_gb_s": bandwidth,
+        "decode_ceiling_tokens_per_s": bandwidth / weight_gb,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "prefill pp{}: {:.1} ± {:.1} tok/s   (time to first token {:.0} ms)",
+            args.prompt_tokens,
+            mean(&prefill),
+            stddev(&prefill),
+            mean(&first_token)
+        );
+        println!(
+            "decode  tg{}: {:.2} ± {:.2} tok/s",
+            args.gen_tokens,
+            mean(&decode),
+            stddev(&decode)
+        );
+        println!(
+            "weights read per token {weight_gb:.3} GB; read bandwidth {bandwidth:.1} GB/s; \
+             decode ceiling {:.1} tok/s",
+            bandwidth / weight_gb
+        );
+    }
+    Ok(())
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+fn stddev(xs: &[f64]) -> f64 {
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len().max(1) as f64).sqrt()
+}
+
+/// Sustained read bandwidth with all threads: sum a 1 GiB buffer, best of 3.
+fn measure_read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let words = (1usize << 30) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let sum: u64 = buf
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
+            .reduce(|| 0, u64::wrapping_add);
+        std::hint::black_box(sum);
+        best = best.max((words * 8) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
 }
 
 fn scratch_config(

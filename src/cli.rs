@@ -50,6 +50,11 @@ pub enum Command {
     /// Rebuild the BM25 and vector indexes from the stored chunks (after changing
     /// search.language or the embedding model).
     Reindex,
+    /// Answer a question from the documents, with numbered citations; streams the
+    /// answer, then lists the sources.
+    Ask(crate::ask::AskArgs),
+    /// Chat with a model directly, without documents (for checking a model file).
+    Chat(crate::ask::ChatArgs),
     /// Ingest the bundled demo corpus and run a sample search.
     Demo(DemoArgs),
     /// Print the effective configuration (a complete, commented-by-name template).
@@ -154,6 +159,19 @@ pub struct DemoArgs {
     pub query: String,
 }
 
+impl Cli {
+    /// A thread count asked for on the command line, which must be applied
+    /// before any thread pool starts.
+    pub fn compute_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Bench(crate::bench::BenchCommand::Llm(args)) => args.threads,
+            Command::Chat(args) => args.threads,
+            _ => None,
+        }
+        .filter(|&t| t > 0)
+    }
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
@@ -170,6 +188,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(cmd) => crate::bench::run(&config, cmd).map(|_| ExitCode::SUCCESS),
         Command::Demo(args) => demo(&config, args),
+        Command::Ask(args) => crate::ask::ask(&config, args),
+        Command::Chat(args) => crate::ask::chat(&config, args),
         Command::Reindex => {
             let library = Library::reindex(&config)?;
             let (docs, chunks) = library.store().counts()?;

@@ -36,7 +36,43 @@ pub struct Config {
     pub chunk: ChunkConfig,
     pub embed: EmbedConfig,
     pub search: SearchConfig,
+    pub llm: LlmConfig,
+    pub rag: RagConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Chat model (GGUF; llama, qwen2 or gemma3 architecture), relative to models_dir.
+    pub model: PathBuf,
+    /// Tokens of prompt plus answer the model sees at once (capped by the model's
+    /// trained length). The KV cache grows with use up to this.
+    pub context_window: usize,
+    /// Longest answer, in tokens.
+    pub max_new_tokens: usize,
+    /// Wall-clock limit for one answer, in seconds.
+    pub deadline_secs: u64,
+    /// Requests allowed to wait for the model; more are refused (HTTP 503).
+    pub queue_capacity: usize,
+    /// Sampling: temperature 0 is greedy (the default: answers from documents
+    /// should not vary run to run).
+    pub sampling: crate::llm::SamplingParams,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RagConfig {
+    /// Passages retrieved per question before fitting them into the prompt.
+    pub passages: usize,
+    /// Evidence gate: the best passage's cosine similarity to the question
+    /// (all-MiniLM-L6-v2) must reach this, or the answer is "not in the
+    /// documents" without calling the model.
+    pub min_similarity: f32,
+    /// Passages scoring below this fraction of the best one are left out.
+    pub relative_cutoff: f32,
+    /// Longest passage text put into the prompt, in tokens.
+    pub max_passage_tokens: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,7 +168,33 @@ impl Default for Config {
             chunk: ChunkConfig::default(),
             embed: EmbedConfig::default(),
             search: SearchConfig::default(),
+            llm: LlmConfig::default(),
+            rag: RagConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            model: PathBuf::from("SmolLM2-135M-Instruct.Q4_1.gguf"),
+            context_window: 4096,
+            max_new_tokens: 384,
+            deadline_secs: 120,
+            queue_capacity: 32,
+            sampling: crate::llm::SamplingParams::default(),
+        }
+    }
+}
+
+impl Default for RagConfig {
+    fn default() -> Self {
+        RagConfig {
+            passages: 6,
+            min_similarity: 0.35,
+            relative_cutoff: 0.6,
+            max_passage_tokens: 400,
         }
     }
 }
@@ -266,6 +328,27 @@ impl Config {
                 reason: "must be between 8 and 512".into(),
             });
         }
+        let l = &self.llm;
+        if l.context_window < 256 || l.max_new_tokens == 0 || l.max_new_tokens >= l.context_window
+        {
+            return Err(ConfigError::Invalid {
+                name: "llm",
+                reason: "need context_window >= 256 and 0 < max_new_tokens < context_window"
+                    .into(),
+            });
+        }
+        if l.queue_capacity == 0 || l.deadline_secs == 0 {
+            return Err(ConfigError::Invalid {
+                name: "llm",
+                reason: "queue_capacity and deadline_secs must be at least 1".into(),
+            });
+        }
+        if self.rag.passages == 0 || self.rag.max_passage_tokens < 16 {
+            return Err(ConfigError::Invalid {
+                name: "rag",
+                reason: "need passages >= 1 and max_passage_tokens >= 16".into(),
+            });
+        }
         if self.embed.batch_size == 0 {
             return Err(ConfigError::Invalid {
                 name: "embed.batch_size",
@@ -283,6 +366,10 @@ impl Config {
 
     pub fn embed_model_dir(&self) -> PathBuf {
         self.models_dir.join(&self.embed.model)
+    }
+
+    pub fn llm_model_path(&self) -> PathBuf {
+        self.models_dir.join(&self.llm.model)
     }
 
     /// Effective configuration as TOML.

@@ -1,6 +1,7 @@
 //! Enclave: a private, on-premise RAG appliance. See ARCHITECTURE.md for the
 //! bird's-eye view; each module's header says what it owns.
 
+pub mod ask;
 pub mod bench;
 pub mod chunk;
 pub mod cli;
@@ -10,6 +11,8 @@ pub mod eval;
 pub mod extract;
 pub mod index;
 pub mod library;
+pub mod rag;
+pub mod llm;
 pub mod retrieve;
 pub mod store;
 pub mod time;

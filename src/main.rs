@@ -33,6 +33,14 @@ fn main() -> ExitCode {
         return ExitCode::from(extract::worker::run_worker(std::path::Path::new(path)) as u8);
     }
     let cli = cli::Cli::parse();
+    if let Some(threads) = cli.compute_threads() {
+        // SAFETY: still single-threaded here; candle and rayon read these once,
+        // when their thread pools start.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        }
+    }
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

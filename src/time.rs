@@ -3,3 +3,53 @@
 pub fn now_utc() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
+
+/// `strftime` for today's date in UTC, for chat templates that print it
+/// (`strftime_now("%d %b %Y")`). Supports the directives templates use.
+pub fn strftime_now_utc(format: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    // "YYYY-MM-DDTHH:MM:SSZ"
+    let field = |range: std::ops::Range<usize>| stamp.get(range).unwrap_or("00");
+    let month: usize = field(5..7).parse().unwrap_or(1);
+    let month_name = MONTHS[month.clamp(1, 12) - 1];
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('Y') => out.push_str(field(0..4)),
+            Some('y') => out.push_str(field(2..4)),
+            Some('m') => out.push_str(field(5..7)),
+            Some('d') => out.push_str(field(8..10)),
+            Some('H') => out.push_str(field(11..13)),
+            Some('M') => out.push_str(field(14..16)),
+            Some('S') => out.push_str(field(17..19)),
+            Some('B') => out.push_str(month_name),
+            Some('b') => out.push_str(&month_name[..3]),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}

@@ -1,0 +1,756 @@
+//! The transformer forward pass for the llama, qwen2 and gemma3 families.
+//!
+//! Weights stay in their GGUF quantization and are multiplied by candle's
+//! quantized kernels (AVX-512 VNNI repacked tiles where candle has them).
+//! Everything between the matrix products (norms, RoPE, attention, the gated
+//! FFN) is our own code on plain `f32` buffers: one pass per operation, no
+//! tensor graph, and a KV cache we own, so a prompt prefix can be kept and
+//! reused by truncating the cache instead of recomputing it.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::{Device, Module, Tensor};
+use rayon::prelude::*;
+
+use super::gguf::{Gguf, GgufError, TensorInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("unsupported model architecture `{0}` (supported: llama, qwen2, gemma3)")]
+    Architecture(String),
+    #[error("model file is inconsistent: {0}")]
+    Shape(String),
+    #[error("inference failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("the prompt needs {needed} tokens but the context window holds {window}")]
+    ContextFull { needed: usize, window: usize },
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Gemma3,
+}
+
+/// How RoPE pairs dimensions: llama's GGUF converter permutes Q/K so pairs
+/// are adjacent; qwen2 and gemma keep the halves layout ("neox").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RopeStyle {
+    Adjacent,
+    Halves,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub name: String,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub vocab: usize,
+    pub context_length: usize,
+    pub rope_theta: f32,
+    /// gemma3: RoPE base of the sliding-window layers.
+    pub rope_theta_local: f32,
+    pub rope_dims: usize,
+    /// Linear RoPE scaling (positions divided by this) on global layers.
+    pub rope_scale: f32,
+    pub rms_eps: f32,
+    /// gemma3: window of the local layers; every `sliding_period`-th layer is global.
+    pub sliding_window: Option<usize>,
+    pub sliding_period: usize,
+}
+
+impl ModelConfig {
+    fn from_gguf(g: &Gguf) -> Result<ModelConfig> {
+        let arch_name = g.string("general.architecture")?;
+        let arch = match arch_name {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            "gemma3" => Arch::Gemma3,
+            other => return Err(ModelError::Architecture(other.to_string())),
+        };
+        let key = |k: &str| format!("{arch_name}.{k}");
+        let int = |k: &str| -> Result<usize> { Ok(g.u64(&key(k))? as usize) };
+        let n_embd = int("embedding_length")?;
+        let n_head = int("attention.head_count")?;
+        let n_head_kv = g
+            .get(&key("attention.head_count_kv"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .unwrap_or(n_head);
+        let n_layer = int("block_count")?;
+        let n_ff = int("feed_forward_length")?;
+        let sane = |what: &str, v: usize, max: usize| {
+            if v == 0 || v > max {
+                Err(ModelError::Shape(format!("{what} = {v} is out of range")))
+            } else {
+                Ok(v)
+            }
+        };
+        sane("embedding_length", n_embd, 1 << 16)?;
+        sane("head_count", n_head, 1024)?;
+        sane("head_count_kv", n_head_kv, n_head)?;
+        sane("block_count", n_layer, 1024)?;
+        sane("feed_forward_length", n_ff, 1 << 18)?;
+        if n_head % n_head_kv != 0 {
+            return Err(ModelError::Shape(format!(
+                "{n_head} query heads cannot share {n_head_kv} KV heads evenly"
+            )));
+        }
+        let head_dim = g
+            .get(&key("attention.key_length"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .unwrap_or(n_embd / n_head);
+        sane("head dimension", head_dim, 1024)?;
+        if head_dim % 2 != 0 {
+            return Err(ModelError::Shape(format!("head dimension {head_dim} is odd")));
+        }
+        let rope_dims = g
+            .get(&key("rope.dimension_count"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .unwrap_or(head_dim)
+            .min(head_dim)
+            & !1;
+        let float = |k: &str, default: f64| {
+            g.get(&key(k))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(default) as f32
+        };
+        let rope_scale = match g.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
+            Some("linear") => float("rope.scaling.factor", 1.0).max(1.0),
+            _ => 1.0,
+        };
+        let (sliding_window, rope_theta_local) = if arch == Arch::Gemma3 {
+            let window = g
+                .get(&key("attention.sliding_window"))
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+                .unwrap_or(1024);
+            (Some(window), 10_000.0)
+        } else {
+            (None, 0.0)
+        };
+        let vocab = g
+            .tensor("token_embd.weight")
+            .map(|t| t.dims.get(1).copied().unwrap_or(0) as usize)
+            .ok_or_else(|| GgufError::MissingTensor("token_embd.weight".into()))?;
+        Ok(ModelConfig {
+            arch,
+            name: g
+                .get("general.name")
+                .and_then(|v| v.as_str())
+                .unwrap_or(arch_name)
+                .to_string(),
+            n_layer,
+            n_embd,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_ff,
+            vocab,
+            context_length: g
+                .get(&key("context_length"))
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+                .unwrap_or(4096),
+            rope_theta: float("rope.freq_base", 10_000.0),
+            rope_theta_local,
+            rope_dims,
+            rope_scale,
+            rms_eps: float(
+                "attention.layer_norm_rms_epsilon",
+                if arch == Arch::Gemma3 { 1e-6 } else { 1e-5 },
+            ),
+            sliding_window,
+            sliding_period: 6,
+        })
+    }
+
+    fn rope_style(&self) -> RopeStyle {
+        match self.arch {
+            Arch::Llama => RopeStyle::Adjacent,
+            Arch::Qwen2 | Arch::Gemma3 => RopeStyle::Halves,
+        }
+    }
+
+    fn is_local_layer(&self, layer: usize) -> bool {
+        self.sliding_window.is_some() && (layer + 1) % self.sliding_period != 0
+    }
+}
+
+/// A weight matrix `out × in` with candle's quantized product behind it.
+struct Linear {
+    weight: QMatMul,
+    bias: Option<Vec<f32>>,
+    out: usize,
+}
+
+impl Linear {
+    fn forward(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let k = x.len() / m;
+        let input = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
+        let y = self.weight.forward(&input)?;
+        let mut y = y.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(bias) = &self.bias {
+            for row in y.chunks_exact_mut(self.out) {
+                row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
+            }
+        }
+        Ok(y)
+    }
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: Option<Vec<f32>>,
+}
+
+pub struct Model {
+    pub config: ModelConfig,
+    embeddings: Arc<QTensor>,
+    output_norm: Vec<f32>,
+    output: Linear,
+    layers: Vec<Layer>,
+    /// Llama 3.1 per-frequency RoPE divisors (`rope_freqs.weight`).
+    rope_freq_factors: Option<Vec<f32>>,
+    /// Bytes of weights read per generated token, for the bandwidth ceiling.
+    pub weight_bytes: usize,
+}
+
+/// Keys and values of every layer for the positions computed so far.
+pub struct KvCache {
+    /// Per layer: `positions × (n_head_kv · head_dim)`.
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+    row: usize,
+    window: usize,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Forget every position from `len` on (keeps the prefix before it).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.len = len;
+            for k in &mut self.keys {
+                k.truncate(len * self.row);
+            }
+            for v in &mut self.values {
+                v.truncate(len * self.row);
+            }
+        }
+    }
+}
+
+impl Model {
+    /// Load every weight from a validated GGUF, checking each shape against
+    /// the configuration before use.
+    pub fn load(gguf: &Gguf) -> Result<Model> {
+        let config = ModelConfig::from_gguf(gguf)?;
+        let c = &config;
+        let mut weight_bytes = 0usize;
+        let q_out = c.n_head * c.head_dim;
+        let kv_out = c.n_head_kv * c.head_dim;
+        let embeddings = Arc::new(qtensor(
+            gguf,
+            "token_embd.weight",
+            &[c.n_embd, c.vocab],
+            false,
+        )?);
+        let mut linear = |name: &str, inp: usize, out: usize| -> Result<Linear> {
+            let t = qtensor(gguf, &format!("{name}.weight"), &[inp, out], true)?;
+            weight_bytes += t.storage_size_in_bytes();
+            let bias = optional_vector(gguf, &format!("{name}.bias"), out)?;
+            Ok(Linear {
+                weight: QMatMul::from_qtensor(t)?,
+                bias,
+                out,
+            })
+        };
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let p = format!("blk.{i}");
+            layers.push(Layer {
+                attn_norm: vector(gguf, &format!("{p}.attn_norm.weight"), c.n_embd)?,
+                q: linear(&format!("{p}.attn_q"), c.n_embd, q_out)?,
+                k: linear(&format!("{p}.attn_k"), c.n_embd, kv_out)?,
+                v: linear(&format!("{p}.attn_v"), c.n_embd, kv_out)?,
+                o: linear(&format!("{p}.attn_output"), q_out, c.n_embd)?,
+                q_norm: optional_vector(gguf, &format!("{p}.attn_q_norm.weight"), c.head_dim)?,
+                k_norm: optional_vector(gguf, &format!("{p}.attn_k_norm.weight"), c.head_dim)?,
+                post_attn_norm: optional_vector(
+                    gguf,
+                    &format!("{p}.post_attention_norm.weight"),
+                    c.n_embd,
+                )?,
+                ffn_norm: vector(gguf, &format!("{p}.ffn_norm.weight"), c.n_embd)?,
+                gate: linear(&format!("{p}.ffn_gate"), c.n_embd, c.n_ff)?,
+                up: linear(&format!("{p}.ffn_up"), c.n_embd, c.n_ff)?,
+                down: linear(&format!("{p}.ffn_down"), c.n_ff, c.n_embd)?,
+                post_ffn_norm: optional_vector(gguf, &format!("{p}.post_ffw_norm.weight"), c.n_embd)?,
+            });
+        }
+        let output = if gguf.tensor("output.weight").is_some() {
+            linear("output", c.n_embd, c.vocab)?
+        } else {
+            // Tied embeddings: the output projection is the embedding matrix.
+            weight_bytes += embeddings.storage_size_in_bytes();
+            Linear {
+                weight: QMatMul::from_arc(embeddings.clone())?,
+                bias: None,
+                out: c.vocab,
+            }
+        };
+        let output_norm = vector(gguf, "output_norm.weight", c.n_embd)?;
+        let rope_freq_factors = optional_vector(gguf, "rope_freqs.weight", c.rope_dims / 2)?;
+        Ok(Model {
+            config,
+            embeddings,
+            output_norm,
+            output,
+            layers,
+            rope_freq_factors,
+            weight_bytes,
+        })
+    }
+
+    pub fn new_cache(&self, window: usize) -> KvCache {
+        let c = &self.config;
+        KvCache {
+            keys: vec![Vec::new(); c.n_layer],
+            values: vec![Vec::new(); c.n_layer],
+            len: 0,
+            row: c.n_head_kv * c.head_dim,
+            window: window.min(c.context_length).max(1),
+        }
+    }
+
+    /// Run `tokens` through the model after what `cache` already holds and
+    /// return the logits of the last one.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let m = tokens.len();
+        if m == 0 {
+            return Err(ModelError::Shape("forward on zero tokens".into()));
+        }
+        if cache.len + m > cache.window {
+            return Err(ModelError::ContextFull {
+                needed: cache.len + m,
+                window: cache.window,
+            });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
+            return Err(ModelError::Shape(format!("token id {bad} is outside the vocabulary")));
+        }
+        let ids = Tensor::from_slice(tokens, m, &Device::Cpu)?;
+        let mut x = self
+            .embeddings
+            .embedding(&ids)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        if c.arch == Arch::Gemma3 {
+            let scale = (c.n_embd as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= scale);
+        }
+        let start = cache.len;
+        let mut normed = vec![0f32; x.len()];
+        for (i, layer) in self.layers.iter().enumerate() {
+            rms_norm_rows(&x, &layer.attn_norm, c.rms_eps, &mut normed);
+            let attn = self.attention(i, layer, &normed, m, start, cache)?;
+            let attn = match &layer.post_attn_norm {
+                Some(w) => rms_norm_owned(&attn, w, c.rms_eps),
+                None => attn,
+            };
+            add_in_place(&mut x, &attn);
+            rms_norm_rows(&x, &layer.ffn_norm, c.rms_eps, &mut normed);
+            let ffn = self.feed_forward(layer, &normed, m)?;
+            let ffn = match &layer.post_ffn_norm {
+                Some(w) => rms_norm_owned(&ffn, w, c.rms_eps),
+                None => ffn,
+            };
+            add_in_place(&mut x, &ffn);
+        }
+        cache.len += m;
+        // Only the last position's logits are needed to pick the next token.
+        let last = &x[(m - 1) * c.n_embd..];
+        let mut last_normed = vec![0f32; c.n_embd];
+        rms_norm_rows(last, &self.output_norm, c.rms_eps, &mut last_normed);
+        self.output.forward(&last_normed, 1)
+    }
+
+    fn attention(
+        &self,
+        index: usize,
+        layer: &Layer,
+        x: &[f32],
+        m: usize,
+        start: usize,
+        cache: &mut KvCache,
+    ) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let hd = c.head_dim;
+        // candle parallelises each product over all threads itself.
+        let mut q = layer.q.forward(x, m)?;
+        let mut k = layer.k.forward(x, m)?;
+        let v = layer.v.forward(x, m)?;
+        let (q, k) = (&mut q, &mut k);
+        if let Some(w) = &layer.q_norm {
+            for head in q.chunks_exact_mut(hd) {
+                rms_norm_in_place(head, w, c.rms_eps);
+            }
+        }
+        if let Some(w) = &layer.k_norm {
+            for head in k.chunks_exact_mut(hd) {
+                rms_norm_in_place(head, w, c.rms_eps);
+            }
+        }
+        let local = c.is_local_layer(index);
+        let (theta, scale) = if local {
+            (c.rope_theta_local, 1.0)
+        } else {
+            (c.rope_theta, c.rope_scale)
+        };
+        self.apply_rope(q, c.n_head, m, start, theta, scale);
+        self.apply_rope(k, c.n_head_kv, m, start, theta, scale);
+        cache.keys[index].extend_from_slice(k);
+        cache.values[index].extend_from_slice(&v);
+        let window = if local { c.sliding_window } else { None };
+        let ctx = attend(
+            q,
+            &cache.keys[index],
+            &cache.values[index],
+            AttnShape {
+                m,
+                start,
+                n_head: c.n_head,
+                n_head_kv: c.n_head_kv,
+                head_dim: hd,
+                window,
+            },
+        );
+        layer.o.forward(&ctx, m)
+    }
+
+    fn feed_forward(&self, layer: &Layer, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let mut gate = layer.gate.forward(x, m)?;
+        let up = layer.up.forward(x, m)?;
+        match self.config.arch {
+            Arch::Gemma3 => gate
+                .par_chunks_mut(4096)
+                .zip(up.par_chunks(4096))
+                .for_each(|(g, u)| g.iter_mut().zip(u).for_each(|(g, u)| *g = gelu_tanh(*g) * u)),
+            _ => gate
+                .par_chunks_mut(4096)
+                .zip(up.par_chunks(4096))
+                .for_each(|(g, u)| g.iter_mut().zip(u).for_each(|(g, u)| *g = silu(*g) * u)),
+        }
+        layer.down.forward(&gate, m)
+    }
+
+    fn apply_rope(&self, x: &mut [f32], heads: usize, m: usize, start: usize, theta: f32, scale: f32) {
+        let c = &self.config;
+        let hd = c.head_dim;
+        let half = c.rope_dims / 2;
+        let mut inv_freq: Vec<f32> = (0..half)
+            .map(|i| theta.powf(-((2 * i) as f32) / c.rope_dims as f32))
+            .collect();
+        if let Some(factors) = &self.rope_freq_factors {
+            inv_freq.iter_mut().zip(factors).for_each(|(f, d)| *f /= d);
+        }
+        let style = c.rope_style();
+        let mut cos = vec![0f32; half];
+        let mut sin = vec![0f32; half];
+        for t in 0..m {
+            let pos = (start + t) as f32 / scale;
+            for i in 0..half {
+                let (s, co) = (pos * inv_freq[i]).sin_cos();
+                cos[i] = co;
+                sin[i] = s;
+            }
+            for h in 0..heads {
+                let v = &mut x[(t * heads + h) * hd..][..hd];
+                for i in 0..half {
+                    let (a, b) = match style {
+                        RopeStyle::Adjacent => (2 * i, 2 * i + 1),
+                        RopeStyle::Halves => (i, i + half),
+                    };
+                    let (x0, x1) = (v[a], v[b]);
+                    v[a] = x0 * cos[i] - x1 * sin[i];
+                    v[b] = x0 * sin[i] + x1 * cos[i];
+                }
+            }
+        }
+    }
+}
+
+struct AttnShape {
+    m: usize,
+    start: usize,
+    n_head: usize,
+    n_head_kv: usize,
+    head_dim: usize,
+    window: Option<usize>,
+}
+
+/// Causal attention of the `m` new queries over every cached position,
+/// one task per head. Prefill uses gemm for both products; decode (m = 1)
+/// uses plain dot products, which is all one row needs.
+fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
+    let hd = s.head_dim;
+    let total = s.start + s.m;
+    let row = s.n_head_kv * hd;
+    let q_row = s.n_head * hd;
+    let group = s.n_head / s.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let per_head: Vec<Vec<f32>> = (0..s.n_head)
+        .into_par_iter()
+        .map(|h| {
+            let kvh = h / group;
+            let k = &keys[kvh * hd..];
+            let v = &values[kvh * hd..];
+            let qh = &q[h * hd..];
+            let mut scores = vec![0f32; s.m * total];
+            if s.m == 1 {
+                for (p, score) in scores.iter_mut().enumerate() {
+                    *score = dot(&qh[..hd], &k[p * row..p * row + hd]) * scale;
+                }
+            } else {
+                // SAFETY: q rows are q_row apart and hold hd values from h·hd;
+                // k rows are `row` apart, `total` of them, all inside `keys`.
+                unsafe {
+                    gemm::gemm(
+                        s.m,
+                        total,
+                        hd,
+                        scores.as_mut_ptr(),
+                        1,
+                        total as isize,
+                        false,
+                        qh.as_ptr(),
+                        1,
+                        q_row as isize,
+                        k.as_ptr(),
+                        row as isize,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            for (t, r) in scores.chunks_exact_mut(total).enumerate() {
+                let pos = s.start + t;
+                let first = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                r[..first].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                r[pos + 1..].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                softmax(r);
+            }
+            let mut out = vec![0f32; s.m * hd];
+            if s.m == 1 {
+                for (p, &w) in scores.iter().enumerate() {
+                    if w != 0.0 {
+                        axpy(w, &v[p * row..p * row + hd], &mut out);
+                    }
+                }
+            } else {
+                // SAFETY: scores is m × total; v rows are `row` apart.
+                unsafe {
+                    gemm::gemm(
+                        s.m,
+                        hd,
+                        total,
+                        out.as_mut_ptr(),
+                        1,
+                        hd as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        total as isize,
+                        v.as_ptr(),
+                        1,
+                        row as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            out
+        })
+        .collect();
+    let mut ctx = vec![0f32; s.m * q_row];
+    for (h, out) in per_head.iter().enumerate() {
+        for t in 0..s.m {
+            ctx[t * q_row + h * hd..][..hd].copy_from_slice(&out[t * hd..(t + 1) * hd]);
+        }
+    }
+    ctx
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight accumulators let the compiler keep the loop in vector registers.
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for i in 0..chunks {
+        for j in 0..8 {
+            acc[j] += a[i * 8 + j] * b[i * 8 + j];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+fn axpy(w: f32, x: &[f32], y: &mut [f32]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += w * x);
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let n = w.len();
+    out.par_chunks_mut(n.max(1) * 16)
+        .zip(x.par_chunks(n.max(1) * 16))
+        .for_each(|(o, xs)| {
+            for (o, x) in o.chunks_exact_mut(n).zip(xs.chunks_exact(n)) {
+                let ms = x.iter().map(|v| v * v).sum::<f32>() / n as f32;
+                let inv = 1.0 / (ms + eps).sqrt();
+                o.iter_mut()
+                    .zip(x.iter().zip(w))
+                    .for_each(|(o, (x, w))| *o = x * inv * w);
+            }
+        });
+}
+
+fn rms_norm_owned(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    rms_norm_rows(x, w, eps, &mut out);
+    out
+}
+
+fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let n = x.len();
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / n as f32;
+    let inv = 1.0 / (ms + eps).sqrt();
+    x.iter_mut().zip(w).for_each(|(x, w)| *x *= inv * w);
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+fn gelu_tanh(x: f32) -> f32 {
+    0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// Read a 1-D f32-convertible tensor of exactly `len` values.
+fn vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>> {
+    optional_vector(g, name, len)?.ok_or_else(|| GgufError::MissingTensor(name.into()).into())
+}
+
+fn optional_vector(g: &Gguf, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+    let Some(info) = g.tensor(name) else {
+        return Ok(None);
+    };
+    if info.dims != [len as u64] {
+        return Err(ModelError::Shape(format!(
+            "`{name}` has shape {:?}, expected [{len}]",
+            info.dims
+        )));
+    }
+    let t = load_qtensor(g, info)?;
+    Ok(Some(
+        t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?,
+    ))
+}
+
+/// Load a 2-D weight whose GGUF dims must be exactly `dims` (row length first).
+/// With `fast_types`, types candle has no fast kernel for are converted to
+/// Q8_0 on load (near-lossless: 8-bit blocks of 32 hold 4- and 5-bit levels
+/// to within half a step of the 8-bit grid) so every product takes the
+/// VNNI path.
+fn qtensor(g: &Gguf, name: &str, dims: &[usize], fast_types: bool) -> Result<QTensor> {
+    let info = g
+        .tensor(name)
+        .ok_or_else(|| GgufError::MissingTensor(name.into()))?;
+    let expected: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+    if info.dims != expected {
+        return Err(ModelError::Shape(format!(
+            "`{name}` has shape {:?}, expected {expected:?}",
+            info.dims
+        )));
+    }
+    let t = load_qtensor(g, info)?;
+    let slow = matches!(
+        info.dtype,
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+    );
+    if fast_types && slow && dims[0] % 32 == 0 {
+        let dense = t.dequantize(&Device::Cpu)?;
+        return Ok(QTensor::quantize(&dense, GgmlDType::Q8_0)?);
+    }
+    Ok(t)
+}
+
+fn load_qtensor(g: &Gguf, info: &TensorInfo) -> Result<QTensor> {
+    let bytes = g.tensor_bytes(info);
+    let storage = QStorage::Cpu(info.dtype.from_data(std::borrow::Cow::Borrowed(bytes)));
+    Ok(QTensor::new(storage, info.shape())?)
+}
