@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
-use rayon::prelude::*;
 
 use super::gguf::{Gguf, GgufError, TensorInfo};
 
@@ -191,9 +190,20 @@ impl ModelConfig {
     }
 }
 
+/// Prompt slices at least this long use the dense copy of a small model's
+/// weights (one f32 gemm) instead of quantized row-by-row dot products.
+const DENSE_PREFILL_MIN_TOKENS: usize = 8;
+/// Models whose weights fit in this many f32 bytes keep a dense copy for prefill.
+const DENSE_COPY_MAX_BYTES: usize = 2 << 30;
+
 /// A weight matrix `out × in` with candle's quantized product behind it.
 struct Linear {
     weight: QMatMul,
+    /// The weights dequantized (`out × in`, row-major), kept for small
+    /// models: a prompt is one large f32 gemm, which on CPUs without
+    /// repacked kernels for the file's type is several times faster than
+    /// quantized dot products per row and token.
+    dense: Option<Vec<f32>>,
     bias: Option<Vec<f32>>,
     out: usize,
 }
@@ -201,9 +211,17 @@ struct Linear {
 impl Linear {
     fn forward(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let k = x.len() / m;
-        let input = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
-        let y = self.weight.forward(&input)?;
-        let mut y = y.flatten_all()?.to_vec1::<f32>()?;
+        let mut y = match &self.dense {
+            Some(w) if m >= DENSE_PREFILL_MIN_TOKENS => {
+                let mut y = vec![0f32; m * self.out];
+                gemm_f32(x, m, k, w, self.out, &mut y);
+                y
+            }
+            _ => {
+                let input = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
+                self.weight.forward(&input)?.flatten_all()?.to_vec1::<f32>()?
+            }
+        };
         if let Some(bias) = &self.bias {
             for row in y.chunks_exact_mut(self.out) {
                 row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
@@ -287,18 +305,20 @@ impl Model {
         let mut weight_bytes = 0usize;
         let q_out = c.n_head * c.head_dim;
         let kv_out = c.n_head_kv * c.head_dim;
-        let embeddings = Arc::new(qtensor(
-            gguf,
-            "token_embd.weight",
-            &[c.n_embd, c.vocab],
-            false,
-        )?);
+        let embeddings = Arc::new(
+            qtensor(gguf, "token_embd.weight", &[c.n_embd, c.vocab], false)?.0,
+        );
+        let keep_dense = c.n_layer
+            * (2 * c.n_embd * q_out + 2 * c.n_embd * kv_out + 3 * c.n_embd * c.n_ff)
+            * 4
+            <= DENSE_COPY_MAX_BYTES;
         let mut linear = |name: &str, inp: usize, out: usize| -> Result<Linear> {
-            let t = qtensor(gguf, &format!("{name}.weight"), &[inp, out], true)?;
+            let (t, dense) = qtensor(gguf, &format!("{name}.weight"), &[inp, out], keep_dense)?;
             weight_bytes += t.storage_size_in_bytes();
             let bias = optional_vector(gguf, &format!("{name}.bias"), out)?;
             Ok(Linear {
                 weight: QMatMul::from_qtensor(t)?,
+                dense,
                 bias,
                 out,
             })
@@ -333,6 +353,7 @@ impl Model {
             weight_bytes += embeddings.storage_size_in_bytes();
             Linear {
                 weight: QMatMul::from_arc(embeddings.clone())?,
+                dense: None,
                 bias: None,
                 out: c.vocab,
             }
@@ -472,13 +493,10 @@ impl Model {
         let up = layer.up.forward(x, m)?;
         match self.config.arch {
             Arch::Gemma3 => gate
-                .par_chunks_mut(4096)
-                .zip(up.par_chunks(4096))
-                .for_each(|(g, u)| g.iter_mut().zip(u).for_each(|(g, u)| *g = gelu_tanh(*g) * u)),
-            _ => gate
-                .par_chunks_mut(4096)
-                .zip(up.par_chunks(4096))
-                .for_each(|(g, u)| g.iter_mut().zip(u).for_each(|(g, u)| *g = silu(*g) * u)),
+                .iter_mut()
+                .zip(&up)
+                .for_each(|(g, u)| *g = gelu_tanh(*g) * u),
+            _ => gate.iter_mut().zip(&up).for_each(|(g, u)| *g = silu(*g) * u),
         }
         layer.down.forward(&gate, m)
     }
@@ -538,8 +556,9 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
     let q_row = s.n_head * hd;
     let group = s.n_head / s.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
+    // Heads run one after another: the products inside are small, and a
+    // second thread pool beside candle's would fight it for the cores.
     let per_head: Vec<Vec<f32>> = (0..s.n_head)
-        .into_par_iter()
         .map(|h| {
             let kvh = h / group;
             let k = &keys[kvh * hd..];
@@ -662,17 +681,13 @@ fn softmax(row: &mut [f32]) {
 
 fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let n = w.len();
-    out.par_chunks_mut(n.max(1) * 16)
-        .zip(x.par_chunks(n.max(1) * 16))
-        .for_each(|(o, xs)| {
-            for (o, x) in o.chunks_exact_mut(n).zip(xs.chunks_exact(n)) {
-                let ms = x.iter().map(|v| v * v).sum::<f32>() / n as f32;
-                let inv = 1.0 / (ms + eps).sqrt();
-                o.iter_mut()
-                    .zip(x.iter().zip(w))
-                    .for_each(|(o, (x, w))| *o = x * inv * w);
-            }
-        });
+    for (o, x) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        o.iter_mut()
+            .zip(x.iter().zip(w))
+            .for_each(|(o, (x, w))| *o = x * inv * w);
+    }
 }
 
 fn rms_norm_owned(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
@@ -726,7 +741,14 @@ fn optional_vector(g: &Gguf, name: &str, len: usize) -> Result<Option<Vec<f32>>>
 /// Q8_0 on load (near-lossless: 8-bit blocks of 32 hold 4- and 5-bit levels
 /// to within half a step of the 8-bit grid) so every product takes the
 /// VNNI path.
-fn qtensor(g: &Gguf, name: &str, dims: &[usize], fast_types: bool) -> Result<QTensor> {
+///
+/// With `keep_dense`, also returns the exact dequantized weights.
+fn qtensor(
+    g: &Gguf,
+    name: &str,
+    dims: &[usize],
+    keep_dense: bool,
+) -> Result<(QTensor, Option<Vec<f32>>)> {
     let info = g
         .tensor(name)
         .ok_or_else(|| GgufError::MissingTensor(name.into()))?;
@@ -742,11 +764,54 @@ fn qtensor(g: &Gguf, name: &str, dims: &[usize], fast_types: bool) -> Result<QTe
         info.dtype,
         GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
     );
-    if fast_types && slow && dims[0] % 32 == 0 {
-        let dense = t.dequantize(&Device::Cpu)?;
-        return Ok(QTensor::quantize(&dense, GgmlDType::Q8_0)?);
+    if !slow && !keep_dense {
+        return Ok((t, None));
     }
-    Ok(t)
+    let dense = t.dequantize(&Device::Cpu)?;
+    let quantized = if slow && dims[0] % 32 == 0 {
+        QTensor::quantize(&dense, GgmlDType::Q8_0)?
+    } else {
+        t
+    };
+    let dense = keep_dense
+        .then(|| dense.flatten_all().and_then(|d| d.to_vec1::<f32>()))
+        .transpose()?;
+    Ok((quantized, dense))
+}
+
+/// out (m × n) = x (m × k) · wᵀ, with w stored (n × k) row-major.
+fn gemm_f32(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
+    assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n);
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above cover the extents the strides describe.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 fn load_qtensor(g: &Gguf, info: &TensorInfo) -> Result<QTensor> {

@@ -189,7 +189,15 @@ fn run(mut llm: Llm, shared: &Shared) {
                 }
                 match state.queue.pop_front() {
                     Some(job) if job.cancel.load(Ordering::SeqCst) => continue,
-                    Some(job) => break job,
+                    Some(job) => {
+                        // Under the same lock as the pop, so a concurrent
+                        // submit always counts the running job.
+                        state.running = Some(job.id);
+                        for (i, waiting) in state.queue.iter().enumerate() {
+                            let _ = waiting.events.send(Event::Queued { position: i + 1 });
+                        }
+                        break job;
+                    }
                     None => {
                         state = match shared.wake.wait(state) {
                             Ok(s) => s,
@@ -199,7 +207,6 @@ fn run(mut llm: Llm, shared: &Shared) {
                 }
             }
         };
-        announce_positions(shared, job.id);
         let _ = job.events.send(Event::Started);
         let mut on_text = |piece: &str| {
             if job.cancel.load(Ordering::SeqCst) {
@@ -213,16 +220,5 @@ fn run(mut llm: Llm, shared: &Shared) {
             Err(e) => Event::Failed(e.to_string()),
         };
         let _ = job.events.send(event);
-    }
-}
-
-/// Mark `running` as the job in progress and tell everyone still waiting
-/// where they now stand.
-fn announce_positions(shared: &Shared, running: u64) {
-    if let Ok(mut state) = shared.state.lock() {
-        state.running = Some(running);
-        for (i, job) in state.queue.iter().enumerate() {
-            let _ = job.events.send(Event::Queued { position: i + 1 });
-        }
     }
 }
