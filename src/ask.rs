@@ -60,7 +60,10 @@ pub struct ChatArgs {
 }
 
 pub fn ask(config: &Config, args: AskArgs) -> Result<ExitCode> {
-    let model_path = args.model.clone().unwrap_or_else(|| config.llm_model_path());
+    let model_path = args
+        .model
+        .clone()
+        .unwrap_or_else(|| config.llm_model_path());
     let max_new = args.max_tokens.unwrap_or(config.llm.max_new_tokens);
     // The tokenizer alone (cheap) decides what fits; the weights are loaded
     // only if the evidence gate lets the question through.
@@ -131,8 +134,12 @@ fn print_answer(answer: &Answer, stats: Option<&GenerationStats>, json: bool) {
         println!("{}", answer.text);
         return;
     }
-    if !answer.citations.is_empty() {
+    if answer.citations.iter().any(|c| c.attributed) {
+        println!("\nSources matching the answer (the model cited none; matched by shared words):");
+    } else if !answer.citations.is_empty() {
         println!("\nCitations:");
+    }
+    if !answer.citations.is_empty() {
         for c in &answer.citations {
             println!(
                 "  [{}] {} (document {}, page {}, chunk {}): \"{}\"",
@@ -173,7 +180,10 @@ fn print_answer(answer: &Answer, stats: Option<&GenerationStats>, json: bool) {
 }
 
 pub fn chat(config: &Config, args: ChatArgs) -> Result<ExitCode> {
-    let path = args.model.clone().unwrap_or_else(|| config.llm_model_path());
+    let path = args
+        .model
+        .clone()
+        .unwrap_or_else(|| config.llm_model_path());
     let mut llm = Llm::load(&path, config.llm.context_window)
         .with_context(|| format!("loading {}", path.display()))?;
     let mut sampling = config.llm.sampling.clone();

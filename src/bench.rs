@@ -124,7 +124,10 @@ pub fn run(config: &Config, cmd: BenchCommand) -> Result<()> {
 
 fn llm(config: &Config, args: LlmBenchArgs) -> Result<()> {
     use crate::llm::Llm;
-    let path = args.model.clone().unwrap_or_else(|| config.llm_model_path());
+    let path = args
+        .model
+        .clone()
+        .unwrap_or_else(|| config.llm_model_path());
     if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.repetitions == 0 {
         bail!("--prompt-tokens, --gen-tokens and --repetitions must be at least 1");
     }
@@ -138,7 +141,9 @@ fn llm(config: &Config, args: LlmBenchArgs) -> Result<()> {
     let vocab = llm.tokenizer.vocab_size() as u64;
     let prompt: Vec<u32> = (0..args.prompt_tokens)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) % vocab) as u32
         })
         .collect();

@@ -329,12 +329,10 @@ impl Config {
             });
         }
         let l = &self.llm;
-        if l.context_window < 256 || l.max_new_tokens == 0 || l.max_new_tokens >= l.context_window
-        {
+        if l.context_window < 256 || l.max_new_tokens == 0 || l.max_new_tokens >= l.context_window {
             return Err(ConfigError::Invalid {
                 name: "llm",
-                reason: "need context_window >= 256 and 0 < max_new_tokens < context_window"
-                    .into(),
+                reason: "need context_window >= 256 and 0 < max_new_tokens < context_window".into(),
             });
         }
         if l.queue_capacity == 0 || l.deadline_secs == 0 {

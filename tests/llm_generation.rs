@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use enclave::llm::synth::{self, SynthQuant, SynthShape};
 use enclave::llm::{
-    Event, GenerationRequest, Llm, Message, Prompt, SamplingParams, StopReason, SubmitError,
-    Worker,
+    Event, GenerationRequest, Llm, Message, Prompt, SamplingParams, StopReason, SubmitError, Worker,
 };
 
 fn model_path() -> PathBuf {
@@ -111,7 +110,9 @@ fn every_architecture_loads_and_generates() {
         let (_, stats) = llm.generate(&request, &mut |_| true).unwrap();
         assert_eq!(stats.generated_tokens, 12, "{shape:?}/{quant:?}");
         // gemma3's sliding window (4 in the tiny file) is crossed here.
-        let logits = llm.bench_forward(&[5, 6, 7, 8, 9, 10, 11, 12], true).unwrap();
+        let logits = llm
+            .bench_forward(&[5, 6, 7, 8, 9, 10, 11, 12], true)
+            .unwrap();
         assert!(
             logits.iter().all(|l| l.is_finite()),
             "{shape:?}/{quant:?}: non-finite logits"
@@ -166,17 +167,30 @@ fn worker_serves_ten_concurrent_requests_in_order_and_cancels_at_once() {
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
         let (position, text, stats) = h.join().unwrap();
-        assert_eq!(position, Some(i), "request {i} was told the wrong queue position");
-        assert!(stats.generated_tokens > 0 && !text.is_empty(), "request {i} empty");
+        assert_eq!(
+            position,
+            Some(i),
+            "request {i} was told the wrong queue position"
+        );
+        assert!(
+            stats.generated_tokens > 0 && !text.is_empty(),
+            "request {i} empty"
+        );
     }
-    assert_eq!(*order.lock().unwrap(), (0..10).collect::<Vec<_>>(), "not served in queue order");
+    assert_eq!(
+        *order.lock().unwrap(),
+        (0..10).collect::<Vec<_>>(),
+        "not served in queue order"
+    );
 
     // Cancel a long request mid-answer: it stops at the next token and the
     // request queued behind it runs.
     let mut long = chat("Write a very long story about the sea.", 2000);
     long.ignore_end = true;
     let running = worker.submit(long).unwrap();
-    let queued = worker.submit(chat("What is the capital of France?", 24)).unwrap();
+    let queued = worker
+        .submit(chat("What is the capital of France?", 24))
+        .unwrap();
     loop {
         match running.recv() {
             Some(Event::Text(t)) if !t.is_empty() => break,
@@ -195,7 +209,11 @@ fn worker_serves_ten_concurrent_requests_in_order_and_cancels_at_once() {
         }
     };
     assert_eq!(stats.stop, StopReason::Cancelled);
-    assert!(stats.generated_tokens < 100, "cancel took {} tokens", stats.generated_tokens);
+    assert!(
+        stats.generated_tokens < 100,
+        "cancel took {} tokens",
+        stats.generated_tokens
+    );
     let answered = loop {
         match queued.recv() {
             Some(Event::Finished { text, .. }) => break text,
@@ -210,7 +228,9 @@ fn worker_serves_ten_concurrent_requests_in_order_and_cancels_at_once() {
     let mut long = chat("Write a very long story about the sea.", 2000);
     long.ignore_end = true;
     drop(worker.submit(long).unwrap());
-    let after = worker.submit(chat("What is the capital of France?", 24)).unwrap();
+    let after = worker
+        .submit(chat("What is the capital of France?", 24))
+        .unwrap();
     let stats = loop {
         match after.recv() {
             Some(Event::Finished { stats, .. }) => break stats,

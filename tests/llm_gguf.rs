@@ -26,7 +26,12 @@ fn rewrite(g: &Gguf, edit: impl FnOnce(&mut BTreeMap<String, Value>)) -> Vec<u8>
         w.meta(k, v.clone());
     }
     for t in &g.tensors {
-        w.tensor(&t.name, t.dims.clone(), t.dtype, Some(g.tensor_bytes(t).to_vec()));
+        w.tensor(
+            &t.name,
+            t.dims.clone(),
+            t.dtype,
+            Some(g.tensor_bytes(t).to_vec()),
+        );
     }
     let mut out = Vec::new();
     w.write_to(&mut out, |_, _, _| {}).expect("in-memory write");
@@ -53,7 +58,9 @@ fn tokenizer_matches_llama_cpp_token_for_token() {
             .collect();
         let ours = tok.encode(input, false, false);
         if ours != expected {
-            mismatches.push(format!("{input:?}\n  llama.cpp {expected:?}\n  ours      {ours:?}"));
+            mismatches.push(format!(
+                "{input:?}\n  llama.cpp {expected:?}\n  ours      {ours:?}"
+            ));
         }
         // Byte-level BPE is lossless.
         if tok.decode(&ours) != input {
@@ -68,18 +75,26 @@ fn tokenizer_matches_llama_cpp_token_for_token() {
         mismatches.len(),
         mismatches[..mismatches.len().min(5)].join("\n")
     );
-    assert!(not_round_trip.is_empty(), "decode(encode(x)) != x for {not_round_trip:?}");
+    assert!(
+        not_round_trip.is_empty(),
+        "decode(encode(x)) != x for {not_round_trip:?}"
+    );
 }
 
 #[test]
 fn special_tokens_are_parsed_only_when_asked() {
     let gguf = Gguf::open(&model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
-    let im_start = tok.token_id("<|im_start|>").expect("ChatML marker in vocabulary");
+    let im_start = tok
+        .token_id("<|im_start|>")
+        .expect("ChatML marker in vocabulary");
     let with = tok.encode("<|im_start|>user", false, true);
     assert_eq!(with[0], im_start);
     let without = tok.encode("<|im_start|>user", false, false);
-    assert!(!without.contains(&im_start), "untrusted text must not forge control tokens");
+    assert!(
+        !without.contains(&im_start),
+        "untrusted text must not forge control tokens"
+    );
     assert!(tok.is_end(tok.token_id("<|im_end|>").unwrap()));
 }
 
@@ -91,7 +106,10 @@ fn unknown_pre_tokenizer_is_an_error_not_a_fallback() {
         Some("smollm")
     );
     let bytes = rewrite(&gguf, |m| {
-        m.insert("tokenizer.ggml.pre".into(), Value::String("mystery-v9".into()));
+        m.insert(
+            "tokenizer.ggml.pre".into(),
+            Value::String("mystery-v9".into()),
+        );
     });
     let edited = Gguf::from_bytes(bytes).expect("still a valid GGUF");
     match Tokenizer::from_gguf(&edited) {
@@ -151,13 +169,22 @@ fn hostile_and_truncated_files_are_rejected_cleanly() {
         b[at..at + value.len()].copy_from_slice(value);
         b
     };
-    let e = rejects(patch(offset_at, &(1u64 << 40).to_le_bytes()), "offset past end");
+    let e = rejects(
+        patch(offset_at, &(1u64 << 40).to_le_bytes()),
+        "offset past end",
+    );
     assert!(e.to_string().contains("token_embd.weight"), "{e}");
     rejects(patch(offset_at, &u64::MAX.to_le_bytes()), "offset overflow");
     rejects(patch(offset_at, &7u64.to_le_bytes()), "misaligned offset");
-    rejects(patch(dims_at, &(1u64 << 40).to_le_bytes()), "absurd dimension");
+    rejects(
+        patch(dims_at, &(1u64 << 40).to_le_bytes()),
+        "absurd dimension",
+    );
     rejects(patch(dims_at, &0u64.to_le_bytes()), "zero dimension");
-    rejects(patch(dims_at, &33u64.to_le_bytes()), "row not a block multiple");
+    rejects(
+        patch(dims_at, &33u64.to_le_bytes()),
+        "row not a block multiple",
+    );
     rejects(patch(n_dims_at, &9u32.to_le_bytes()), "nine dimensions");
     rejects(patch(type_at, &99u32.to_le_bytes()), "unknown type");
     rejects(patch(8, &u64::MAX.to_le_bytes()), "absurd tensor count");
@@ -193,7 +220,9 @@ fn model_shape_mismatch_is_reported_not_trusted() {
         m.insert("llama.feed_forward_length".into(), Value::U32(4096));
     });
     let edited = Gguf::from_bytes(bytes).unwrap();
-    let err = Model::load(&edited).err().expect("inconsistent shapes refused");
+    let err = Model::load(&edited)
+        .err()
+        .expect("inconsistent shapes refused");
     assert!(err.to_string().contains("has shape"), "{err}");
     let bytes = rewrite(&gguf, |m| {
         m.insert("llama.embedding_length".into(), Value::U32(1 << 30));

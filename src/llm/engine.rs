@@ -192,7 +192,9 @@ impl Llm {
         let mut text = String::new();
         let mut pending = Vec::new();
         loop {
-            let next = sampler.sample(&mut logits, &history);
+            // The penalty looks at the answer only: copying from the prompt (the
+            // quoted sources) is exactly what a grounded answer should do.
+            let next = sampler.sample(&mut logits, &history[prompt.len()..]);
             if stats.generated_tokens == 0 {
                 stats.time_to_first_token_ms = ms(started.elapsed());
             }

@@ -178,7 +178,9 @@ impl Gguf {
                 return Err(invalid(format!("{tensor_count} tensors is not plausible")));
             }
             if kv_count > MAX_METADATA_KEYS {
-                return Err(invalid(format!("{kv_count} metadata keys is not plausible")));
+                return Err(invalid(format!(
+                    "{kv_count} metadata keys is not plausible"
+                )));
             }
             let mut metadata = BTreeMap::new();
             for _ in 0..kv_count {
@@ -441,7 +443,9 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let len = self.u64(what)?;
         if len > MAX_STRING_BYTES {
-            return Err(invalid(format!("{what}: a {len}-byte string is not plausible")));
+            return Err(invalid(format!(
+                "{what}: a {len}-byte string is not plausible"
+            )));
         }
         let bytes = self.take(len as usize, what)?;
         // Real vocabularies contain a few invalid sequences (partial UTF-8
@@ -474,7 +478,9 @@ impl<'a> Reader<'a> {
                 // what is left cannot be honest; checking first keeps a
                 // hostile count from sizing an allocation.
                 if count > self.remaining() as u64 {
-                    return Err(GgufError::Truncated(format!("array `{key}` of {count} items")));
+                    return Err(GgufError::Truncated(format!(
+                        "array `{key}` of {count} items"
+                    )));
                 }
                 let mut items = Vec::with_capacity(count as usize);
                 for _ in 0..count {

@@ -114,7 +114,9 @@ impl ModelConfig {
             .unwrap_or(n_embd / n_head);
         sane("head dimension", head_dim, 1024)?;
         if head_dim % 2 != 0 {
-            return Err(ModelError::Shape(format!("head dimension {head_dim} is odd")));
+            return Err(ModelError::Shape(format!(
+                "head dimension {head_dim} is odd"
+            )));
         }
         let rope_dims = g
             .get(&key("rope.dimension_count"))
@@ -124,9 +126,7 @@ impl ModelConfig {
             .min(head_dim)
             & !1;
         let float = |k: &str, default: f64| {
-            g.get(&key(k))
-                .and_then(|v| v.as_f64())
-                .unwrap_or(default) as f32
+            g.get(&key(k)).and_then(|v| v.as_f64()).unwrap_or(default) as f32
         };
         let rope_scale = match g.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
             Some("linear") => float("rope.scaling.factor", 1.0).max(1.0),
@@ -219,7 +219,10 @@ impl Linear {
             }
             _ => {
                 let input = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
-                self.weight.forward(&input)?.flatten_all()?.to_vec1::<f32>()?
+                self.weight
+                    .forward(&input)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?
             }
         };
         if let Some(bias) = &self.bias {
@@ -305,13 +308,11 @@ impl Model {
         let mut weight_bytes = 0usize;
         let q_out = c.n_head * c.head_dim;
         let kv_out = c.n_head_kv * c.head_dim;
-        let embeddings = Arc::new(
-            qtensor(gguf, "token_embd.weight", &[c.n_embd, c.vocab], false)?.0,
-        );
-        let keep_dense = c.n_layer
-            * (2 * c.n_embd * q_out + 2 * c.n_embd * kv_out + 3 * c.n_embd * c.n_ff)
-            * 4
-            <= DENSE_COPY_MAX_BYTES;
+        let embeddings =
+            Arc::new(qtensor(gguf, "token_embd.weight", &[c.n_embd, c.vocab], false)?.0);
+        let keep_dense =
+            c.n_layer * (2 * c.n_embd * q_out + 2 * c.n_embd * kv_out + 3 * c.n_embd * c.n_ff) * 4
+                <= DENSE_COPY_MAX_BYTES;
         let mut linear = |name: &str, inp: usize, out: usize| -> Result<Linear> {
             let (t, dense) = qtensor(gguf, &format!("{name}.weight"), &[inp, out], keep_dense)?;
             weight_bytes += t.storage_size_in_bytes();
@@ -343,7 +344,11 @@ impl Model {
                 gate: linear(&format!("{p}.ffn_gate"), c.n_embd, c.n_ff)?,
                 up: linear(&format!("{p}.ffn_up"), c.n_embd, c.n_ff)?,
                 down: linear(&format!("{p}.ffn_down"), c.n_ff, c.n_embd)?,
-                post_ffn_norm: optional_vector(gguf, &format!("{p}.post_ffw_norm.weight"), c.n_embd)?,
+                post_ffn_norm: optional_vector(
+                    gguf,
+                    &format!("{p}.post_ffw_norm.weight"),
+                    c.n_embd,
+                )?,
             });
         }
         let output = if gguf.tensor("output.weight").is_some() {
@@ -397,7 +402,9 @@ impl Model {
             });
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
-            return Err(ModelError::Shape(format!("token id {bad} is outside the vocabulary")));
+            return Err(ModelError::Shape(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
         }
         let ids = Tensor::from_slice(tokens, m, &Device::Cpu)?;
         let mut x = self
@@ -496,12 +503,23 @@ impl Model {
                 .iter_mut()
                 .zip(&up)
                 .for_each(|(g, u)| *g = gelu_tanh(*g) * u),
-            _ => gate.iter_mut().zip(&up).for_each(|(g, u)| *g = silu(*g) * u),
+            _ => gate
+                .iter_mut()
+                .zip(&up)
+                .for_each(|(g, u)| *g = silu(*g) * u),
         }
         layer.down.forward(&gate, m)
     }
 
-    fn apply_rope(&self, x: &mut [f32], heads: usize, m: usize, start: usize, theta: f32, scale: f32) {
+    fn apply_rope(
+        &self,
+        x: &mut [f32],
+        heads: usize,
+        m: usize,
+        start: usize,
+        theta: f32,
+        scale: f32,
+    ) {
         let c = &self.config;
         let hd = c.head_dim;
         let half = c.rope_dims / 2;
@@ -732,7 +750,9 @@ fn optional_vector(g: &Gguf, name: &str, len: usize) -> Result<Option<Vec<f32>>>
     }
     let t = load_qtensor(g, info)?;
     Ok(Some(
-        t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?,
+        t.dequantize(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?,
     ))
 }
 

@@ -92,7 +92,8 @@ fn weight_type(quant: SynthQuant, name: &str, layer: Option<usize>, n_layer: usi
         SynthQuant::Q8_0 => GgmlDType::Q8_0,
         SynthQuant::Q4KM => {
             let more = layer.is_some_and(|l| use_more_bits(l, n_layer));
-            if name == "output" || (more && (name.ends_with("attn_v") || name.ends_with("ffn_down")))
+            if name == "output"
+                || (more && (name.ends_with("attn_v") || name.ends_with("ffn_down")))
             {
                 GgmlDType::Q6K
             } else {
@@ -106,7 +107,9 @@ fn weight_type(quant: SynthQuant, name: &str, layer: Option<usize>, n_layer: usi
 pub fn write(path: &Path, shape: SynthShape, quant: SynthQuant) -> std::io::Result<u64> {
     let d = dims(shape);
     if quant == SynthQuant::Q4KM && d.n_embd % 256 != 0 {
-        return Err(std::io::Error::other("Q4_K needs rows that are multiples of 256"));
+        return Err(std::io::Error::other(
+            "Q4_K needs rows that are multiples of 256",
+        ));
     }
     let mut w = Writer::new();
     let arch = d.arch;
@@ -125,13 +128,21 @@ pub fn write(path: &Path, shape: SynthShape, quant: SynthQuant) -> std::io::Resu
     meta(&mut w, "block_count", Value::U32(d.n_layer as u32));
     meta(&mut w, "feed_forward_length", Value::U32(d.n_ff as u32));
     meta(&mut w, "attention.head_count", Value::U32(d.n_head as u32));
-    meta(&mut w, "attention.head_count_kv", Value::U32(d.n_head_kv as u32));
+    meta(
+        &mut w,
+        "attention.head_count_kv",
+        Value::U32(d.n_head_kv as u32),
+    );
     meta(&mut w, "rope.dimension_count", Value::U32(head_dim as u32));
     meta(&mut w, "rope.freq_base", Value::F32(10_000.0));
     meta(&mut w, "attention.layer_norm_rms_epsilon", Value::F32(1e-5));
     if arch == "gemma3" {
         meta(&mut w, "attention.key_length", Value::U32(head_dim as u32));
-        meta(&mut w, "attention.value_length", Value::U32(head_dim as u32));
+        meta(
+            &mut w,
+            "attention.value_length",
+            Value::U32(head_dim as u32),
+        );
         meta(&mut w, "attention.sliding_window", Value::U32(4));
     }
     vocabulary(&mut w, arch, d.vocab);
@@ -145,19 +156,33 @@ pub fn write(path: &Path, shape: SynthShape, quant: SynthQuant) -> std::io::Resu
         let dtype = if dims.len() == 1 {
             GgmlDType::F32
         } else {
-            let kind = if name.starts_with("output.") { "output" } else { base };
+            let kind = if name.starts_with("output.") {
+                "output"
+            } else {
+                base
+            };
             weight_type(quant, kind, layer, d.n_layer)
         };
         w.tensor(&name, dims, dtype, None);
     };
-    add(&mut w, "token_embd.weight".into(), vec![e, d.vocab as u64], None);
+    add(
+        &mut w,
+        "token_embd.weight".into(),
+        vec![e, d.vocab as u64],
+        None,
+    );
     for l in 0..d.n_layer {
         let p = format!("blk.{l}");
         add(&mut w, format!("{p}.attn_norm.weight"), vec![e], Some(l));
         add(&mut w, format!("{p}.attn_q.weight"), vec![e, e], Some(l));
         add(&mut w, format!("{p}.attn_k.weight"), vec![e, kv], Some(l));
         add(&mut w, format!("{p}.attn_v.weight"), vec![e, kv], Some(l));
-        add(&mut w, format!("{p}.attn_output.weight"), vec![e, e], Some(l));
+        add(
+            &mut w,
+            format!("{p}.attn_output.weight"),
+            vec![e, e],
+            Some(l),
+        );
         if arch == "qwen2" {
             add(&mut w, format!("{p}.attn_q.bias"), vec![e], Some(l));
             add(&mut w, format!("{p}.attn_k.bias"), vec![kv], Some(l));
@@ -167,8 +192,18 @@ pub fn write(path: &Path, shape: SynthShape, quant: SynthQuant) -> std::io::Resu
             let hd = head_dim as u64;
             add(&mut w, format!("{p}.attn_q_norm.weight"), vec![hd], Some(l));
             add(&mut w, format!("{p}.attn_k_norm.weight"), vec![hd], Some(l));
-            add(&mut w, format!("{p}.post_attention_norm.weight"), vec![e], Some(l));
-            add(&mut w, format!("{p}.post_ffw_norm.weight"), vec![e], Some(l));
+            add(
+                &mut w,
+                format!("{p}.post_attention_norm.weight"),
+                vec![e],
+                Some(l),
+            );
+            add(
+                &mut w,
+                format!("{p}.post_ffw_norm.weight"),
+                vec![e],
+                Some(l),
+            );
         }
         add(&mut w, format!("{p}.ffn_norm.weight"), vec![e], Some(l));
         add(&mut w, format!("{p}.ffn_gate.weight"), vec![e, ff], Some(l));
@@ -177,13 +212,20 @@ pub fn write(path: &Path, shape: SynthShape, quant: SynthQuant) -> std::io::Resu
     }
     add(&mut w, "output_norm.weight".into(), vec![e], None);
     if arch != "gemma3" {
-        add(&mut w, "output.weight".into(), vec![e, d.vocab as u64], None);
+        add(
+            &mut w,
+            "output.weight".into(),
+            vec![e, d.vocab as u64],
+            None,
+        );
     }
 
     let file = std::fs::File::create(path)?;
     let mut out = std::io::BufWriter::with_capacity(8 << 20, file);
     let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
-    w.write_to(&mut out, |name, dtype, buf| fill(&mut rng, name, dtype, buf))?;
+    w.write_to(&mut out, |name, dtype, buf| {
+        fill(&mut rng, name, dtype, buf)
+    })?;
     out.flush()?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;

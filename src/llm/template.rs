@@ -81,12 +81,15 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                msg,
-            ))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
         env.add_function("strftime_now", |format: String| -> String {
             crate::time::strftime_now_utc(&format)
         });
@@ -127,7 +130,10 @@ mod tests {
         let text = "{% for m in messages %}{% if m.role not in ['user','system','assistant'] %}{{ raise_exception('bad role') }}{% endif %}[{{ m.role.upper() }}] {{ m.content.strip() }}\n{% endfor %}{% if add_generation_prompt %}[ASSISTANT]{% endif %}";
         let t = ChatTemplate::new(text.into(), TemplateSource::Model, "<s>", "</s>").unwrap();
         let out = t
-            .render(&[Message::new("system", " be brief "), Message::new("user", "hi")])
+            .render(&[
+                Message::new("system", " be brief "),
+                Message::new("user", "hi"),
+            ])
             .unwrap();
         assert_eq!(out, "[SYSTEM] be brief\n[USER] hi\n[ASSISTANT]");
         let err = t.render(&[Message::new("tool", "x")]).unwrap_err();
@@ -138,6 +144,9 @@ mod tests {
     fn chatml_fallback_ends_with_the_assistant_turn() {
         let t = ChatTemplate::new(CHATML.into(), TemplateSource::FallbackChatml, "", "").unwrap();
         let out = t.render(&[Message::new("user", "hello")]).unwrap();
-        assert_eq!(out, "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 }

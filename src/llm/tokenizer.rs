@@ -241,14 +241,22 @@ impl Tokenizer {
         let bos = optional_id(gguf, "tokenizer.ggml.bos_token_id", vocab);
         let eos = optional_id(gguf, "tokenizer.ggml.eos_token_id", vocab);
         let default_add_bos = matches!(algorithm, Algorithm::SentencePiece { .. });
-        let add_bos = optional_bool(gguf, "tokenizer.ggml.add_bos_token").unwrap_or(default_add_bos);
-        let mut end_of_turn: Vec<u32> = ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
-            .iter()
-            .filter_map(|k| optional_id(gguf, k, vocab))
-            .collect();
+        let add_bos =
+            optional_bool(gguf, "tokenizer.ggml.add_bos_token").unwrap_or(default_add_bos);
+        let mut end_of_turn: Vec<u32> =
+            ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
+                .iter()
+                .filter_map(|k| optional_id(gguf, k, vocab))
+                .collect();
         // Files often lack eot_token_id; these markers end a turn in every
         // template that uses them.
-        for marker in ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"] {
+        for marker in [
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<end_of_turn>",
+            "<|end|>",
+            "<|endoftext|>",
+        ] {
             if let Some(&id) = ids.get(marker)
                 && kinds[id as usize] == TokenKind::Control
                 && !end_of_turn.contains(&id)
@@ -421,7 +429,9 @@ impl Tokenizer {
                 continue;
             };
             // Stale: one side already merged into something else.
-            if !symbols[left].alive || symbols[left].id != c.left_id || symbols[right].id != c.right_id
+            if !symbols[left].alive
+                || symbols[left].id != c.left_id
+                || symbols[right].id != c.right_id
             {
                 continue;
             }
@@ -580,7 +590,10 @@ impl Tokenizer {
     }
 
     pub fn token_text(&self, id: u32) -> &str {
-        self.tokens.get(id as usize).map(String::as_str).unwrap_or("")
+        self.tokens
+            .get(id as usize)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -649,7 +662,9 @@ fn read_merges(
         // Split on the first space that is not the line's first character.
         let first = line.chars().next().map_or(0, char::len_utf8);
         let Some(at) = line[first..].find(' ').map(|i| i + first) else {
-            return Err(TokenizerError::Invalid(format!("merge `{line}` has no space")));
+            return Err(TokenizerError::Invalid(format!(
+                "merge `{line}` has no space"
+            )));
         };
         let (left, right) = (&line[..at], &line[at + 1..]);
         let joined = format!("{left}{right}");

@@ -19,10 +19,15 @@ use super::engine::{GenerationRequest, GenerationStats, Llm};
 #[derive(Debug, Clone)]
 pub enum Event {
     /// How many requests are ahead of this one (0: it is next).
-    Queued { position: usize },
+    Queued {
+        position: usize,
+    },
     Started,
     Text(String),
-    Finished { text: String, stats: GenerationStats },
+    Finished {
+        text: String,
+        stats: GenerationStats,
+    },
     Failed(String),
 }
 
@@ -166,7 +171,9 @@ impl Drop for Worker {
         if let Ok(mut state) = self.shared.state.lock() {
             state.shutdown = true;
             for job in state.queue.drain(..) {
-                let _ = job.events.send(Event::Failed("the server is shutting down".into()));
+                let _ = job
+                    .events
+                    .send(Event::Failed("the server is shutting down".into()));
             }
         }
         self.shared.wake.notify_all();
