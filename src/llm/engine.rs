@@ -235,7 +235,11 @@ impl Llm {
     }
 
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        match self.model.forward(tokens, &mut self.cache) {
+        // Run the step on one of rayon's threads: the parallel products
+        // inside then start without waking the caller across pools.
+        let (model, cache) = (&self.model, &mut self.cache);
+        let (result, ()) = rayon::join(|| model.forward(tokens, cache), || ());
+        match result {
             Ok(logits) => {
                 self.cached_tokens.extend_from_slice(tokens);
                 Ok(logits)

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod gguf;
+pub mod kernels;
 pub mod model;
 pub mod sampling;
 pub mod synth;

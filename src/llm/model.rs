@@ -13,6 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 use super::gguf::{Gguf, GgufError, TensorInfo};
+use super::kernels::{PackedMatrix, axpy, dot, gemv_many};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -204,13 +205,38 @@ struct Linear {
     /// repacked kernels for the file's type is several times faster than
     /// quantized dot products per row and token.
     dense: Option<Vec<f32>>,
+    /// Q4_1 / Q8_0 weights repacked for our VNNI matrix-vector kernels
+    /// (decode), where candle has no fast path for the type or shape.
+    packed: Option<PackedMatrix>,
     bias: Option<Vec<f32>>,
     out: usize,
 }
 
 impl Linear {
+    /// Several products of the same input (Q/K/V, gate/up): one parallel
+    /// region for all of them when decoding with packed weights.
+    fn forward_many(linears: &[&Linear], x: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+        if m == 1 {
+            let packed: Option<Vec<&PackedMatrix>> =
+                linears.iter().map(|l| l.packed.as_ref()).collect();
+            if let Some(packed) = packed {
+                let mut outs = gemv_many(&packed, x);
+                for (out, l) in outs.iter_mut().zip(linears) {
+                    if let Some(bias) = &l.bias {
+                        out.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
+                    }
+                }
+                return Ok(outs);
+            }
+        }
+        linears.iter().map(|l| l.forward(x, m)).collect()
+    }
+
     fn forward(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let k = x.len() / m;
+        if m == 1 && self.packed.is_some() {
+            return Ok(Linear::forward_many(&[self], x, m)?.remove(0));
+        }
         let mut y = match &self.dense {
             Some(w) if m >= DENSE_PREFILL_MIN_TOKENS => {
                 let mut y = vec![0f32; m * self.out];
@@ -314,12 +340,18 @@ impl Model {
             c.n_layer * (2 * c.n_embd * q_out + 2 * c.n_embd * kv_out + 3 * c.n_embd * c.n_ff) * 4
                 <= DENSE_COPY_MAX_BYTES;
         let mut linear = |name: &str, inp: usize, out: usize| -> Result<Linear> {
-            let (t, dense) = qtensor(gguf, &format!("{name}.weight"), &[inp, out], keep_dense)?;
-            weight_bytes += t.storage_size_in_bytes();
+            let weight_name = format!("{name}.weight");
+            let (t, dense) = qtensor(gguf, &weight_name, &[inp, out], keep_dense)?;
+            let packed = packed_matrix(gguf, &weight_name, out, inp);
+            weight_bytes += match &packed {
+                Some(_) => gguf.tensor(&weight_name).map_or(0, |i| i.size),
+                None => t.storage_size_in_bytes(),
+            };
             let bias = optional_vector(gguf, &format!("{name}.bias"), out)?;
             Ok(Linear {
                 weight: QMatMul::from_qtensor(t)?,
                 dense,
+                packed,
                 bias,
                 out,
             })
@@ -355,10 +387,15 @@ impl Model {
             linear("output", c.n_embd, c.vocab)?
         } else {
             // Tied embeddings: the output projection is the embedding matrix.
-            weight_bytes += embeddings.storage_size_in_bytes();
+            let packed = packed_matrix(gguf, "token_embd.weight", c.vocab, c.n_embd);
+            weight_bytes += match &packed {
+                Some(_) => gguf.tensor("token_embd.weight").map_or(0, |i| i.size),
+                None => embeddings.storage_size_in_bytes(),
+            };
             Linear {
                 weight: QMatMul::from_arc(embeddings.clone())?,
                 dense: None,
+                packed,
                 bias: None,
                 out: c.vocab,
             }
@@ -453,10 +490,11 @@ impl Model {
     ) -> Result<Vec<f32>> {
         let c = &self.config;
         let hd = c.head_dim;
-        // candle parallelises each product over all threads itself.
-        let mut q = layer.q.forward(x, m)?;
-        let mut k = layer.k.forward(x, m)?;
-        let v = layer.v.forward(x, m)?;
+        // candle (or our decode kernels) parallelise each product themselves.
+        let mut qkv = Linear::forward_many(&[&layer.q, &layer.k, &layer.v], x, m)?;
+        let v = qkv.pop().unwrap_or_default();
+        let mut k = qkv.pop().unwrap_or_default();
+        let mut q = qkv.pop().unwrap_or_default();
         let (q, k) = (&mut q, &mut k);
         if let Some(w) = &layer.q_norm {
             for head in q.chunks_exact_mut(hd) {
@@ -496,8 +534,9 @@ impl Model {
     }
 
     fn feed_forward(&self, layer: &Layer, x: &[f32], m: usize) -> Result<Vec<f32>> {
-        let mut gate = layer.gate.forward(x, m)?;
-        let up = layer.up.forward(x, m)?;
+        let mut gate_up = Linear::forward_many(&[&layer.gate, &layer.up], x, m)?;
+        let up = gate_up.pop().unwrap_or_default();
+        let mut gate = gate_up.pop().unwrap_or_default();
         match self.config.arch {
             Arch::Gemma3 => gate
                 .iter_mut()
@@ -666,26 +705,6 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
     ctx
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight accumulators let the compiler keep the loop in vector registers.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for i in 0..chunks {
-        for j in 0..8 {
-            acc[j] += a[i * 8 + j] * b[i * 8 + j];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        sum += a[i] * b[i];
-    }
-    sum
-}
-
-fn axpy(w: f32, x: &[f32], y: &mut [f32]) {
-    y.iter_mut().zip(x).for_each(|(y, x)| *y += w * x);
-}
-
 fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
@@ -797,6 +816,18 @@ fn qtensor(
         .then(|| dense.flatten_all().and_then(|d| d.to_vec1::<f32>()))
         .transpose()?;
     Ok((quantized, dense))
+}
+
+/// Repack a Q4_1 or Q8_0 weight for the decode kernels (`None` for other
+/// types, or shapes the kernels do not take).
+fn packed_matrix(g: &Gguf, name: &str, rows: usize, cols: usize) -> Option<PackedMatrix> {
+    let info = g.tensor(name)?;
+    let bytes = g.tensor_bytes(info);
+    match info.dtype {
+        GgmlDType::Q4_1 => PackedMatrix::from_q4_1(bytes, rows, cols),
+        GgmlDType::Q8_0 => PackedMatrix::from_q8_0(bytes, rows, cols),
+        _ => None,
+    }
 }
 
 /// out (m × n) = x (m × k) · wᵀ, with w stored (n × k) row-major.

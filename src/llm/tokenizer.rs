@@ -705,3 +705,69 @@ fn split_words<'t>(text: &'t str, splitters: &[Regex]) -> Vec<&'t str> {
     }
     pieces
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::gguf::Writer;
+
+    /// A SentencePiece vocabulary: pieces merge best score first; characters
+    /// missing from the vocabulary fall back to byte tokens.
+    #[test]
+    fn sentencepiece_merges_by_score_with_byte_fallback() {
+        let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+        let mut types = vec![2, 3, 3];
+        for b in 0..=255u8 {
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(6);
+        }
+        let pieces = [
+            ("▁", -1.0),
+            ("h", -2.0),
+            ("e", -2.0),
+            ("l", -2.0),
+            ("o", -2.0),
+            ("he", -3.0),
+            ("ll", -1.5),
+            ("llo", -2.5),
+            ("hello", -4.0),
+            ("▁hello", -5.0),
+        ];
+        let mut scores: Vec<Value> = tokens.iter().map(|_| Value::F32(0.0)).collect();
+        for (p, s) in pieces {
+            tokens.push(p.into());
+            types.push(1);
+            scores.push(Value::F32(s));
+        }
+        let mut w = Writer::new();
+        w.meta("tokenizer.ggml.model", Value::String("llama".into()))
+            .meta(
+                "tokenizer.ggml.tokens",
+                Value::Array(tokens.iter().cloned().map(Value::String).collect()),
+            )
+            .meta("tokenizer.ggml.scores", Value::Array(scores))
+            .meta(
+                "tokenizer.ggml.token_type",
+                Value::Array(types.into_iter().map(Value::I32).collect()),
+            )
+            .meta("tokenizer.ggml.bos_token_id", Value::U32(1));
+        let mut bytes = Vec::new();
+        w.write_to(&mut bytes, |_, _, _| {}).unwrap();
+        let gguf = Gguf::from_bytes(bytes).unwrap();
+        let tok = Tokenizer::from_gguf(&gguf).unwrap();
+        let id = |t: &str| tokens.iter().position(|x| x == t).unwrap() as u32;
+        assert_eq!(tok.encode("hello", true, false), vec![1, id("▁hello")]);
+        // "€" is not a piece: its three UTF-8 bytes become byte tokens.
+        assert_eq!(
+            tok.encode("hello €", false, false),
+            vec![
+                id("▁hello"),
+                id("▁"),
+                id("<0xE2>"),
+                id("<0x82>"),
+                id("<0xAC>")
+            ]
+        );
+        assert_eq!(tok.decode(&tok.encode("hello €", true, false)), "hello €");
+    }
+}

@@ -1,0 +1,476 @@
+//! Matrix-vector products for decoding, on weights kept in their GGUF
+//! quantization (Q4_1 and Q8_0), with AVX-512 VNNI where the CPU has it.
+//!
+//! Decoding one token reads every weight once, so the product is bound by
+//! memory and by the instructions spent per weight. candle has no fast
+//! kernel for Q4_1, and its Q8_0 tiles need rows that are multiples of 256
+//! (SmolLM2's are 576). These kernels quantize the activation vector to
+//! 8-bit blocks once, then take 64 weights per `vpdpbusd` with the scales
+//! applied per block in f32. Rows are split across rayon's threads.
+
+use rayon::prelude::*;
+
+const BLOCK: usize = 32;
+
+/// A weight matrix (`rows × cols`, row-major) in a decode-friendly layout.
+pub enum PackedMatrix {
+    /// 4-bit levels with a scale and a minimum per block of 32:
+    /// value = d·q + m. `nibbles` keeps GGUF's byte order (byte j holds
+    /// elements j and j+16 of its block).
+    Q4_1 {
+        rows: usize,
+        cols: usize,
+        nibbles: Vec<u8>,
+        d: Vec<f32>,
+        m: Vec<f32>,
+    },
+    /// 8-bit levels with a scale per block of 32: value = d·q.
+    Q8_0 {
+        rows: usize,
+        cols: usize,
+        qs: Vec<i8>,
+        d: Vec<f32>,
+    },
+}
+
+fn f16(bytes: &[u8]) -> f32 {
+    half::f16::from_le_bytes([bytes[0], bytes[1]]).to_f32()
+}
+
+impl PackedMatrix {
+    /// Repack GGUF Q4_1 bytes (blocks of 20: d f16, m f16, 16 bytes of nibbles).
+    /// `None` unless the rows hold an even number of blocks.
+    pub fn from_q4_1(bytes: &[u8], rows: usize, cols: usize) -> Option<PackedMatrix> {
+        let blocks = rows * cols / BLOCK;
+        if cols % (2 * BLOCK) != 0 || bytes.len() != blocks * 20 {
+            return None;
+        }
+        let mut nibbles = Vec::with_capacity(blocks * 16);
+        let mut d = Vec::with_capacity(blocks);
+        let mut m = Vec::with_capacity(blocks);
+        for b in bytes.chunks_exact(20) {
+            d.push(f16(&b[0..2]));
+            m.push(f16(&b[2..4]));
+            nibbles.extend_from_slice(&b[4..20]);
+        }
+        Some(PackedMatrix::Q4_1 {
+            rows,
+            cols,
+            nibbles,
+            d,
+            m,
+        })
+    }
+
+    /// Repack GGUF Q8_0 bytes (blocks of 34: d f16, 32 signed bytes).
+    pub fn from_q8_0(bytes: &[u8], rows: usize, cols: usize) -> Option<PackedMatrix> {
+        let blocks = rows * cols / BLOCK;
+        if cols % (2 * BLOCK) != 0 || bytes.len() != blocks * 34 {
+            return None;
+        }
+        let mut qs = Vec::with_capacity(blocks * BLOCK);
+        let mut d = Vec::with_capacity(blocks);
+        for b in bytes.chunks_exact(34) {
+            d.push(f16(&b[0..2]));
+            qs.extend(b[2..34].iter().map(|&v| v as i8));
+        }
+        Some(PackedMatrix::Q8_0 { rows, cols, qs, d })
+    }
+
+    pub fn rows(&self) -> usize {
+        match self {
+            PackedMatrix::Q4_1 { rows, .. } | PackedMatrix::Q8_0 { rows, .. } => *rows,
+        }
+    }
+
+    pub fn cols(&self) -> usize {
+        match self {
+            PackedMatrix::Q4_1 { cols, .. } | PackedMatrix::Q8_0 { cols, .. } => *cols,
+        }
+    }
+
+    /// `out[r] = row r · x` for the rows in `range`.
+    fn rows_dot(&self, x: &QuantizedVector, range: std::ops::Range<usize>, out: &mut [f32]) {
+        let vnni = has_vnni();
+        match self {
+            PackedMatrix::Q4_1 {
+                cols,
+                nibbles,
+                d,
+                m,
+                ..
+            } => {
+                let nb = cols / BLOCK;
+                for (o, r) in out.iter_mut().zip(range) {
+                    let qs = &nibbles[r * nb * 16..(r + 1) * nb * 16];
+                    let (d, m) = (&d[r * nb..(r + 1) * nb], &m[r * nb..(r + 1) * nb]);
+                    *o = if vnni {
+                        // SAFETY: VNNI support checked at run time; slice
+                        // lengths are consistent by construction.
+                        unsafe { avx512::q4_1_row(qs, d, m, &x.q_perm, &x.d, &x.sums) }
+                    } else {
+                        scalar_q4_1_row(qs, d, &x.q, &x.d)
+                            + m.iter().zip(&x.sums).map(|(m, s)| m * s).sum::<f32>()
+                    };
+                }
+            }
+            PackedMatrix::Q8_0 { cols, qs, d, .. } => {
+                let nb = cols / BLOCK;
+                for (o, r) in out.iter_mut().zip(range) {
+                    let w = &qs[r * cols..(r + 1) * cols];
+                    let d = &d[r * nb..(r + 1) * nb];
+                    *o = if vnni {
+                        // SAFETY: as above.
+                        unsafe { avx512::q8_0_row(w, d, &x.q, &x.d) }
+                    } else {
+                        scalar_q8_0_row(w, d, &x.q, &x.d)
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *VNNI.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `a · b` (equal lengths).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    if has_vnni() && a.len() == b.len() && a.len() % 16 == 0 {
+        // SAFETY: AVX-512F is implied by the VNNI check; lengths checked.
+        return unsafe { avx512::dot_f32(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `y += w·x` (equal lengths).
+pub fn axpy(w: f32, x: &[f32], y: &mut [f32]) {
+    if has_vnni() && x.len() == y.len() && x.len() % 16 == 0 {
+        // SAFETY: as in `dot`.
+        return unsafe { avx512::axpy_f32(w, x, y) };
+    }
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += w * x);
+}
+
+/// The activation vector quantized to 8-bit blocks of 32.
+pub struct QuantizedVector {
+    /// Natural order.
+    q: Vec<i8>,
+    /// Per pair of blocks: [b0 0..16, b1 0..16, b0 16..32, b1 16..32], the
+    /// order the Q4_1 kernel unpacks nibbles in.
+    q_perm: Vec<i8>,
+    d: Vec<f32>,
+    /// d · Σq per block (multiplies the weight minimum of Q4_1).
+    sums: Vec<f32>,
+}
+
+impl QuantizedVector {
+    pub fn new(x: &[f32]) -> QuantizedVector {
+        let nb = x.len() / BLOCK;
+        let mut q = vec![0i8; nb * BLOCK];
+        let mut d = Vec::with_capacity(nb);
+        let mut sums = Vec::with_capacity(nb);
+        for (block, qb) in x.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)) {
+            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let mut sum = 0i32;
+            for (v, o) in block.iter().zip(qb.iter_mut()) {
+                let level = (v * inv).round().clamp(-127.0, 127.0) as i8;
+                *o = level;
+                sum += i32::from(level);
+            }
+            d.push(scale);
+            sums.push(scale * sum as f32);
+        }
+        let mut q_perm = vec![0i8; q.len()];
+        for (src, dst) in q.chunks_exact(64).zip(q_perm.chunks_exact_mut(64)) {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[16..32].copy_from_slice(&src[32..48]);
+            dst[32..48].copy_from_slice(&src[16..32]);
+            dst[48..].copy_from_slice(&src[48..]);
+        }
+        QuantizedVector { q, q_perm, d, sums }
+    }
+}
+
+/// `y = W·x` for several matrices sharing the input `x` (e.g. Q, K and V),
+/// in one parallel region. Returns one output vector per matrix.
+pub fn gemv_many(matrices: &[&PackedMatrix], x: &[f32]) -> Vec<Vec<f32>> {
+    let qx = QuantizedVector::new(x);
+    let mut outs: Vec<Vec<f32>> = matrices.iter().map(|m| vec![0f32; m.rows()]).collect();
+    // Work items: slices of rows small enough to balance the threads.
+    const ROWS_PER_TASK: usize = 64;
+    let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
+    for (i, out) in outs.iter_mut().enumerate() {
+        for (c, chunk) in out.chunks_mut(ROWS_PER_TASK).enumerate() {
+            tasks.push((i, c * ROWS_PER_TASK, chunk));
+        }
+    }
+    let work: usize = matrices.iter().map(|m| m.rows() * m.cols()).sum();
+    let run = |(i, start, chunk): &mut (usize, usize, &mut [f32])| {
+        let len = chunk.len();
+        matrices[*i].rows_dot(&qx, *start..*start + len, chunk);
+    };
+    // Below ~256k weights a parallel region costs more than it saves.
+    if work < 1 << 18 {
+        tasks.iter_mut().for_each(run);
+    } else {
+        tasks.par_iter_mut().for_each(run);
+    }
+    outs
+}
+
+fn scalar_q4_1_row(qs: &[u8], d: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
+    let mut total = 0f32;
+    for b in 0..d.len() {
+        let mut acc = 0i32;
+        for j in 0..16 {
+            let byte = qs[b * 16 + j];
+            acc += i32::from(byte & 0x0F) * i32::from(xq[b * 32 + j]);
+            acc += i32::from(byte >> 4) * i32::from(xq[b * 32 + j + 16]);
+        }
+        total += d[b] * xd[b] * acc as f32;
+    }
+    total
+}
+
+fn scalar_q8_0_row(w: &[i8], d: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
+    let mut total = 0f32;
+    for b in 0..d.len() {
+        let acc: i32 = w[b * 32..(b + 1) * 32]
+            .iter()
+            .zip(&xq[b * 32..(b + 1) * 32])
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        total += d[b] * xd[b] * acc as f32;
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Σ over blocks of d_w·d_x·(levels · x) + m_w·(d_x·Σx), two blocks
+    /// (64 weights) per step.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn q4_1_row(
+        qs: &[u8],
+        d: &[f32],
+        m: &[f32],
+        xq_perm: &[i8],
+        xd: &[f32],
+        xsums: &[f32],
+    ) -> f32 {
+        let pairs = d.len() / 2;
+        let low = _mm256_set1_epi8(0x0F);
+        // Lane l of the dot product belongs to block (l / 4) % 2.
+        let pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+        let mut acc = _mm512_setzero_ps();
+        let mut mins = _mm_setzero_ps();
+        for p in 0..pairs {
+            // SAFETY (whole block): p < pairs keeps every load inside the
+            // row's 32·pairs nibble bytes, 64·pairs activations and 2·pairs scales.
+            unsafe {
+                let mw = _mm_castpd_ps(_mm_load_sd(m.as_ptr().add(2 * p) as *const f64));
+                let sx = _mm_castpd_ps(_mm_load_sd(xsums.as_ptr().add(2 * p) as *const f64));
+                mins = _mm_fmadd_ps(mw, sx, mins);
+                let packed = _mm256_loadu_si256(qs.as_ptr().add(p * 32) as *const __m256i);
+                let lo = _mm256_and_si256(packed, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+                let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                let x = _mm512_loadu_si512(xq_perm.as_ptr().add(p * 64) as *const _);
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+                let dw = _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(2 * p) as *const f64));
+                let dx = _mm_castpd_ps(_mm_load_sd(xd.as_ptr().add(2 * p) as *const f64));
+                let scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
+            }
+        }
+        let mut lanes = [0f32; 4];
+        // SAFETY: `lanes` holds four floats.
+        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins) };
+        _mm512_reduce_add_ps(acc) + lanes[0] + lanes[1]
+    }
+
+    /// Dot product of f32 slices of equal length (a multiple of 16).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = _mm512_setzero_ps();
+        for i in (0..a.len()).step_by(16) {
+            // SAFETY: the caller passes equal lengths that are multiples of 16.
+            unsafe {
+                let x = _mm512_loadu_ps(a.as_ptr().add(i));
+                let y = _mm512_loadu_ps(b.as_ptr().add(i));
+                acc = _mm512_fmadd_ps(x, y, acc);
+            }
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+
+    /// y += w·x for f32 slices of equal length (a multiple of 16).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn axpy_f32(w: f32, x: &[f32], y: &mut [f32]) {
+        let wv = _mm512_set1_ps(w);
+        for i in (0..x.len()).step_by(16) {
+            // SAFETY: as above.
+            unsafe {
+                let xv = _mm512_loadu_ps(x.as_ptr().add(i));
+                let yv = _mm512_loadu_ps(y.as_ptr().add(i));
+                _mm512_storeu_ps(y.as_mut_ptr().add(i), _mm512_fmadd_ps(wv, xv, yv));
+            }
+        }
+    }
+
+    /// Signed × signed via |w| (unsigned) · sign(w)·x, two blocks per step.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn q8_0_row(w: &[i8], d: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
+        let pairs = d.len() / 2;
+        let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        let zero = _mm512_setzero_si512();
+        let mut acc = _mm512_setzero_ps();
+        for p in 0..pairs {
+            // SAFETY: p < pairs keeps the 64-byte loads inside the row.
+            unsafe {
+                let wv = _mm512_loadu_si512(w.as_ptr().add(p * 64) as *const _);
+                let xv = _mm512_loadu_si512(xq.as_ptr().add(p * 64) as *const _);
+                let negative = _mm512_movepi8_mask(wv);
+                let x_signed = _mm512_mask_sub_epi8(xv, negative, zero, xv);
+                let dot = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), x_signed);
+                let dw = _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(2 * p) as *const f64));
+                let dx = _mm_castpd_ps(_mm_load_sd(xd.as_ptr().add(2 * p) as *const f64));
+                let scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
+            }
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx512 {
+    pub unsafe fn q4_1_row(
+        qs: &[u8],
+        d: &[f32],
+        m: &[f32],
+        xq_perm: &[i8],
+        xd: &[f32],
+        xsums: &[f32],
+    ) -> f32 {
+        let _ = (qs, d, m, xq_perm, xd, xsums);
+        unreachable!("VNNI is only detected on x86_64")
+    }
+    pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        let _ = (a, b);
+        unreachable!("AVX-512 is only detected on x86_64")
+    }
+    pub unsafe fn axpy_f32(w: f32, x: &[f32], y: &mut [f32]) {
+        let _ = (w, x, y);
+        unreachable!("AVX-512 is only detected on x86_64")
+    }
+    pub unsafe fn q8_0_row(w: &[i8], d: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
+        let _ = (w, d, xq, xd);
+        unreachable!("VNNI is only detected on x86_64")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    /// The packed products equal the dequantized f32 products.
+    #[test]
+    fn kernels_match_dequantized_weights() {
+        let (rows, cols) = (37, 192);
+        let mut s = 7u64;
+        let x: Vec<f32> = (0..cols)
+            .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        // Q4_1 bytes and their exact values.
+        let mut q41 = Vec::new();
+        let mut dense41 = Vec::new();
+        for _ in 0..rows * cols / 32 {
+            let d = (lcg(&mut s) % 100 + 1) as f32 / 1000.0;
+            let m = -((lcg(&mut s) % 100) as f32) / 1000.0;
+            let (dh, mh) = (half::f16::from_f32(d), half::f16::from_f32(m));
+            q41.extend_from_slice(&dh.to_le_bytes());
+            q41.extend_from_slice(&mh.to_le_bytes());
+            let levels: Vec<u8> = (0..32).map(|_| (lcg(&mut s) % 16) as u8).collect();
+            for j in 0..16 {
+                q41.push(levels[j] | (levels[j + 16] << 4));
+            }
+            dense41.extend(levels.iter().map(|&q| dh.to_f32() * q as f32 + mh.to_f32()));
+        }
+        let mut q80 = Vec::new();
+        let mut dense80 = Vec::new();
+        for _ in 0..rows * cols / 32 {
+            let dh = half::f16::from_f32((lcg(&mut s) % 100 + 1) as f32 / 10000.0);
+            q80.extend_from_slice(&dh.to_le_bytes());
+            for _ in 0..32 {
+                let q = (lcg(&mut s) % 255) as i32 - 127;
+                q80.push(q as i8 as u8);
+                dense80.push(dh.to_f32() * q as f32);
+            }
+        }
+        let a = PackedMatrix::from_q4_1(&q41, rows, cols).unwrap();
+        let b = PackedMatrix::from_q8_0(&q80, rows, cols).unwrap();
+        let outs = gemv_many(&[&a, &b], &x);
+        for (out, dense) in outs.iter().zip([&dense41, &dense80]) {
+            for r in 0..rows {
+                let exact: f32 = dense[r * cols..(r + 1) * cols]
+                    .iter()
+                    .zip(&x)
+                    .map(|(w, x)| w * x)
+                    .sum();
+                let scale: f32 = dense[r * cols..(r + 1) * cols]
+                    .iter()
+                    .zip(&x)
+                    .map(|(w, x)| (w * x).abs())
+                    .sum();
+                assert!(
+                    (out[r] - exact).abs() <= 0.01 * scale + 1e-4,
+                    "row {r}: {} vs {exact}",
+                    out[r]
+                );
+            }
+        }
+        // The scalar fallback gives the same numbers as the SIMD path.
+        let qx = QuantizedVector::new(&x);
+        let mut simd = vec![0f32; rows];
+        a.rows_dot(&qx, 0..rows, &mut simd);
+        if let PackedMatrix::Q4_1 { nibbles, d, m, .. } = &a {
+            let nb = cols / 32;
+            for r in 0..rows {
+                let (d, m) = (&d[r * nb..(r + 1) * nb], &m[r * nb..(r + 1) * nb]);
+                let scalar =
+                    scalar_q4_1_row(&nibbles[r * nb * 16..(r + 1) * nb * 16], d, &qx.q, &qx.d)
+                        + m.iter().zip(&qx.sums).map(|(m, s)| m * s).sum::<f32>();
+                assert!(
+                    (simd[r] - scalar).abs() <= 1e-3 * scalar.abs().max(1.0),
+                    "row {r}"
+                );
+            }
+        }
+    }
+}
