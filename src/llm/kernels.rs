@@ -8,9 +8,15 @@
 //! 8-bit blocks once, then take 64 weights per `vpdpbusd` with the scales
 //! applied per block in f32. Rows are split across rayon's threads.
 
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
 use rayon::prelude::*;
 
 const BLOCK: usize = 32;
+const SUPER_BLOCK: usize = 256;
+const Q4K_BYTES: usize = 144;
+const Q6K_BYTES: usize = 210;
 
 /// A weight matrix (`rows × cols`, row-major) in a decode-friendly layout.
 pub enum PackedMatrix {
@@ -30,6 +36,14 @@ pub enum PackedMatrix {
         cols: usize,
         qs: Vec<i8>,
         d: Vec<f32>,
+    },
+    /// Q4_K or Q6_K super-blocks of 256, read in place from candle's copy of
+    /// the weights (a 7B model cannot afford a second one).
+    KQuant {
+        rows: usize,
+        cols: usize,
+        dtype: GgmlDType,
+        tensor: Arc<QTensor>,
     },
 }
 
@@ -77,15 +91,40 @@ impl PackedMatrix {
         Some(PackedMatrix::Q8_0 { rows, cols, qs, d })
     }
 
+    /// Q4_K / Q6_K weights held by candle, on CPUs with VNNI (`None` otherwise).
+    pub fn from_k_quant(tensor: Arc<QTensor>, rows: usize, cols: usize) -> Option<PackedMatrix> {
+        let dtype = tensor.dtype();
+        let block_bytes = match dtype {
+            GgmlDType::Q4K => Q4K_BYTES,
+            GgmlDType::Q6K => Q6K_BYTES,
+            _ => return None,
+        };
+        let size = tensor.data().ok()?.len();
+        if !has_vnni() || cols % SUPER_BLOCK != 0 || size != rows * cols / SUPER_BLOCK * block_bytes
+        {
+            return None;
+        }
+        Some(PackedMatrix::KQuant {
+            rows,
+            cols,
+            dtype,
+            tensor,
+        })
+    }
+
     pub fn rows(&self) -> usize {
         match self {
-            PackedMatrix::Q4_1 { rows, .. } | PackedMatrix::Q8_0 { rows, .. } => *rows,
+            PackedMatrix::Q4_1 { rows, .. }
+            | PackedMatrix::Q8_0 { rows, .. }
+            | PackedMatrix::KQuant { rows, .. } => *rows,
         }
     }
 
     pub fn cols(&self) -> usize {
         match self {
-            PackedMatrix::Q4_1 { cols, .. } | PackedMatrix::Q8_0 { cols, .. } => *cols,
+            PackedMatrix::Q4_1 { cols, .. }
+            | PackedMatrix::Q8_0 { cols, .. }
+            | PackedMatrix::KQuant { cols, .. } => *cols,
         }
     }
 
@@ -93,6 +132,32 @@ impl PackedMatrix {
     fn rows_dot(&self, x: &QuantizedVector, range: std::ops::Range<usize>, out: &mut [f32]) {
         let vnni = has_vnni();
         match self {
+            PackedMatrix::KQuant {
+                cols,
+                dtype,
+                tensor,
+                ..
+            } => {
+                let Ok(data) = tensor.data() else {
+                    out.iter_mut().for_each(|o| *o = f32::NAN);
+                    return;
+                };
+                let per_row = cols / SUPER_BLOCK;
+                let q4k = *dtype == GgmlDType::Q4K;
+                let block_bytes = if q4k { Q4K_BYTES } else { Q6K_BYTES };
+                for (o, r) in out.iter_mut().zip(range) {
+                    let row = &data[r * per_row * block_bytes..(r + 1) * per_row * block_bytes];
+                    // SAFETY: constructed only with VNNI present; the row holds
+                    // `per_row` whole blocks and x has `cols` values.
+                    *o = unsafe {
+                        if q4k {
+                            avx512::q4k_row(row, &x.q, &x.d, &x.sums)
+                        } else {
+                            avx512::q6k_row(row, &x.q, &x.d, &x.offsets)
+                        }
+                    };
+                }
+            }
             PackedMatrix::Q4_1 {
                 cols,
                 nibbles,
@@ -173,8 +238,10 @@ pub struct QuantizedVector {
     /// order the Q4_1 kernel unpacks nibbles in.
     q_perm: Vec<i8>,
     d: Vec<f32>,
-    /// d · Σq per block (multiplies the weight minimum of Q4_1).
+    /// d · Σq per block (multiplies the weight minimum of Q4_1 / Q4_K).
     sums: Vec<f32>,
+    /// 32 · Σq per group of four values (Q6_K's zero point of 32).
+    offsets: Vec<i32>,
 }
 
 impl QuantizedVector {
@@ -203,7 +270,17 @@ impl QuantizedVector {
             dst[32..48].copy_from_slice(&src[16..32]);
             dst[48..].copy_from_slice(&src[48..]);
         }
-        QuantizedVector { q, q_perm, d, sums }
+        let offsets = q
+            .chunks_exact(4)
+            .map(|g| 32 * g.iter().map(|&v| i32::from(v)).sum::<i32>())
+            .collect();
+        QuantizedVector {
+            q,
+            q_perm,
+            d,
+            sums,
+            offsets,
+        }
     }
 }
 
@@ -280,7 +357,7 @@ mod avx512 {
         let low = _mm256_set1_epi8(0x0F);
         // Lane l of the dot product belongs to block (l / 4) % 2.
         let pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-        let mut acc = _mm512_setzero_ps();
+        let mut acc = [_mm512_setzero_ps(); 2];
         let mut mins = _mm_setzero_ps();
         for p in 0..pairs {
             // SAFETY (whole block): p < pairs keeps every load inside the
@@ -298,13 +375,164 @@ mod avx512 {
                 let dw = _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(2 * p) as *const f64));
                 let dx = _mm_castpd_ps(_mm_load_sd(xd.as_ptr().add(2 * p) as *const f64));
                 let scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
+                acc[p & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[p & 1]);
             }
         }
         let mut lanes = [0f32; 4];
         // SAFETY: `lanes` holds four floats.
         unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins) };
-        _mm512_reduce_add_ps(acc) + lanes[0] + lanes[1]
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + lanes[0] + lanes[1]
+    }
+
+    #[inline(always)]
+    fn f16_at(bytes: &[u8], at: usize) -> f32 {
+        half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+    }
+
+    /// The 8 six-bit scales and 8 minimums of a Q4_K super-block, unpacked
+    /// from its 12 bytes with word operations (llama.cpp's kmask trick):
+    /// bytes 0..8 of the result are the scales, 8..16 the minimums.
+    #[inline(always)]
+    fn q4k_scales(packed: &[u8]) -> [u8; 16] {
+        const KMASK1: u32 = 0x3f3f_3f3f;
+        const KMASK2: u32 = 0x0f0f_0f0f;
+        const KMASK3: u32 = 0x0303_0303;
+        let word = |i: usize| {
+            u32::from_le_bytes([
+                packed[4 * i],
+                packed[4 * i + 1],
+                packed[4 * i + 2],
+                packed[4 * i + 3],
+            ])
+        };
+        let (u0, u1, u2) = (word(0), word(1), word(2));
+        let s0 = u0 & KMASK1;
+        let s1 = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+        let m0 = u1 & KMASK1;
+        let m1 = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+        let mut out = [0u8; 16];
+        out[0..4].copy_from_slice(&s0.to_le_bytes());
+        out[4..8].copy_from_slice(&s1.to_le_bytes());
+        out[8..12].copy_from_slice(&m0.to_le_bytes());
+        out[12..16].copy_from_slice(&m1.to_le_bytes());
+        out
+    }
+
+    /// One row of Q4_K super-blocks (144 bytes: d, dmin, 12 bytes of 6-bit
+    /// scales/mins, 128 bytes of nibbles) against x quantized per 32.
+    /// value = d·sc·q − dmin·m per sub-block of 32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+    pub unsafe fn q4k_row(row: &[u8], xq: &[i8], xd: &[f32], xsums: &[f32]) -> f32 {
+        let low = _mm256_set1_epi8(0x0F);
+        let picks = [
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+            _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
+            _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7),
+        ];
+        let mut acc = _mm512_setzero_ps();
+        let mut mins = _mm256_setzero_ps();
+        for (sb, block) in row.chunks_exact(super::Q4K_BYTES).enumerate() {
+            let unpacked = q4k_scales(&block[4..16]);
+            // SAFETY: every load below stays inside this 144-byte block, the
+            // 8 scales of x for this super-block and its 256 activations.
+            unsafe {
+                let d = _mm256_set1_ps(f16_at(block, 0));
+                let dmin = _mm256_set1_ps(f16_at(block, 2));
+                let sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    unpacked.as_ptr() as *const __m128i,
+                )));
+                let m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    unpacked.as_ptr().add(8) as *const __m128i,
+                )));
+                let dx = _mm256_loadu_ps(xd.as_ptr().add(sb * 8));
+                let sx = _mm256_loadu_ps(xsums.as_ptr().add(sb * 8));
+                mins = _mm256_fmadd_ps(_mm256_mul_ps(dmin, m), sx, mins);
+                let scale = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(d, sc), dx));
+                let qs = block.as_ptr().add(16);
+                for (j, pick) in picks.iter().enumerate() {
+                    let packed = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+                    let lo = _mm256_and_si256(packed, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+                    let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                    let x = _mm512_loadu_si512(xq.as_ptr().add(sb * 256 + 64 * j) as *const _);
+                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+                    let sv = _mm512_permutexvar_ps(*pick, scale);
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc);
+                }
+            }
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds eight floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), mins) };
+        _mm512_reduce_add_ps(acc) - lanes.iter().sum::<f32>()
+    }
+
+    /// One row of Q6_K super-blocks (210 bytes: 128 low-nibble bytes, 64
+    /// bytes of 2-bit highs, 16 signed scales per 16 values, d) against x
+    /// quantized per 32. value = d·sc·(q − 32); the −32 comes in through
+    /// `xoff` (32·Σx per group of four, precomputed once per vector).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+    pub unsafe fn q6k_row(row: &[u8], xq: &[i8], xd: &[f32], xoff: &[i32]) -> f32 {
+        let low = _mm256_set1_epi8(0x0F);
+        let two = _mm256_set1_epi8(0x03);
+        let spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        let picks = [
+            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+            _mm512_setr_epi32(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+            _mm512_setr_epi32(
+                12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15,
+            ),
+        ];
+        let mut acc = _mm512_setzero_ps();
+        for (sb, block) in row.chunks_exact(super::Q6K_BYTES).enumerate() {
+            // SAFETY: loads stay inside this 210-byte block, the 8 scales of x
+            // for this super-block, its 256 activations and their 64 offsets.
+            unsafe {
+                let d = _mm512_set1_ps(f16_at(block, 208));
+                let sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                    block.as_ptr().add(192) as *const __m128i,
+                )));
+                let dx = _mm512_permutexvar_ps(
+                    spread,
+                    _mm512_castps256_ps512(_mm256_loadu_ps(xd.as_ptr().add(sb * 8))),
+                );
+                // Scale of each group of 16 values, with d and x's scale in.
+                let scale = _mm512_mul_ps(_mm512_mul_ps(sc, dx), d);
+                for h in 0..2 {
+                    let ql = block.as_ptr().add(64 * h);
+                    let qh = block.as_ptr().add(128 + 32 * h);
+                    let a = _mm256_loadu_si256(ql as *const __m256i);
+                    let b = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+                    let hb = _mm256_loadu_si256(qh as *const __m256i);
+                    // The 2 high bits of each value, moved to bits 4-5 (the
+                    // masked values are below 4, so 16-bit shifts cannot carry
+                    // across bytes).
+                    let h0 = _mm256_slli_epi16(_mm256_and_si256(hb, two), 4);
+                    let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4);
+                    let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4);
+                    let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4);
+                    let q1 = _mm256_or_si256(_mm256_and_si256(a, low), h0);
+                    let q2 = _mm256_or_si256(_mm256_and_si256(b, low), h1);
+                    let q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), h2);
+                    let q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low), h3);
+                    for (k, (lo, hi)) in [(q1, q2), (q3, q4)].into_iter().enumerate() {
+                        let at = sb * 256 + 128 * h + 64 * k;
+                        let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                        let x = _mm512_loadu_si512(xq.as_ptr().add(at) as *const _);
+                        let neg_off = _mm512_sub_epi32(
+                            _mm512_setzero_si512(),
+                            _mm512_loadu_si512(xoff.as_ptr().add(at / 4) as *const _),
+                        );
+                        let dot = _mm512_dpbusd_epi32(neg_off, w, x);
+                        let sv = _mm512_permutexvar_ps(picks[2 * h + k], scale);
+                        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc);
+                    }
+                }
+            }
+        }
+        _mm512_reduce_add_ps(acc)
     }
 
     /// Dot product of f32 slices of equal length (a multiple of 16).
@@ -342,7 +570,7 @@ mod avx512 {
         let pairs = d.len() / 2;
         let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         let zero = _mm512_setzero_si512();
-        let mut acc = _mm512_setzero_ps();
+        let mut acc = [_mm512_setzero_ps(); 2];
         for p in 0..pairs {
             // SAFETY: p < pairs keeps the 64-byte loads inside the row.
             unsafe {
@@ -354,10 +582,10 @@ mod avx512 {
                 let dw = _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(2 * p) as *const f64));
                 let dx = _mm_castpd_ps(_mm_load_sd(xd.as_ptr().add(2 * p) as *const f64));
                 let scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
+                acc[p & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[p & 1]);
             }
         }
-        _mm512_reduce_add_ps(acc)
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
     }
 }
 
@@ -378,6 +606,14 @@ mod avx512 {
         let _ = (a, b);
         unreachable!("AVX-512 is only detected on x86_64")
     }
+    pub unsafe fn q4k_row(row: &[u8], xq: &[i8], xd: &[f32], xsums: &[f32]) -> f32 {
+        let _ = (row, xq, xd, xsums);
+        unreachable!("VNNI is only detected on x86_64")
+    }
+    pub unsafe fn q6k_row(row: &[u8], xq: &[i8], xd: &[f32], xoff: &[i32]) -> f32 {
+        let _ = (row, xq, xd, xoff);
+        unreachable!("VNNI is only detected on x86_64")
+    }
     pub unsafe fn axpy_f32(w: f32, x: &[f32], y: &mut [f32]) {
         let _ = (w, x, y);
         unreachable!("AVX-512 is only detected on x86_64")
@@ -397,6 +633,45 @@ mod tests {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         *state >> 33
+    }
+
+    #[test]
+    fn k_quant_kernels_match_candle_dequantization() {
+        use candle_core::{Device, Tensor};
+        if !has_vnni() {
+            return; // the K-quant path is only built on VNNI machines
+        }
+        let (rows, cols) = (24, 512);
+        let mut s = 11u64;
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let x: Vec<f32> = (0..cols)
+            .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let t = Tensor::from_vec(values, (rows, cols), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            let q = Arc::new(QTensor::quantize(&t, dtype).unwrap());
+            let dense: Vec<f32> = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let m = PackedMatrix::from_k_quant(q, rows, cols).expect("packable");
+            let out = gemv_many(&[&m], &x).remove(0);
+            for r in 0..rows {
+                let row = &dense[r * cols..(r + 1) * cols];
+                let exact: f32 = row.iter().zip(&x).map(|(w, x)| w * x).sum();
+                let scale: f32 = row.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+                assert!(
+                    (out[r] - exact).abs() <= 0.01 * scale + 1e-3,
+                    "{dtype:?} row {r}: {} vs {exact}",
+                    out[r]
+                );
+            }
+        }
     }
 
     /// The packed products equal the dequantized f32 products.

@@ -342,14 +342,16 @@ impl Model {
         let mut linear = |name: &str, inp: usize, out: usize| -> Result<Linear> {
             let weight_name = format!("{name}.weight");
             let (t, dense) = qtensor(gguf, &weight_name, &[inp, out], keep_dense)?;
-            let packed = packed_matrix(gguf, &weight_name, out, inp);
+            let t = Arc::new(t);
+            let packed = packed_matrix(gguf, &weight_name, out, inp)
+                .or_else(|| PackedMatrix::from_k_quant(t.clone(), out, inp));
             weight_bytes += match &packed {
                 Some(_) => gguf.tensor(&weight_name).map_or(0, |i| i.size),
                 None => t.storage_size_in_bytes(),
             };
             let bias = optional_vector(gguf, &format!("{name}.bias"), out)?;
             Ok(Linear {
-                weight: QMatMul::from_qtensor(t)?,
+                weight: QMatMul::from_arc(t)?,
                 dense,
                 packed,
                 bias,
@@ -387,7 +389,8 @@ impl Model {
             linear("output", c.n_embd, c.vocab)?
         } else {
             // Tied embeddings: the output projection is the embedding matrix.
-            let packed = packed_matrix(gguf, "token_embd.weight", c.vocab, c.n_embd);
+            let packed = packed_matrix(gguf, "token_embd.weight", c.vocab, c.n_embd)
+                .or_else(|| PackedMatrix::from_k_quant(embeddings.clone(), c.vocab, c.n_embd));
             weight_bytes += match &packed {
                 Some(_) => gguf.tensor("token_embd.weight").map_or(0, |i| i.size),
                 None => embeddings.storage_size_in_bytes(),
