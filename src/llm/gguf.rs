@@ -522,10 +522,13 @@ impl<'a> Reader<'a> {
 
 /// Writes GGUF files (version 3): used by `bench synth-gguf` and by tests
 /// that build hostile variants of a real file.
+/// A tensor to write: name, dims, type, bytes (None: produced by the fill
+/// callback at write time).
+type PendingTensor = (String, Vec<u64>, GgmlDType, Option<Vec<u8>>);
+
 pub struct Writer {
     metadata: Vec<(String, Value)>,
-    /// name, dims, type, bytes (None: produced by the fill callback at write time)
-    tensors: Vec<(String, Vec<u64>, GgmlDType, Option<Vec<u8>>)>,
+    tensors: Vec<PendingTensor>,
 }
 
 impl Default for Writer {

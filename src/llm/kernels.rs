@@ -56,7 +56,7 @@ impl PackedMatrix {
     /// `None` unless the rows hold an even number of blocks.
     pub fn from_q4_1(bytes: &[u8], rows: usize, cols: usize) -> Option<PackedMatrix> {
         let blocks = rows * cols / BLOCK;
-        if cols % (2 * BLOCK) != 0 || bytes.len() != blocks * 20 {
+        if !cols.is_multiple_of(2 * BLOCK) || bytes.len() != blocks * 20 {
             return None;
         }
         let mut nibbles = Vec::with_capacity(blocks * 16);
@@ -79,7 +79,7 @@ impl PackedMatrix {
     /// Repack GGUF Q8_0 bytes (blocks of 34: d f16, 32 signed bytes).
     pub fn from_q8_0(bytes: &[u8], rows: usize, cols: usize) -> Option<PackedMatrix> {
         let blocks = rows * cols / BLOCK;
-        if cols % (2 * BLOCK) != 0 || bytes.len() != blocks * 34 {
+        if !cols.is_multiple_of(2 * BLOCK) || bytes.len() != blocks * 34 {
             return None;
         }
         let mut qs = Vec::with_capacity(blocks * BLOCK);
@@ -100,7 +100,9 @@ impl PackedMatrix {
             _ => return None,
         };
         let size = tensor.data().ok()?.len();
-        if !has_vnni() || cols % SUPER_BLOCK != 0 || size != rows * cols / SUPER_BLOCK * block_bytes
+        if !has_vnni()
+            || !cols.is_multiple_of(SUPER_BLOCK)
+            || size != rows * cols / SUPER_BLOCK * block_bytes
         {
             return None;
         }
@@ -214,7 +216,7 @@ fn has_vnni() -> bool {
 
 /// `a · b` (equal lengths).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    if has_vnni() && a.len() == b.len() && a.len() % 16 == 0 {
+    if has_vnni() && a.len() == b.len() && a.len().is_multiple_of(16) {
         // SAFETY: AVX-512F is implied by the VNNI check; lengths checked.
         return unsafe { avx512::dot_f32(a, b) };
     }
@@ -223,7 +225,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `y += w·x` (equal lengths).
 pub fn axpy(w: f32, x: &[f32], y: &mut [f32]) {
-    if has_vnni() && x.len() == y.len() && x.len() % 16 == 0 {
+    if has_vnni() && x.len() == y.len() && x.len().is_multiple_of(16) {
         // SAFETY: as in `dot`.
         return unsafe { avx512::axpy_f32(w, x, y) };
     }

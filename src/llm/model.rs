@@ -114,7 +114,7 @@ impl ModelConfig {
             .map(|v| v as usize)
             .unwrap_or(n_embd / n_head);
         sane("head dimension", head_dim, 1024)?;
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(ModelError::Shape(format!(
                 "head dimension {head_dim} is odd"
             )));
@@ -187,7 +187,7 @@ impl ModelConfig {
     }
 
     fn is_local_layer(&self, layer: usize) -> bool {
-        self.sliding_window.is_some() && (layer + 1) % self.sliding_period != 0
+        self.sliding_window.is_some() && !(layer + 1).is_multiple_of(self.sliding_period)
     }
 }
 
@@ -810,7 +810,7 @@ fn qtensor(
         return Ok((t, None));
     }
     let dense = t.dequantize(&Device::Cpu)?;
-    let quantized = if slow && dims[0] % 32 == 0 {
+    let quantized = if slow && dims[0].is_multiple_of(32) {
         QTensor::quantize(&dense, GgmlDType::Q8_0)?
     } else {
         t

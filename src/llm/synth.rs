@@ -81,9 +81,8 @@ fn dims(shape: SynthShape) -> Dims {
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and
 /// every third one between get the larger type in the _M mixes.
 fn use_more_bits(layer: usize, n_layer: usize) -> bool {
-    layer < n_layer / 8
-        || layer >= 7 * n_layer / 8
-        || (layer >= n_layer / 8 && (layer - n_layer / 8) % 3 == 2)
+    let eighth = n_layer / 8;
+    layer < eighth || layer >= 7 * n_layer / 8 || (layer - eighth) % 3 == 2
 }
 
 fn weight_type(quant: SynthQuant, name: &str, layer: Option<usize>, n_layer: usize) -> GgmlDType {
@@ -106,7 +105,7 @@ fn weight_type(quant: SynthQuant, name: &str, layer: Option<usize>, n_layer: usi
 /// Build the file and write it to `path`; returns its size in bytes.
 pub fn write(path: &Path, shape: SynthShape, quant: SynthQuant) -> std::io::Result<u64> {
     let d = dims(shape);
-    if quant == SynthQuant::Q4KM && d.n_embd % 256 != 0 {
+    if quant == SynthQuant::Q4KM && !d.n_embd.is_multiple_of(256) {
         return Err(std::io::Error::other(
             "Q4_K needs rows that are multiples of 256",
         ));

@@ -52,20 +52,22 @@ impl TokenKind {
     }
 }
 
+/// (left, right) → (rank, merged) for byte-level BPE.
+type MergeTable = HashMap<(u32, u32), (u32, u32)>;
+
 enum Algorithm {
     Bpe {
         splitters: Vec<Regex>,
-        /// (left, right) → (rank, merged)
-        merges: HashMap<(u32, u32), (u32, u32)>,
+        merges: MergeTable,
         /// Llama 3: a whole pre-token found in the vocabulary is emitted as is.
         ignore_merges: bool,
-        byte_to_char: [char; 256],
+        byte_to_char: Box<[char; 256]>,
         char_to_byte: HashMap<char, u8>,
     },
     SentencePiece {
         scores: Vec<f32>,
         add_space_prefix: bool,
-        byte_tokens: [Option<u32>; 256],
+        byte_tokens: Box<[Option<u32>; 256]>,
     },
 }
 
@@ -185,7 +187,7 @@ impl Tokenizer {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| TokenizerError::Invalid(e.to_string()))?;
                 let merges = read_merges(gguf, &ids)?;
-                let byte_to_char = byte_level_table();
+                let byte_to_char = Box::new(byte_level_table());
                 let char_to_byte = byte_to_char
                     .iter()
                     .enumerate()
@@ -211,7 +213,7 @@ impl Tokenizer {
                         ));
                     }
                 };
-                let mut byte_tokens = [None; 256];
+                let mut byte_tokens = Box::new([None; 256]);
                 for (b, slot) in byte_tokens.iter_mut().enumerate() {
                     *slot = ids.get(&format!("<0x{b:02X}>")).copied();
                 }
@@ -383,7 +385,7 @@ impl Tokenizer {
         }
     }
 
-    fn bpe_word(&self, word: &str, merges: &HashMap<(u32, u32), (u32, u32)>, out: &mut Vec<u32>) {
+    fn bpe_word(&self, word: &str, merges: &MergeTable, out: &mut Vec<u32>) {
         // Symbols start as single characters, each a vocabulary token.
         let mut symbols: Vec<Symbol> = Vec::with_capacity(word.len());
         let mut unknown_chars = Vec::new();
@@ -649,10 +651,7 @@ impl Ord for Candidate {
     }
 }
 
-fn read_merges(
-    gguf: &Gguf,
-    ids: &HashMap<String, u32>,
-) -> Result<HashMap<(u32, u32), (u32, u32)>, TokenizerError> {
+fn read_merges(gguf: &Gguf, ids: &HashMap<String, u32>) -> Result<MergeTable, TokenizerError> {
     let items = gguf.array("tokenizer.ggml.merges")?;
     let mut merges = HashMap::with_capacity(items.len());
     for (rank, item) in items.iter().enumerate() {
