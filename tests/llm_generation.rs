@@ -63,14 +63,20 @@ fn answers_stop_at_end_of_turn_and_reuse_the_cached_prefix() {
     };
     let prompt = llm.chat_tokens(&messages).unwrap();
     let cold = llm.bench_forward(&prompt, true).unwrap();
-    llm.bench_forward(&prompt[..prompt.len() - 5], true).unwrap();
-    let warm = llm.bench_forward(&prompt[prompt.len() - 5..], false).unwrap();
+    llm.bench_forward(&prompt[..prompt.len() - 5], true)
+        .unwrap();
+    let warm = llm
+        .bench_forward(&prompt[prompt.len() - 5..], false)
+        .unwrap();
     let range = cold.iter().fold(0f32, |m, v| m.max(v.abs()));
     let worst = cold
         .iter()
         .zip(&warm)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(worst <= 0.05 * range, "cached prefix changed the logits: {worst} of {range}");
+    assert!(
+        worst <= 0.05 * range,
+        "cached prefix changed the logits: {worst} of {range}"
+    );
 }
 
 #[test]
