@@ -544,5 +544,9 @@ fn demo(config: &Config, args: DemoArgs) -> Result<ExitCode> {
     println!(
         "\nTry your own: cargo run --release -- search \"your question\"   (or: ingest PATH…, docs list)"
     );
+    println!(
+        "Ask for an answer with citations: cargo run --release -- ask \"{}\"",
+        args.query
+    );
     Ok(ExitCode::SUCCESS)
 }
