@@ -11,6 +11,7 @@ pub mod eval;
 pub mod extract;
 pub mod index;
 pub mod library;
+pub mod linalg;
 pub mod llm;
 pub mod rag;
 pub mod retrieve;

@@ -299,38 +299,7 @@ impl Encoder {
 
 /// out (m × n) = a (m × k) · wᵀ + bias, with w stored (n × k) row-major.
 fn linear(a: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32], n: usize, out: &mut [f32]) {
-    debug_assert!(a.len() >= m * k && w.len() == n * k && out.len() >= m * n);
-    let threads = rayon::current_num_threads();
-    let parallelism = if m * n * k > 1 << 18 && threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the slices cover the m×k, n×k and m×n extents described by the
-    // strides (checked above in debug builds; guaranteed by the callers' sizes).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    crate::linalg::matmul_transposed(a, m, k, w, n, out);
     out[..m * n]
         .par_chunks_mut(n)
         .for_each(|row| row.iter_mut().zip(bias).for_each(|(o, b)| *o += b));

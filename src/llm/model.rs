@@ -240,7 +240,7 @@ impl Linear {
         let mut y = match &self.dense {
             Some(w) if m >= DENSE_PREFILL_MIN_TOKENS => {
                 let mut y = vec![0f32; m * self.out];
-                gemm_f32(x, m, k, w, self.out, &mut y);
+                crate::linalg::matmul_transposed(x, m, k, w, self.out, &mut y);
                 y
             }
             _ => {
@@ -830,41 +830,6 @@ fn packed_matrix(g: &Gguf, name: &str, rows: usize, cols: usize) -> Option<Packe
         GgmlDType::Q4_1 => PackedMatrix::from_q4_1(bytes, rows, cols),
         GgmlDType::Q8_0 => PackedMatrix::from_q8_0(bytes, rows, cols),
         _ => None,
-    }
-}
-
-/// out (m × n) = x (m × k) · wᵀ, with w stored (n × k) row-major.
-fn gemm_f32(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
-    assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n);
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above cover the extents the strides describe.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
     }
 }
 
