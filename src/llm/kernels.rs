@@ -153,7 +153,7 @@ impl PackedMatrix {
                     // `per_row` whole blocks and x has `cols` values.
                     *o = unsafe {
                         if q4k {
-                            avx512::q4k_row(row, &x.q, &x.d, &x.sums)
+                            avx512::q4k_row(row, &x.q_k, &x.d, &x.sums)
                         } else {
                             avx512::q6k_row(row, &x.q, &x.d, &x.offsets)
                         }
@@ -240,6 +240,8 @@ pub struct QuantizedVector {
     /// order the Q4_1 kernel unpacks nibbles in.
     q_perm: Vec<i8>,
     d: Vec<f32>,
+    /// Per 128 values: blocks 0, 2, 1, 3, the order Q4_K nibbles unpack in.
+    q_k: Vec<i8>,
     /// d · Σq per block (multiplies the weight minimum of Q4_1 / Q4_K).
     sums: Vec<f32>,
     /// 32 · Σq per group of four values (Q6_K's zero point of 32).
@@ -272,6 +274,11 @@ impl QuantizedVector {
             dst[32..48].copy_from_slice(&src[16..32]);
             dst[48..].copy_from_slice(&src[48..]);
         }
+        let mut q_k = q.clone();
+        for (src, dst) in q.chunks_exact(128).zip(q_k.chunks_exact_mut(128)) {
+            dst[32..64].copy_from_slice(&src[64..96]);
+            dst[64..96].copy_from_slice(&src[32..64]);
+        }
         let offsets = q
             .chunks_exact(4)
             .map(|g| 32 * g.iter().map(|&v| i32::from(v)).sum::<i32>())
@@ -279,6 +286,7 @@ impl QuantizedVector {
         QuantizedVector {
             q,
             q_perm,
+            q_k,
             d,
             sums,
             offsets,
@@ -423,14 +431,16 @@ mod avx512 {
     /// One row of Q4_K super-blocks (144 bytes: d, dmin, 12 bytes of 6-bit
     /// scales/mins, 128 bytes of nibbles) against x quantized per 32.
     /// value = d·sc·q − dmin·m per sub-block of 32.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
-    pub unsafe fn q4k_row(row: &[u8], xq: &[i8], xd: &[f32], xsums: &[f32]) -> f32 {
-        let low = _mm256_set1_epi8(0x0F);
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c")]
+    pub unsafe fn q4k_row(row: &[u8], xq_k: &[i8], xd: &[f32], xsums: &[f32]) -> f32 {
+        let low = _mm512_set1_epi8(0x0F);
+        // Sub-block of each lane for the four products of a super-block:
+        // (0, 2), (1, 3), (4, 6), (5, 7).
         let picks = [
-            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-            _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
-            _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
-            _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7),
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+            _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
+            _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7),
         ];
         let mut acc = _mm512_setzero_ps();
         let mut mins = _mm256_setzero_ps();
@@ -439,8 +449,12 @@ mod avx512 {
             // SAFETY: every load below stays inside this 144-byte block, the
             // 8 scales of x for this super-block and its 256 activations.
             unsafe {
-                let d = _mm256_set1_ps(f16_at(block, 0));
-                let dmin = _mm256_set1_ps(f16_at(block, 2));
+                // d and dmin: two f16 side by side, converted in one instruction.
+                let both = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
+                    block[0], block[1], block[2], block[3],
+                ])));
+                let d = _mm256_broadcastss_ps(both);
+                let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(both));
                 let sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
                     unpacked.as_ptr() as *const __m128i,
                 )));
@@ -452,15 +466,19 @@ mod avx512 {
                 mins = _mm256_fmadd_ps(_mm256_mul_ps(dmin, m), sx, mins);
                 let scale = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(d, sc), dx));
                 let qs = block.as_ptr().add(16);
-                for (j, pick) in picks.iter().enumerate() {
-                    let packed = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
-                    let lo = _mm256_and_si256(packed, low);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
-                    let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                    let x = _mm512_loadu_si512(xq.as_ptr().add(sb * 256 + 64 * j) as *const _);
-                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-                    let sv = _mm512_permutexvar_ps(*pick, scale);
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc);
+                // 64 bytes of nibbles hold sub-blocks 2j, 2j+2 (low halves)
+                // and 2j+1, 2j+3 (high halves); x comes in that order (`q_k`).
+                for (half, picks) in [(0usize, &picks[0..2]), (1, &picks[2..4])] {
+                    let packed = _mm512_loadu_si512(qs.add(64 * half) as *const _);
+                    let lo = _mm512_and_si512(packed, low);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
+                    let base = sb * 256 + 128 * half;
+                    for (w, pick, at) in [(lo, picks[0], base), (hi, picks[1], base + 64)] {
+                        let x = _mm512_loadu_si512(xq_k.as_ptr().add(at) as *const _);
+                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+                        let sv = _mm512_permutexvar_ps(pick, scale);
+                        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc);
+                    }
                 }
             }
         }
@@ -608,8 +626,8 @@ mod avx512 {
         let _ = (a, b);
         unreachable!("AVX-512 is only detected on x86_64")
     }
-    pub unsafe fn q4k_row(row: &[u8], xq: &[i8], xd: &[f32], xsums: &[f32]) -> f32 {
-        let _ = (row, xq, xd, xsums);
+    pub unsafe fn q4k_row(row: &[u8], xq_k: &[i8], xd: &[f32], xsums: &[f32]) -> f32 {
+        let _ = (row, xq_k, xd, xsums);
         unreachable!("VNNI is only detected on x86_64")
     }
     pub unsafe fn q6k_row(row: &[u8], xq: &[i8], xd: &[f32], xoff: &[i32]) -> f32 {
