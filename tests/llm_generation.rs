@@ -8,11 +8,24 @@ use std::time::Instant;
 
 use enclave::llm::synth::{self, SynthQuant, SynthShape};
 use enclave::llm::{
-    Event, GenerationRequest, Llm, Message, Prompt, SamplingParams, StopReason, SubmitError, Worker,
+    Event, GenerationRequest, GenerationStats, Llm, Message, Prompt, SamplingParams, StopReason,
+    SubmitError, Ticket, Worker,
 };
 
 fn model_path() -> PathBuf {
     common::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Wait for a ticket's final answer and statistics.
+fn finished(ticket: &Ticket) -> (String, GenerationStats) {
+    loop {
+        match ticket.recv() {
+            Some(Event::Finished { text, stats }) => return (text, stats),
+            Some(Event::Failed(e)) => panic!("{e}"),
+            None => panic!("no final event"),
+            _ => {}
+        }
+    }
 }
 
 fn greedy() -> SamplingParams {
@@ -216,28 +229,14 @@ fn worker_serves_ten_concurrent_requests_in_order_and_cancels_at_once() {
         }
     }
     running.cancel();
-    let stats = loop {
-        match running.recv() {
-            Some(Event::Finished { stats, .. }) => break stats,
-            Some(Event::Failed(e)) => panic!("{e}"),
-            None => panic!("no final event"),
-            _ => {}
-        }
-    };
+    let stats = finished(&running).1;
     assert_eq!(stats.stop, StopReason::Cancelled);
     assert!(
         stats.generated_tokens < 100,
         "cancel took {} tokens",
         stats.generated_tokens
     );
-    let answered = loop {
-        match queued.recv() {
-            Some(Event::Finished { text, .. }) => break text,
-            Some(Event::Failed(e)) => panic!("{e}"),
-            None => panic!("no final event"),
-            _ => {}
-        }
-    };
+    let answered = finished(&queued).0;
     assert!(answered.contains("Paris"), "{answered}");
 
     // Dropping a ticket (client gone) also frees the worker.
@@ -247,14 +246,7 @@ fn worker_serves_ten_concurrent_requests_in_order_and_cancels_at_once() {
     let after = worker
         .submit(chat("What is the capital of France?", 24))
         .unwrap();
-    let stats = loop {
-        match after.recv() {
-            Some(Event::Finished { stats, .. }) => break stats,
-            Some(Event::Failed(e)) => panic!("{e}"),
-            None => panic!("no final event"),
-            _ => {}
-        }
-    };
+    let stats = finished(&after).1;
     assert!(stats.generated_tokens > 0);
 }
 

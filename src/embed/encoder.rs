@@ -220,71 +220,16 @@ impl Encoder {
                 let (start, len) = spans[s];
                 let base = start * 3 * h + hd * d;
                 let (q, k, v) = (&qkv[base..], &qkv[base + h..], &qkv[base + 2 * h..]);
-                let row_stride = (3 * h) as isize;
                 let mut scores = vec![0f32; len * len];
                 let mut out = vec![0f32; len * d];
-                // SAFETY: q, k and v start inside `qkv`, and the last element
-                // addressed, (len-1)·3h + d - 1 past each start, is inside it too
-                // because the span's rows are within the packed token matrix.
-                unsafe {
-                    // scores (len × len) = scale · Q (len × d) · Kᵀ
-                    gemm::gemm(
-                        len,
-                        len,
-                        d,
-                        scores.as_mut_ptr(),
-                        1,
-                        len as isize,
-                        false,
-                        q.as_ptr(),
-                        1,
-                        row_stride,
-                        k.as_ptr(),
-                        row_stride,
-                        1,
-                        0.0,
-                        scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                for row in scores.chunks_exact_mut(len) {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0.0;
-                    for x in row.iter_mut() {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    }
-                    let inv = 1.0 / sum;
-                    row.iter_mut().for_each(|x| *x *= inv);
-                }
-                // SAFETY: as above for v; `scores` and `out` are sized len×len and len×d.
-                unsafe {
-                    // out (len × d) = P (len × len) · V (len × d)
-                    gemm::gemm(
-                        len,
-                        d,
-                        len,
-                        out.as_mut_ptr(),
-                        1,
-                        d as isize,
-                        false,
-                        scores.as_ptr(),
-                        1,
-                        len as isize,
-                        v.as_ptr(),
-                        1,
-                        row_stride,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                // scores (len × len) = scale · Q · Kᵀ; q, k and v are row views
+                // into the packed QKV matrix.
+                crate::linalg::scaled_scores(q, 3 * h, k, 3 * h, (len, len, d), scale, &mut scores);
+                scores
+                    .chunks_exact_mut(len)
+                    .for_each(crate::linalg::softmax);
+                // out (len × d) = P · V
+                crate::linalg::weighted_values(&scores, v, 3 * h, (len, len, d), &mut out);
                 out
             })
             .collect();

@@ -630,38 +630,22 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
                     *score = dot(&qh[..hd], &k[p * row..p * row + hd]) * scale;
                 }
             } else {
-                // SAFETY: q rows are q_row apart and hold hd values from h·hd;
-                // k rows are `row` apart, `total` of them, all inside `keys`.
-                unsafe {
-                    gemm::gemm(
-                        s.m,
-                        total,
-                        hd,
-                        scores.as_mut_ptr(),
-                        1,
-                        total as isize,
-                        false,
-                        qh.as_ptr(),
-                        1,
-                        q_row as isize,
-                        k.as_ptr(),
-                        row as isize,
-                        1,
-                        0.0,
-                        scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                crate::linalg::scaled_scores(
+                    qh,
+                    q_row,
+                    k,
+                    row,
+                    (s.m, total, hd),
+                    scale,
+                    &mut scores,
+                );
             }
             for (t, r) in scores.chunks_exact_mut(total).enumerate() {
                 let pos = s.start + t;
                 let first = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
                 r[..first].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
                 r[pos + 1..].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-                softmax(r);
+                crate::linalg::softmax(r);
             }
             let mut out = vec![0f32; s.m * hd];
             if s.m == 1 {
@@ -671,30 +655,7 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
                     }
                 }
             } else {
-                // SAFETY: scores is m × total; v rows are `row` apart.
-                unsafe {
-                    gemm::gemm(
-                        s.m,
-                        hd,
-                        total,
-                        out.as_mut_ptr(),
-                        1,
-                        hd as isize,
-                        false,
-                        scores.as_ptr(),
-                        1,
-                        total as isize,
-                        v.as_ptr(),
-                        1,
-                        row as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                crate::linalg::weighted_values(&scores, v, row, (s.m, total, hd), &mut out);
             }
             out
         })
@@ -706,17 +667,6 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
         }
     }
     ctx
-}
-
-fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|x| *x *= inv);
 }
 
 fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
