@@ -59,6 +59,17 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print the effective configuration (a complete, commented-by-name template).
     Config,
+    /// Run the web appliance (HTTPS): chat, admin and auditor pages, JSON API.
+    Serve(crate::web::ServeArgs),
+    /// Manage accounts (there is no default account: create the first admin here).
+    #[command(subcommand)]
+    User(crate::manage::UserCommand),
+    /// Manage which users and groups may retrieve from which collections.
+    #[command(subcommand)]
+    Grant(crate::manage::GrantCommand),
+    /// Export and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(crate::manage::AuditCommand),
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +207,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("re-indexed {docs} documents, {chunks} chunks");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => crate::web::serve(&config, args),
+        Command::User(cmd) => crate::manage::user(&config, cmd),
+        Command::Grant(cmd) => crate::manage::grant(&config, cmd),
+        Command::Audit(cmd) => crate::manage::audit(&config, cmd),
         Command::Config => {
             print!("{}", config.to_toml());
             Ok(ExitCode::SUCCESS)

@@ -38,7 +38,87 @@ pub struct Config {
     pub search: SearchConfig,
     pub llm: LlmConfig,
     pub rag: RagConfig,
+    pub web: WebConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address and port `enclave serve` listens on.
+    pub listen: String,
+    /// PEM certificate chain and private key. Empty: a self-signed pair is
+    /// generated at first start in `<data_dir>/tls/` and reused.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Sessions end after this many minutes without a request...
+    pub idle_timeout_mins: u64,
+    /// ...and this many hours after login, whatever the activity.
+    pub session_hours: u64,
+    /// Largest upload (one file, after multipart framing), in MiB. Also capped
+    /// by ingest.max_file_bytes.
+    pub max_upload_mib: u64,
+    /// Files accepted in one upload request.
+    pub max_files_per_upload: usize,
+    /// Largest question, in characters.
+    pub max_question_chars: usize,
+    /// Answers one user may have streaming at once; more get HTTP 429.
+    pub max_streams_per_user: usize,
+    /// Failed logins per account within 15 minutes before that account is
+    /// slowed down (the wait doubles per failure, capped at 5 minutes, so an
+    /// attacker cannot lock a user out for long).
+    pub login_failures_before_throttle: u32,
+    /// Failed logins per client address within 15 minutes before that address
+    /// is refused for 15 minutes.
+    pub login_failures_per_address: u32,
+    /// Concurrent HTTP connections the server accepts.
+    pub max_connections: usize,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Write the text of questions into the audit log (otherwise only their
+    /// length and SHA-256). A policy decision for the data controller.
+    pub log_question_text: bool,
+    /// A signed checkpoint (Ed25519, key in `<data_dir>/audit-key`) is written
+    /// after every this many audit rows, and at every export.
+    pub checkpoint_every: u64,
+    /// Rows older than this are pruned (6 years by default, HIPAA's retention).
+    pub retention_days: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8443".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            idle_timeout_mins: 15,
+            session_hours: 12,
+            max_upload_mib: 100,
+            max_files_per_upload: 50,
+            max_question_chars: 2000,
+            max_streams_per_user: 2,
+            login_failures_before_throttle: 5,
+            login_failures_per_address: 50,
+            max_connections: 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            log_question_text: true,
+            checkpoint_every: 16,
+            retention_days: 6 * 365 + 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +250,8 @@ impl Default for Config {
             search: SearchConfig::default(),
             llm: LlmConfig::default(),
             rag: RagConfig::default(),
+            web: WebConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -297,6 +379,9 @@ impl Config {
         if let Some(v) = get("ENCLAVE_MODELS_DIR") {
             self.models_dir = v.into();
         }
+        if let Some(v) = get("ENCLAVE_LISTEN") {
+            self.web.listen = v;
+        }
         if let Some(v) = get("ENCLAVE_LOG") {
             self.log.filter = v;
         }
@@ -345,6 +430,37 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "rag",
                 reason: "need passages >= 1 and max_passage_tokens >= 16".into(),
+            });
+        }
+        let w = &self.web;
+        if w.idle_timeout_mins == 0 || w.session_hours == 0 || w.max_upload_mib == 0 {
+            return Err(ConfigError::Invalid {
+                name: "web",
+                reason: "timeouts and the upload limit must be at least 1".into(),
+            });
+        }
+        if w.max_question_chars == 0 || w.max_streams_per_user == 0 || w.max_files_per_upload == 0 {
+            return Err(ConfigError::Invalid {
+                name: "web",
+                reason: "question, stream and file limits must be at least 1".into(),
+            });
+        }
+        if w.login_failures_before_throttle == 0 || w.login_failures_per_address == 0 {
+            return Err(ConfigError::Invalid {
+                name: "web",
+                reason: "login failure limits must be at least 1".into(),
+            });
+        }
+        if (w.tls_cert.as_os_str().is_empty()) != (w.tls_key.as_os_str().is_empty()) {
+            return Err(ConfigError::Invalid {
+                name: "web.tls_cert / web.tls_key",
+                reason: "give both, or neither (self-signed)".into(),
+            });
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.retention_days == 0 {
+            return Err(ConfigError::Invalid {
+                name: "audit",
+                reason: "checkpoint_every and retention_days must be at least 1".into(),
             });
         }
         if self.embed.batch_size == 0 {

@@ -18,6 +18,7 @@ use std::time::Instant;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::audit::{Actor, AuditKey, Entry};
 use crate::chunk;
 use crate::config::Config;
 use crate::embed::{EmbedError, Embedder};
@@ -26,7 +27,8 @@ use crate::index::lexical::{LexicalError, LexicalIndex};
 use crate::index::vector::{EdgeVectorIndex, VectorError, VectorIndex, VectorPoint};
 use crate::retrieve::{self, FusedHit, FusionParams, Mode};
 use crate::store::{
-    ChunkView, DocStatus, IndexableChunk, NewChunk, NewDocument, NewPage, Store, StoreError,
+    AuditSink, ChunkView, DocStatus, IndexableChunk, NewChunk, NewDocument, NewPage, Store,
+    StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,8 @@ pub enum LibraryError {
     },
     #[error("data directory {0} is in use by another enclave process")]
     Locked(PathBuf),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("stored original {path}: {source}")]
     Original {
         path: PathBuf,
@@ -84,6 +88,9 @@ pub struct DeletionReceipt {
     pub bm25_entries_remaining: u64,
     pub vectors_remaining: usize,
     pub original_removed: bool,
+    /// Stored chat answers that had been given passages of this document,
+    /// whose text was erased with it.
+    pub answers_erased: usize,
     pub completed_at: String,
 }
 
@@ -130,8 +137,19 @@ pub struct Library {
     embedder: Embedder,
     /// Documents written in `indexing` state, waiting for the next index commit.
     pending: Vec<i64>,
+    /// Named in the audit rows of uploads and deletions made without an
+    /// explicit actor (the command line).
+    actor: Actor,
     pub stats: IndexStats,
     _lock: File,
+}
+
+impl Outcome {
+    fn rejected(r: Rejection) -> Outcome {
+        Outcome::Rejected {
+            reason: r.to_string(),
+        }
+    }
 }
 
 impl Library {
@@ -177,7 +195,8 @@ impl Library {
         };
         std::fs::create_dir_all(data_dir.join("originals")).map_err(io)?;
         let lock = lock_data_dir(&data_dir)?;
-        let store = Store::open(&data_dir.join("enclave.sqlite"))?;
+        let mut store = Store::open(&data_dir.join("enclave.sqlite"))?;
+        store.set_audit(audit_sink(config)?);
         let embedder = Embedder::load(
             &config.embed_model_dir(),
             config.embed.max_tokens,
@@ -196,6 +215,7 @@ impl Library {
             vectors,
             embedder,
             pending: Vec::new(),
+            actor: Actor::cli(),
             stats: IndexStats::default(),
             _lock: lock,
         })
@@ -286,41 +306,64 @@ impl Library {
         collection: &str,
         source_name: &str,
     ) -> Result<Outcome> {
-        let rejected = |r: Rejection| {
-            Ok(Outcome::Rejected {
-                reason: r.to_string(),
-            })
+        let (bytes, hash) = match read_checked(path, self.config.ingest.max_file_bytes) {
+            Ok(read) => read,
+            Err(r) => return Ok(Outcome::rejected(r)),
         };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) => return rejected(Rejection::Io(e.to_string())),
-        };
-        let limit = self.config.ingest.max_file_bytes;
-        if meta.len() > limit {
-            return rejected(Rejection::TooLarge {
-                size: meta.len(),
-                limit,
-            });
-        }
-        if meta.len() == 0 {
-            return rejected(Rejection::Empty);
-        }
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => return rejected(Rejection::Io(e.to_string())),
-        };
-        let hash = hex::encode(Sha256::digest(&bytes));
+        // Duplicates are found before the (slow, isolated) extraction.
         let collection_id = self.store.collection_id(collection)?;
         if let Some(existing) = self.store.find_duplicate(collection_id, &hash)? {
             return Ok(Outcome::Duplicate {
                 document_id: existing,
             });
         }
+        let limit = self.config.ingest.max_file_bytes;
         let extracted = match extract::worker::extract_isolated(path, &self.config.extract, limit) {
             Ok(e) => e,
-            Err(r) => return rejected(r),
+            Err(r) => return Ok(Outcome::rejected(r)),
         };
+        let actor = self.actor.clone();
+        self.add_prepared(
+            Prepared {
+                bytes,
+                hash,
+                extracted,
+            },
+            collection,
+            source_name,
+            &actor,
+        )
+    }
+
+    /// Add a file [`prepare_file`] read and extracted: store the original,
+    /// write the rows (with the upload's audit row, in one transaction) and
+    /// queue it for indexing. Searchable after the next [`flush`].
+    pub fn add_prepared(
+        &mut self,
+        prepared: Prepared,
+        collection: &str,
+        source_name: &str,
+        actor: &Actor,
+    ) -> Result<Outcome> {
+        let Prepared {
+            bytes,
+            hash,
+            extracted,
+        } = prepared;
+        let collection_id = self.store.collection_id(collection)?;
+        if let Some(existing) = self.store.find_duplicate(collection_id, &hash)? {
+            return Ok(Outcome::Duplicate {
+                document_id: existing,
+            });
+        }
         let stored_path = self.store_original(&hash, &bytes)?;
+        let audit = Entry::new(actor, "document.upload", format!("collection:{collection}"))
+            .detail(serde_json::json!({
+                "file": source_name,
+                "sha256": hash,
+                "bytes": bytes.len(),
+                "pages": extracted.pages.len(),
+            }));
         let document_id = self.write_document(
             collection_id,
             source_name,
@@ -328,6 +371,8 @@ impl Library {
             &bytes,
             &stored_path,
             &extracted,
+            &actor.name,
+            Some(audit),
         )?;
         let doc = self.store.document(document_id)?;
         self.pending.push(document_id);
@@ -372,8 +417,17 @@ impl Library {
             });
         }
         let stored_path = self.store_original(&hash, bytes)?;
-        let document_id =
-            self.write_document(collection_id, name, &hash, bytes, &stored_path, &extracted)?;
+        let actor = self.actor.name.clone();
+        let document_id = self.write_document(
+            collection_id,
+            name,
+            &hash,
+            bytes,
+            &stored_path,
+            &extracted,
+            &actor,
+            None,
+        )?;
         self.pending.push(document_id);
         if self.pending.len() >= self.config.ingest.commit_every_documents {
             self.flush()?;
@@ -386,6 +440,7 @@ impl Library {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_document(
         &mut self,
         collection_id: i64,
@@ -394,6 +449,8 @@ impl Library {
         bytes: &[u8],
         stored_path: &str,
         extracted: &Extracted,
+        uploaded_by: &str,
+        audit: Option<Entry>,
     ) -> Result<i64> {
         let chunks = chunk::chunk_pages(
             extracted.pages.iter().map(|p| (p.number, p.text.as_str())),
@@ -432,8 +489,11 @@ impl Library {
             size_bytes: bytes.len() as u64,
             stored_path,
             warnings: &warnings,
+            uploaded_by,
         };
-        Ok(self.store.insert_document(&doc, &pages, &new_chunks)?)
+        Ok(self
+            .store
+            .insert_document_audited(&doc, &pages, &new_chunks, audit)?)
     }
 
     /// Store an original under a server-chosen, content-addressed name inside
@@ -526,6 +586,7 @@ impl Library {
                 size_bytes: text.len() as u64,
                 stored_path: "",
                 warnings: "",
+                uploaded_by: "",
             })
             .collect();
         let rows: Vec<_> = docs
@@ -577,6 +638,13 @@ impl Library {
     /// its original deleted (unless another collection holds the same bytes),
     /// and its rows dropped. Returns a receipt with post-deletion checks.
     pub fn delete(&mut self, document_id: i64) -> Result<DeletionReceipt> {
+        let actor = self.actor.clone();
+        self.delete_as(document_id, &actor)
+    }
+
+    /// [`delete`] on behalf of `actor`, who is named in the audit row
+    /// written with the removal of the rows.
+    pub fn delete_as(&mut self, document_id: i64, actor: &Actor) -> Result<DeletionReceipt> {
         let doc = self.store.document(document_id)?;
         self.store.set_status(document_id, DocStatus::Deleting)?;
         let job = self
@@ -601,7 +669,19 @@ impl Library {
                 Err(source) => return Err(LibraryError::Original { path, source }),
             }
         }
-        self.store.delete_document_rows(document_id)?;
+        let audit = Entry::new(
+            actor,
+            "document.delete",
+            format!("collection:{}", doc.collection),
+        )
+        .documents([document_id])
+        .chunks(chunk_ids.iter().copied())
+        .detail(serde_json::json!({
+            "title": doc.title,
+            "file": doc.source_name,
+            "sha256": doc.content_hash,
+        }));
+        let answers_erased = self.store.delete_document_rows(document_id, Some(&audit))?;
         let bm25_entries_remaining = self.lexical.count_document(document_id)?;
         let vectors_remaining = self.vectors.count_document(document_id)?;
         self.store.finish_job(
@@ -619,6 +699,7 @@ impl Library {
             bm25_entries_remaining,
             vectors_remaining,
             original_removed,
+            answers_erased,
             completed_at: crate::time::now_utc(),
         })
     }
@@ -699,6 +780,10 @@ impl Library {
         Vec<crate::index::lexical::LexicalHit>,
         Vec<crate::index::vector::VectorHit>,
     )> {
+        if collections.is_some_and(|c| c.is_empty()) {
+            // Granted nothing: nothing to search (never "no filter").
+            return Ok((Vec::new(), Vec::new()));
+        }
         let k = self.config.search.candidates;
         let use_lex = mode != Mode::Dense;
         let use_dense = mode != Mode::Bm25;
@@ -753,6 +838,54 @@ impl Drop for Library {
         }
         let _ = self.lexical.close_writer();
     }
+}
+
+/// The audit key of `config`'s data dir (created at first use) and the
+/// checkpoint interval.
+pub fn audit_sink(config: &Config) -> Result<AuditSink> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| LibraryError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    Ok(AuditSink {
+        key: std::sync::Arc::new(AuditKey::load_or_create(&config.data_dir)?),
+        checkpoint_every: config.audit.checkpoint_every,
+    })
+}
+
+/// A file read, size-checked, hashed and extracted: everything slow about an
+/// ingest, done without the library (so without its lock).
+pub struct Prepared {
+    bytes: Vec<u8>,
+    hash: String,
+    extracted: Extracted,
+}
+
+pub fn prepare_file(config: &Config, path: &Path) -> std::result::Result<Prepared, Rejection> {
+    let limit = config.ingest.max_file_bytes;
+    let (bytes, hash) = read_checked(path, limit)?;
+    let extracted = extract::worker::extract_isolated(path, &config.extract, limit)?;
+    Ok(Prepared {
+        bytes,
+        hash,
+        extracted,
+    })
+}
+
+fn read_checked(path: &Path, limit: u64) -> std::result::Result<(Vec<u8>, String), Rejection> {
+    let meta = std::fs::metadata(path).map_err(|e| Rejection::Io(e.to_string()))?;
+    if meta.len() > limit {
+        return Err(Rejection::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    if meta.len() == 0 {
+        return Err(Rejection::Empty);
+    }
+    let bytes = std::fs::read(path).map_err(|e| Rejection::Io(e.to_string()))?;
+    let hash = hex::encode(Sha256::digest(&bytes));
+    Ok((bytes, hash))
 }
 
 fn lock_data_dir(data_dir: &Path) -> Result<File> {

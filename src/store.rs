@@ -20,15 +20,23 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("no such document: {0}")]
     NoSuchDocument(i64),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Migrations, in order. The index in this list + 1 is the schema version.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_documents_chunks_jobs",
-    include_str!("../migrations/0001_documents_chunks_jobs.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_documents_chunks_jobs",
+        include_str!("../migrations/0001_documents_chunks_jobs.sql"),
+    ),
+    (
+        "0002_accounts_chat_audit",
+        include_str!("../migrations/0002_accounts_chat_audit.sql"),
+    ),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,6 +74,8 @@ pub struct NewDocument<'a> {
     pub size_bytes: u64,
     pub stored_path: &'a str,
     pub warnings: &'a str,
+    /// Who uploaded it (a username, or `cli:<os user>`).
+    pub uploaded_by: &'a str,
 }
 
 pub struct NewPage<'a> {
@@ -98,6 +108,7 @@ pub struct Document {
     pub stored_path: String,
     pub created_at: String,
     pub indexed_at: Option<String>,
+    pub uploaded_by: String,
 }
 
 /// A chunk as the indexers need it.
@@ -138,6 +149,15 @@ pub struct ChunkView {
 
 pub struct Store {
     conn: Connection,
+    audit: Option<AuditSink>,
+}
+
+/// Where audit rows for this store's actions go: the key that signs
+/// checkpoints and how often.
+#[derive(Clone)]
+pub struct AuditSink {
+    pub key: std::sync::Arc<crate::audit::AuditKey>,
+    pub checkpoint_every: u64,
 }
 
 impl Store {
@@ -147,9 +167,53 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store { conn };
+        let mut store = Store { conn, audit: None };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Record uploads and deletions in the audit log from now on.
+    pub fn set_audit(&mut self, sink: AuditSink) {
+        self.audit = Some(sink);
+    }
+
+    pub fn audit_sink(&self) -> Option<&AuditSink> {
+        self.audit.as_ref()
+    }
+
+    /// The underlying connection, for modules that own other tables
+    /// (accounts, conversations, audit) in the same database.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Write one audit row on its own (an event with no other write).
+    pub fn record(&mut self, entry: crate::audit::Entry) -> Result<()> {
+        self.transact(|_| Ok(((), Some(entry))))
+    }
+
+    /// Run `f` in an IMMEDIATE transaction and append the audit entry it
+    /// returns in the same transaction: the action and its record commit
+    /// together or not at all.
+    pub fn transact<T, E>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> std::result::Result<(T, Option<crate::audit::Entry>), E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| E::from(StoreError::from(e)))?;
+        let (value, entry) = f(&tx)?;
+        audit_in(self.audit.as_ref(), &tx, entry.as_ref()).map_err(E::from)?;
+        tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
+        Ok(value)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -205,7 +269,19 @@ impl Store {
         pages: &[NewPage<'_>],
         chunks: &[NewChunk<'_>],
     ) -> Result<i64> {
-        let mut ids = self.insert_documents(&[(doc, pages, chunks)])?;
+        self.insert_document_audited(doc, pages, chunks, None)
+    }
+
+    /// As [`insert_document`], with `audit` (its document id filled in)
+    /// written in the same transaction.
+    pub fn insert_document_audited(
+        &mut self,
+        doc: &NewDocument<'_>,
+        pages: &[NewPage<'_>],
+        chunks: &[NewChunk<'_>],
+        audit: Option<crate::audit::Entry>,
+    ) -> Result<i64> {
+        let mut ids = self.insert_documents_with(&[(doc, pages, chunks)], audit)?;
         Ok(ids.pop().unwrap_or_default())
     }
 
@@ -214,13 +290,23 @@ impl Store {
         &mut self,
         docs: &[(&NewDocument<'_>, &[NewPage<'_>], &[NewChunk<'_>])],
     ) -> Result<Vec<i64>> {
-        let tx = self.conn.transaction()?;
+        self.insert_documents_with(docs, None)
+    }
+
+    fn insert_documents_with(
+        &mut self,
+        docs: &[(&NewDocument<'_>, &[NewPage<'_>], &[NewChunk<'_>])],
+        audit: Option<crate::audit::Entry>,
+    ) -> Result<Vec<i64>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(docs.len());
         {
             let mut doc_stmt = tx.prepare_cached(
                 "INSERT INTO documents (collection_id, title, source_name, content_hash, mime,
-                     size_bytes, page_count, chunk_count, status, warnings, stored_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'indexing', ?9, ?10)",
+                     size_bytes, page_count, chunk_count, status, warnings, stored_path, uploaded_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'indexing', ?9, ?10, ?11)",
             )?;
             let mut page_stmt = tx.prepare_cached(
                 "INSERT INTO pages (document_id, number, has_text_layer, text) VALUES (?1, ?2, ?3, ?4)",
@@ -241,6 +327,7 @@ impl Store {
                     chunks.len() as i64,
                     doc.warnings,
                     doc.stored_path,
+                    doc.uploaded_by,
                 ])?;
                 let id = tx.last_insert_rowid();
                 for p in *pages {
@@ -260,6 +347,8 @@ impl Store {
                 ids.push(id);
             }
         }
+        let audit = audit.map(|e| e.documents(ids.iter().copied()));
+        audit_in(self.audit.as_ref(), &tx, audit.as_ref())?;
         tx.commit()?;
         Ok(ids)
     }
@@ -442,11 +531,30 @@ impl Store {
         )?)
     }
 
-    /// Remove a document row with its pages and chunks (cascade).
-    pub fn delete_document_rows(&mut self, document_id: i64) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM documents WHERE id = ?1", [document_id])?;
-        Ok(())
+    /// Remove a document row with its pages and chunks (cascade), and the
+    /// text of every stored answer that was given passages from it, with
+    /// `audit` in the same transaction.
+    pub fn delete_document_rows(
+        &mut self,
+        document_id: i64,
+        audit: Option<&crate::audit::Entry>,
+    ) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let answers_erased = tx.execute(
+            "UPDATE messages SET status = 'erased', answer = '', citations = '[]'
+             WHERE id IN (SELECT message_id FROM message_sources WHERE document_id = ?1)",
+            [document_id],
+        )?;
+        tx.execute(
+            "DELETE FROM message_sources WHERE document_id = ?1",
+            [document_id],
+        )?;
+        tx.execute("DELETE FROM documents WHERE id = ?1", [document_id])?;
+        audit_in(self.audit.as_ref(), &tx, audit)?;
+        tx.commit()?;
+        Ok(answers_erased)
     }
 
     pub fn counts(&self) -> Result<(i64, i64)> {
@@ -499,10 +607,22 @@ impl Store {
     }
 }
 
+/// Append `entry` to the audit log inside `tx`, if auditing is on.
+fn audit_in(
+    sink: Option<&AuditSink>,
+    tx: &Connection,
+    entry: Option<&crate::audit::Entry>,
+) -> Result<()> {
+    if let (Some(sink), Some(entry)) = (sink, entry) {
+        crate::audit::append(tx, &sink.key, sink.checkpoint_every, entry)?;
+    }
+    Ok(())
+}
+
 const DOCUMENT_SELECT: &str =
     "SELECT d.id, col.name, d.title, d.source_name, d.content_hash, d.mime,
         d.size_bytes, d.page_count, d.chunk_count, d.status, d.warnings, d.stored_path,
-        d.created_at, d.indexed_at
+        d.created_at, d.indexed_at, d.uploaded_by
      FROM documents d JOIN collections col ON col.id = d.collection_id";
 
 fn document_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Document> {
@@ -521,6 +641,7 @@ fn document_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Document> {
         stored_path: r.get(11)?,
         created_at: r.get(12)?,
         indexed_at: r.get(13)?,
+        uploaded_by: r.get(14)?,
     })
 }
 
@@ -553,6 +674,7 @@ mod tests {
             size_bytes: 10,
             stored_path: "originals/ab/abc",
             warnings: "",
+            uploaded_by: "test",
         };
         let pages = [NewPage {
             number: 1,
@@ -577,7 +699,7 @@ mod tests {
             indexable[0].indexed_text(),
             "Leave policy\nAnnual leave is 25 days."
         );
-        store.delete_document_rows(id).unwrap();
+        store.delete_document_rows(id, None).unwrap();
         assert!(store.chunk_ids_of(id).unwrap().is_empty(), "chunks cascade");
     }
 }

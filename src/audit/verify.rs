@@ -1,0 +1,249 @@
+//! Checking a chain: row by row, stopping at the first row where it breaks.
+//! The same checker serves the live database and exported files.
+
+use serde::Serialize;
+
+use super::key::verify_signature;
+use super::{Checkpoint, GENESIS, Row};
+
+/// Where and why verification failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The first row at which the log is not what was written.
+    pub row: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub rows: u64,
+    pub checkpoints: u64,
+    pub head_id: i64,
+    pub head_hash: String,
+    /// Rows after the last signed checkpoint (chained, not yet signed).
+    pub unsigned_tail: u64,
+    pub public_key: Option<String>,
+    pub failure: Option<Failure>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Feed rows and checkpoints in log order; read the report at the end.
+pub struct Verifier {
+    report: Report,
+    /// The key signatures must be made with (pinned by the caller, or the
+    /// first one seen).
+    pinned_key: Option<String>,
+    prev_hash: String,
+    /// The last checkpoint that matched: rows after it are unsigned.
+    signed_upto: i64,
+}
+
+impl Verifier {
+    pub fn new(pinned_key: Option<String>) -> Verifier {
+        Verifier {
+            report: Report {
+                head_hash: GENESIS.to_string(),
+                public_key: pinned_key.clone(),
+                ..Report::default()
+            },
+            pinned_key,
+            prev_hash: GENESIS.to_string(),
+            signed_upto: 0,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.report.failure.is_some()
+    }
+
+    fn fail(&mut self, row: i64, reason: String) {
+        if self.report.failure.is_none() {
+            self.report.failure = Some(Failure { row, reason });
+        }
+    }
+
+    pub fn row(&mut self, row: &Row) {
+        if self.failed() {
+            return;
+        }
+        let expected = self.report.head_id + 1;
+        if row.id > expected {
+            return self.fail(
+                expected,
+                format!(
+                    "row {expected} is missing: the log goes from row {} to row {} (rows deleted)",
+                    self.report.head_id, row.id
+                ),
+            );
+        }
+        if row.id < expected {
+            return self.fail(
+                row.id,
+                format!(
+                    "row {} is out of order: it comes after row {} (rows reordered or duplicated)",
+                    row.id, self.report.head_id
+                ),
+            );
+        }
+        if row.compute_hash() != row.hash {
+            return self.fail(
+                row.id,
+                format!(
+                    "row {}: its contents do not match its hash (edited)",
+                    row.id
+                ),
+            );
+        }
+        if row.prev_hash != self.prev_hash {
+            return self.fail(
+                row.id,
+                format!(
+                    "row {}: it does not link to row {} (that row was replaced or rewritten, or rows were reordered)",
+                    row.id, self.report.head_id
+                ),
+            );
+        }
+        self.prev_hash = row.hash.clone();
+        self.report.head_id = row.id;
+        self.report.head_hash = row.hash.clone();
+        self.report.rows += 1;
+    }
+
+    pub fn checkpoint(&mut self, cp: &Checkpoint) {
+        if self.failed() {
+            return;
+        }
+        if !self.signed_by_known_key(
+            &cp.public_key,
+            &Checkpoint::message(cp.upto_id, &cp.head_hash, &cp.signed_at),
+            &cp.signature,
+        ) {
+            return self.fail(
+                cp.upto_id,
+                format!(
+                    "the checkpoint for row {} signed at {} has an invalid signature (forged checkpoint)",
+                    cp.upto_id, cp.signed_at
+                ),
+            );
+        }
+        if cp.upto_id > self.report.head_id {
+            let missing = self.report.head_id + 1;
+            return self.fail(
+                missing,
+                format!(
+                    "row {missing} is missing: a checkpoint signed at {} covers rows up to {} (rows deleted or the log truncated)",
+                    cp.signed_at, cp.upto_id
+                ),
+            );
+        }
+        if cp.upto_id < self.report.head_id {
+            // Checkpoints are only ever written for the head; one for an
+            // earlier row here means checkpoints were moved.
+            return self.fail(
+                cp.upto_id,
+                format!("the checkpoint for row {} is out of place", cp.upto_id),
+            );
+        }
+        if cp.head_hash != self.report.head_hash {
+            let first = self.signed_upto + 1;
+            return self.fail(
+                first,
+                format!(
+                    "rows {first}–{} differ from what was signed at {} (rows forged and the chain recomputed)",
+                    cp.upto_id, cp.signed_at
+                ),
+            );
+        }
+        self.signed_upto = cp.upto_id;
+        self.report.checkpoints += 1;
+    }
+
+    /// A signature over the end of an export: row count and head.
+    pub fn end(&mut self, end: &ExportEnd) {
+        if self.failed() {
+            return;
+        }
+        if !self.signed_by_known_key(&end.public_key, &end.message(), &end.signature) {
+            return self.fail(
+                end.head_id,
+                "the export's end line has an invalid signature".into(),
+            );
+        }
+        if end.head_id != self.report.head_id || end.head_hash != self.report.head_hash {
+            let missing = self.report.head_id + 1;
+            return self.fail(
+                missing,
+                format!(
+                    "row {missing} is missing: the export was signed with {} rows up to row {} (file truncated)",
+                    end.rows, end.head_id
+                ),
+            );
+        }
+        self.signed_upto = end.head_id;
+    }
+
+    fn signed_by_known_key(&mut self, public_key: &str, message: &str, signature: &str) -> bool {
+        match &self.pinned_key {
+            Some(k) if k != public_key => return false,
+            Some(_) => {}
+            None => {
+                self.pinned_key = Some(public_key.to_string());
+                self.report.public_key = Some(public_key.to_string());
+            }
+        }
+        verify_signature(public_key, message, signature)
+    }
+
+    pub fn finish(mut self) -> Report {
+        if !self.failed() {
+            self.report.unsigned_tail = (self.report.head_id - self.signed_upto).max(0) as u64;
+        }
+        self.report
+    }
+}
+
+/// The signed last line of an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ExportEnd {
+    pub rows: u64,
+    pub head_id: i64,
+    pub head_hash: String,
+    pub exported_at: String,
+    pub public_key: String,
+    pub signature: String,
+}
+
+impl ExportEnd {
+    pub fn message(&self) -> String {
+        format!(
+            "enclave-audit-export\n{}\n{}\n{}\n{}",
+            self.rows, self.head_id, self.head_hash, self.exported_at
+        )
+    }
+}
+
+/// Verify the live log: rows in id order, each checkpoint after its row.
+pub fn verify_db(conn: &rusqlite::Connection, pinned_key: Option<String>) -> super::Result<Report> {
+    let checkpoints = super::checkpoints(conn)?;
+    let mut pending = checkpoints.iter().peekable();
+    let mut v = Verifier::new(pinned_key);
+    super::for_each_row(conn, |row| {
+        while let Some(cp) = pending.next_if(|cp| cp.upto_id < row.id) {
+            v.checkpoint(cp);
+        }
+        v.row(&row);
+        while let Some(cp) = pending.next_if(|cp| cp.upto_id == row.id) {
+            v.checkpoint(cp);
+        }
+        Ok(())
+    })?;
+    for cp in pending {
+        v.checkpoint(cp);
+    }
+    Ok(v.finish())
+}

@@ -1,0 +1,399 @@
+//! Command-line administration: users, groups, grants and the audit log.
+//! These open the database directly (not the library), so they work while
+//! `enclave serve` runs; every change is audited as `cli:<os user>`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use crate::accounts::{self, Grantee, Role};
+use crate::audit::{self, Actor, Entry};
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account. The password is read from stdin with
+    /// --password-stdin; otherwise one is generated and printed once.
+    Add {
+        username: String,
+        #[arg(long, value_enum, default_value_t = Role::Staff)]
+        role: Role,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account and end its sessions at once.
+    Disable { username: String },
+    /// Enable a disabled account.
+    Enable { username: String },
+    /// Change an account's role (its sessions end).
+    Role {
+        username: String,
+        #[arg(value_enum)]
+        role: Role,
+    },
+    /// Set a new password (stdin with --password-stdin, else generated); ends sessions.
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Add an account to a group (the group is created if needed).
+    Join { username: String, group: String },
+    /// Remove an account from a group.
+    Leave { username: String, group: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GrantCommand {
+    /// Let a user, or every member of a group, retrieve from a collection.
+    Add(GrantArgs),
+    /// List grants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a grant by its id (see `grant list`).
+    Remove { id: i64 },
+}
+
+#[derive(Args, Debug)]
+pub struct GrantArgs {
+    /// The collection (created if it does not exist yet).
+    pub collection: String,
+    #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Write the whole log (rows, signed checkpoints and a signed end line).
+    Export {
+        #[arg(long, value_enum, default_value_t = audit::export::Format::Jsonl)]
+        format: audit::export::Format,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Check the hash chain and signatures of an export file, or of the live
+    /// database with --db; names the first row where the chain breaks.
+    Verify {
+        /// An export (CSV or JSONL).
+        #[arg(required_unless_present = "db")]
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        db: bool,
+        /// Require signatures by this Ed25519 public key (hex). Default: the
+        /// data dir's key if there is one, else the key named in the file.
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn open_store(config: &Config) -> Result<Store> {
+    let mut store = Store::open(&config.data_dir.join("enclave.sqlite"))?;
+    store.set_audit(crate::library::audit_sink(config)?);
+    Ok(store)
+}
+
+fn read_password(from_stdin: bool) -> Result<(String, bool)> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_string();
+        accounts::validate_password(&pw)?;
+        Ok((pw, false))
+    } else {
+        Ok((accounts::generate_password(), true))
+    }
+}
+
+pub fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
+    let mut store = open_store(config)?;
+    let actor = Actor::cli();
+    match cmd {
+        UserCommand::Add {
+            username,
+            role,
+            password_stdin,
+        } => {
+            accounts::validate_username(&username)?;
+            let (password, generated) = read_password(password_stdin)?;
+            let hash = accounts::hash_password(&password)?;
+            let id = store.transact(|tx| -> Result<_> {
+                let id = accounts::add_user(tx, &username, role, &hash)?;
+                let entry = Entry::new(&actor, "user.add", format!("user:{username}"))
+                    .detail(serde_json::json!({ "role": role.as_str() }));
+                Ok((id, Some(entry)))
+            })?;
+            println!("Created {} {username} (id {id}).", role.as_str());
+            if generated {
+                println!("One-time password (shown only now): {password}");
+            }
+        }
+        UserCommand::List { json } => {
+            let users = accounts::users(store.conn())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for u in users {
+                    println!(
+                        "{:>4}  {:<24} {:<8} {}{}",
+                        u.id,
+                        u.username,
+                        u.role.as_str(),
+                        u.created_at,
+                        if u.disabled { "  (disabled)" } else { "" }
+                    );
+                }
+            }
+        }
+        UserCommand::Disable { username } => set_disabled(&mut store, &actor, &username, true)?,
+        UserCommand::Enable { username } => set_disabled(&mut store, &actor, &username, false)?,
+        UserCommand::Role { username, role } => {
+            store.transact(|tx| -> Result<_> {
+                let u = accounts::user_by_name(tx, &username)?;
+                accounts::set_role(tx, u.id, role)?;
+                let entry = Entry::new(&actor, "user.role", format!("user:{username}"))
+                    .detail(serde_json::json!({ "from": u.role.as_str(), "to": role.as_str() }));
+                Ok(((), Some(entry)))
+            })?;
+            println!(
+                "{username} is now {}; their sessions were ended.",
+                role.as_str()
+            );
+        }
+        UserCommand::Passwd {
+            username,
+            password_stdin,
+        } => {
+            let (password, generated) = read_password(password_stdin)?;
+            let hash = accounts::hash_password(&password)?;
+            store.transact(|tx| -> Result<_> {
+                let u = accounts::user_by_name(tx, &username)?;
+                accounts::set_password(tx, u.id, &hash)?;
+                Ok((
+                    (),
+                    Some(Entry::new(
+                        &actor,
+                        "user.password",
+                        format!("user:{username}"),
+                    )),
+                ))
+            })?;
+            println!("Password changed for {username}; their sessions were ended.");
+            if generated {
+                println!("One-time password (shown only now): {password}");
+            }
+        }
+        UserCommand::Join { username, group } => {
+            store.transact(|tx| -> Result<_> {
+                let u = accounts::user_by_name(tx, &username)?;
+                let g = accounts::ensure_group(tx, &group)?;
+                accounts::add_member(tx, g, u.id)?;
+                let entry = Entry::new(&actor, "group.join", format!("group:{group}"))
+                    .detail(serde_json::json!({ "user": username }));
+                Ok(((), Some(entry)))
+            })?;
+            println!("{username} is in group {group}.");
+        }
+        UserCommand::Leave { username, group } => {
+            store.transact(|tx| -> Result<_> {
+                let u = accounts::user_by_name(tx, &username)?;
+                let g = accounts::group_id(tx, &group)?;
+                accounts::remove_member(tx, g, u.id)?;
+                let entry = Entry::new(&actor, "group.leave", format!("group:{group}"))
+                    .detail(serde_json::json!({ "user": username }));
+                Ok(((), Some(entry)))
+            })?;
+            println!("{username} left group {group}.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_disabled(store: &mut Store, actor: &Actor, username: &str, disabled: bool) -> Result<()> {
+    store.transact(|tx| -> Result<_> {
+        let u = accounts::user_by_name(tx, username)?;
+        accounts::set_disabled(tx, u.id, disabled)?;
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        Ok((
+            (),
+            Some(Entry::new(actor, action, format!("user:{username}"))),
+        ))
+    })?;
+    if disabled {
+        println!("{username} is disabled; their sessions were ended.");
+    } else {
+        println!("{username} is enabled.");
+    }
+    Ok(())
+}
+
+pub fn grant(config: &Config, cmd: GrantCommand) -> Result<ExitCode> {
+    let mut store = open_store(config)?;
+    let actor = Actor::cli();
+    match cmd {
+        GrantCommand::Add(args) => {
+            store.transact(|tx| -> Result<_> {
+                let collection = accounts::ensure_collection(tx, &args.collection)?;
+                let (to, target) = match (&args.user, &args.group) {
+                    (Some(user), _) => (
+                        Grantee::User(accounts::user_by_name(tx, user)?.id),
+                        format!("user:{user}"),
+                    ),
+                    (None, Some(group)) => (
+                        Grantee::Group(accounts::ensure_group(tx, group)?),
+                        format!("group:{group}"),
+                    ),
+                    (None, None) => bail!("name a --user or a --group"),
+                };
+                accounts::grant(tx, collection, to)?;
+                let entry = Entry::new(&actor, "grant.add", target)
+                    .detail(serde_json::json!({ "collection": args.collection }));
+                Ok(((), Some(entry)))
+            })?;
+            println!("Granted collection {}.", args.collection);
+        }
+        GrantCommand::List { json } => {
+            let grants = accounts::grants(store.conn())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&grants)?);
+            } else {
+                for g in grants {
+                    println!("{:>4}  {:<24} {} {}", g.id, g.collection, g.kind, g.grantee);
+                }
+            }
+        }
+        GrantCommand::Remove { id } => {
+            let removed = store.transact(|tx| -> Result<_> {
+                let removed = accounts::revoke(tx, id)?;
+                let entry = removed.as_ref().map(|g| {
+                    Entry::new(&actor, "grant.remove", format!("{}:{}", g.kind, g.grantee))
+                        .detail(serde_json::json!({ "collection": g.collection }))
+                });
+                Ok((removed, entry))
+            })?;
+            match removed {
+                Some(g) => println!(
+                    "Removed grant of {} to {} {}.",
+                    g.collection, g.kind, g.grantee
+                ),
+                None => bail!("no grant with id {id}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn audit(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
+    match cmd {
+        AuditCommand::Export { format, output } => {
+            let mut store = open_store(config)?;
+            let key = store
+                .audit_sink()
+                .map(|s| s.key.clone())
+                .context("audit key not loaded")?;
+            let rows = match &output {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    audit::export::export(store.conn_mut(), &key, format, &mut out)?
+                }
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    audit::export::export(store.conn_mut(), &key, format, &mut out)?
+                }
+            };
+            let entry = Entry::new(&Actor::cli(), "audit.export", "audit_log")
+                .detail(serde_json::json!({ "format": format.extension(), "rows": rows }));
+            store.record(entry)?;
+            if let Some(path) = output {
+                eprintln!("Exported {rows} audit rows to {}.", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify {
+            file,
+            db,
+            public_key,
+            json,
+        } => {
+            let pinned = match public_key {
+                Some(k) => Some(k),
+                None => {
+                    let key_file = config.data_dir.join(audit::key::FILE_NAME);
+                    if key_file.is_file() {
+                        Some(audit::AuditKey::load_or_create(&config.data_dir)?.public_hex())
+                    } else {
+                        None
+                    }
+                }
+            };
+            let report = if db {
+                let store = Store::open(&config.data_dir.join("enclave.sqlite"))?;
+                audit::verify::verify_db(store.conn(), pinned)?
+            } else {
+                let path = file.context("name an export file, or pass --db")?;
+                let f = std::fs::File::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let mut reader = std::io::BufReader::new(f);
+                audit::export::verify_file(&mut reader, pinned)?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn print_report(report: &audit::verify::Report) {
+    let mut out = std::io::stdout().lock();
+    match &report.failure {
+        None => {
+            let _ = writeln!(
+                out,
+                "OK: {} rows, chain intact, {} signed checkpoints; head row {} ({}).",
+                report.rows, report.checkpoints, report.head_id, report.head_hash
+            );
+            if report.unsigned_tail > 0 {
+                let _ = writeln!(
+                    out,
+                    "{} rows after the last checkpoint are chained but not yet signed.",
+                    report.unsigned_tail
+                );
+            }
+        }
+        Some(f) => {
+            let _ = writeln!(out, "FAILED at row {}: {}", f.row, f.reason);
+            let _ = writeln!(out, "({} rows before it verified.)", report.rows);
+        }
+    }
+    if let Some(k) = &report.public_key {
+        let _ = writeln!(out, "Signing key: {k}");
+    }
+}

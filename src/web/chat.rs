@@ -1,0 +1,396 @@
+//! Asking: record the question, retrieve from the user's granted collections
+//! only, gate, queue for the model, and stream the answer as server-sent
+//! events. Closing the stream cancels the generation.
+//!
+//! Events: `meta` {conversation_id, message_id}, `queued` {position},
+//! `started`, `token` {text}, `done` {answer}, `error` {error}.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web::{self, Bytes, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::auth::Authed;
+use super::error::ApiError;
+use super::state::{AppState, StateExt, StreamSlot};
+use crate::accounts;
+use crate::audit::{Actor, Entry};
+use crate::conversations;
+use crate::llm::{Event, GenerationRequest, Prompt, SubmitError, Ticket};
+use crate::rag::{self, Answer, Plan, Source};
+
+#[derive(Deserialize)]
+pub struct AskBody {
+    pub question: String,
+    #[serde(default)]
+    pub conversation_id: Option<i64>,
+}
+
+/// What the browser is told about an answer: citations and the passages'
+/// places, never text from collections the user cannot see (there is none:
+/// retrieval only returned granted passages).
+#[derive(Serialize)]
+struct AnswerView<'a> {
+    text: &'a str,
+    grounded: bool,
+    status: &'a str,
+    citations: &'a [rag::Citation],
+    sources: Vec<SourceView<'a>>,
+}
+
+#[derive(Serialize)]
+struct SourceView<'a> {
+    number: usize,
+    chunk_id: i64,
+    document_title: &'a str,
+    page: i64,
+}
+
+fn view<'a>(answer: &'a Answer, status: &'a str) -> AnswerView<'a> {
+    AnswerView {
+        text: &answer.text,
+        grounded: answer.grounded,
+        status,
+        citations: &answer.citations,
+        sources: answer
+            .sources
+            .iter()
+            .map(|s| SourceView {
+                number: s.number,
+                chunk_id: s.chunk_id,
+                document_title: &s.document_title,
+                page: s.page,
+            })
+            .collect(),
+    }
+}
+
+pub async fn ask(
+    state: Data<AppState>,
+    authed: Authed,
+    req: HttpRequest,
+    body: web::Json<AskBody>,
+) -> Result<HttpResponse, ApiError> {
+    authed.check_csrf(&req)?;
+    authed.require_chat()?;
+    let question = body.question.trim().to_string();
+    let max = state.config.web.max_question_chars;
+    if question.is_empty() {
+        return Err(ApiError::bad_request("the question is empty"));
+    }
+    if question.chars().count() > max {
+        return Err(ApiError::bad_request(format!(
+            "questions are at most {max} characters"
+        )));
+    }
+    let user_id = authed.user().id;
+    let slot = state.take_stream(user_id).ok_or_else(|| {
+        ApiError::too_many(
+            format!(
+                "you already have {} answers in progress; wait for one to finish",
+                state.config.web.max_streams_per_user
+            ),
+            5,
+        )
+    })?;
+    let actor = authed.actor();
+    let (conversation_id, message_id, collections) =
+        record_question(&state, &actor, user_id, body.conversation_id, &question).await?;
+
+    let plan = if collections.is_empty() {
+        Plan::NotCovered {
+            best_similarity: None,
+        }
+    } else {
+        let (st, q) = (state.clone(), question.clone());
+        state
+            .with_library(move |lib| {
+                let count = |t: &str| st.tokenizer.encode(t, false, false).len();
+                let budget = st
+                    .config
+                    .llm
+                    .context_window
+                    .saturating_sub(st.config.llm.max_new_tokens);
+                rag::plan(
+                    lib,
+                    &q,
+                    Some(&collections),
+                    &st.config.rag,
+                    &count,
+                    budget,
+                    &st.controls,
+                )
+                .map_err(ApiError::internal)
+            })
+            .await?
+    };
+
+    let (ticket, sources) = match plan {
+        Plan::NotCovered { .. } => (None, Vec::new()),
+        Plan::Generate { messages, sources } => {
+            let request = GenerationRequest {
+                prompt: Prompt::Chat(messages),
+                max_new_tokens: state.config.llm.max_new_tokens,
+                sampling: state.config.llm.sampling.clone(),
+                deadline: Some(
+                    Instant::now() + Duration::from_secs(state.config.llm.deadline_secs),
+                ),
+                ignore_end: false,
+            };
+            match state.worker.submit(request) {
+                Ok(t) => (Some(t), sources),
+                Err(SubmitError::QueueFull(waiting)) => {
+                    let failed = Answer {
+                        text: "The server was too busy to answer; please ask again.".into(),
+                        ..Answer::not_covered()
+                    };
+                    save_answer(
+                        &state,
+                        &actor,
+                        message_id,
+                        "failed",
+                        &failed,
+                        "refused_busy",
+                    )
+                    .await?;
+                    return Err(ApiError::unavailable(
+                        format!(
+                            "the model is busy ({waiting} questions waiting); try again shortly"
+                        ),
+                        10,
+                    ));
+                }
+                Err(e) => return Err(ApiError::internal(e)),
+            }
+        }
+    };
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let relay = Relay {
+        state: state.clone(),
+        actor,
+        message_id,
+        tx,
+        _slot: slot,
+    };
+    let _ = relay.send(
+        "meta",
+        &serde_json::json!({
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+        }),
+    );
+    std::thread::Builder::new()
+        .name("answer-relay".into())
+        .spawn(move || relay.run(ticket, sources))
+        .map_err(ApiError::internal)?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, actix_web::Error>(bytes), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}
+
+/// Create or continue the conversation, store the question and audit it, in
+/// one transaction. Returns the granted collections too.
+async fn record_question(
+    state: &Data<AppState>,
+    actor: &Actor,
+    user_id: i64,
+    conversation: Option<i64>,
+    question: &str,
+) -> Result<(i64, i64, Vec<String>), ApiError> {
+    let (actor, q) = (actor.clone(), question.to_string());
+    let log_text = state.config.audit.log_question_text;
+    state
+        .with_db(move |db| {
+            db.transact(|tx| {
+                let conv = match conversation {
+                    Some(id) => {
+                        conversations::owned(tx, id, user_id)?
+                            .ok_or_else(ApiError::not_found)?
+                            .id
+                    }
+                    None => conversations::create(tx, user_id, &q)?,
+                };
+                let msg = conversations::add_question(tx, conv, &q)?;
+                let collections = accounts::granted_collections(tx, user_id)?;
+                let mut detail = serde_json::json!({
+                    "conversation": conv,
+                    "collections": collections,
+                    "chars": q.chars().count(),
+                    "sha256": hex::encode(Sha256::digest(q.as_bytes())),
+                });
+                if log_text {
+                    detail["question"] = q.clone().into();
+                }
+                let entry = Entry::new(&actor, "question", format!("message:{msg}")).detail(detail);
+                Ok(((conv, msg, collections), Some(entry)))
+            })
+        })
+        .await
+}
+
+/// Store the answer with the passages it was given, and audit it (which
+/// chunks and documents were shown), in one transaction.
+async fn save_answer(
+    state: &Data<AppState>,
+    actor: &Actor,
+    message_id: i64,
+    status: &'static str,
+    answer: &Answer,
+    outcome: &'static str,
+) -> Result<(), ApiError> {
+    let actor = actor.clone();
+    let answer = answer.clone();
+    state
+        .with_db(move |db| store_answer(db, &actor, message_id, status, &answer, outcome))
+        .await
+}
+
+fn store_answer(
+    db: &mut crate::store::Store,
+    actor: &Actor,
+    message_id: i64,
+    status: &'static str,
+    answer: &Answer,
+    outcome: &'static str,
+) -> Result<(), ApiError> {
+    db.transact(|tx| {
+        let pairs: Vec<(i64, i64)> = answer
+            .sources
+            .iter()
+            .map(|s| (s.chunk_id, s.document_id))
+            .collect();
+        let citations = serde_json::to_value(&answer.citations).map_err(ApiError::internal)?;
+        conversations::finish(tx, message_id, status, &answer.text, &citations, &pairs)?;
+        let mut docs: Vec<i64> = answer.sources.iter().map(|s| s.document_id).collect();
+        docs.sort_unstable();
+        docs.dedup();
+        let entry = Entry::new(actor, "answer", format!("message:{message_id}"))
+            .outcome(outcome)
+            .documents(docs)
+            .chunks(answer.sources.iter().map(|s| s.chunk_id))
+            .detail(serde_json::json!({
+                "status": status,
+                "cited_chunks": answer.citations.iter().map(|c| c.chunk_id).collect::<Vec<_>>(),
+                "chars": answer.text.chars().count(),
+            }));
+        Ok(((), Some(entry)))
+    })
+}
+
+/// Moves events from the model's ticket to the HTTP stream on a thread of
+/// its own (the ticket blocks).
+struct Relay {
+    state: Data<AppState>,
+    actor: Actor,
+    message_id: i64,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    _slot: StreamSlot,
+}
+
+impl Relay {
+    /// False once the client has gone.
+    fn send(&self, event: &str, data: &serde_json::Value) -> bool {
+        let frame = format!("event: {event}\ndata: {data}\n\n");
+        self.tx.blocking_send(Bytes::from(frame)).is_ok()
+    }
+
+    fn run(self, ticket: Option<Ticket>, sources: Vec<Source>) {
+        let Some(ticket) = ticket else {
+            return self.finish(&Answer::not_covered(), "not_covered", "not_covered");
+        };
+        loop {
+            let alive = match ticket.recv() {
+                Some(Event::Queued { position }) => {
+                    self.send("queued", &serde_json::json!({ "position": position }))
+                }
+                Some(Event::Started) => self.send("started", &serde_json::json!({})),
+                Some(Event::Text(piece)) => {
+                    self.send("token", &serde_json::json!({ "text": piece }))
+                }
+                Some(Event::Finished { text, stats }) => {
+                    let answer = rag::finish(&text, &sources);
+                    let status = if answer.grounded {
+                        "answered"
+                    } else {
+                        "not_covered"
+                    };
+                    tracing::info!(
+                        message = self.message_id,
+                        ttft_ms = stats.time_to_first_token_ms,
+                        tokens = stats.generated_tokens,
+                        "answered"
+                    );
+                    return self.finish(&answer, status, "ok");
+                }
+                Some(Event::Failed(e)) => {
+                    tracing::warn!(message = self.message_id, error = %e, "generation failed");
+                    let failed = Answer {
+                        text: "The answer could not be generated; please ask again.".into(),
+                        ..Answer::not_covered()
+                    };
+                    return self.finish(&failed, "failed", "failed");
+                }
+                None => {
+                    let failed = Answer {
+                        text: "The model stopped; please ask again.".into(),
+                        ..Answer::not_covered()
+                    };
+                    return self.finish(&failed, "failed", "failed");
+                }
+            };
+            if !alive {
+                // The browser went away: dropping the ticket cancels the
+                // generation; the question stays in the history as failed.
+                drop(ticket);
+                let cancelled = Answer {
+                    text: "Cancelled before the answer was finished.".into(),
+                    ..Answer::not_covered()
+                };
+                let db = &self.state;
+                if let Ok(mut store) = db.db.lock() {
+                    let _ = store_answer(
+                        &mut store,
+                        &self.actor,
+                        self.message_id,
+                        "failed",
+                        &cancelled,
+                        "cancelled",
+                    );
+                }
+                return;
+            }
+        }
+    }
+
+    fn finish(&self, answer: &Answer, status: &'static str, outcome: &'static str) {
+        let saved = match self.state.db.lock() {
+            Ok(mut store) => store_answer(
+                &mut store,
+                &self.actor,
+                self.message_id,
+                status,
+                answer,
+                outcome,
+            ),
+            Err(_) => Err(ApiError::internal("database mutex poisoned")),
+        };
+        match saved {
+            Ok(()) => {
+                let data = serde_json::to_value(view(answer, status)).unwrap_or_default();
+                self.send("done", &serde_json::json!({ "answer": data }));
+            }
+            Err(e) => {
+                self.send("error", &serde_json::json!({ "error": e.message }));
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `enclave serve`: the web appliance over HTTPS.
+//!
+//! Routes: HTML pages (read-only, askama) and the JSON API under `/api/`
+//! (every change, CSRF-checked). Every response carries the security headers
+//! of DESIGN.md; nothing on any page comes from another origin.
+
+pub mod api;
+pub mod auth;
+pub mod chat;
+pub mod error;
+pub mod pages;
+pub mod state;
+pub mod tls;
+pub mod upload;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context, Result};
+use clap::Args;
+use sha2::{Digest, Sha256};
+
+use crate::audit::{Actor, Entry};
+use crate::config::Config;
+use crate::library::Library;
+use crate::llm::gguf::Gguf;
+use crate::llm::tokenizer::Tokenizer;
+use crate::llm::{Llm, Worker};
+use crate::store::Store;
+use state::AppState;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (default: web.listen from the config).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// The Content-Security-Policy of every response: our own origin only, no
+/// inline script or style, no framing, no plugins.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Content-Security-Policy", CSP))
+        .add((
+            "Strict-Transport-Security",
+            "max-age=31536000; includeSubDomains",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("Cache-Control", "no-store"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Cross-Origin-Resource-Policy", "same-origin"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
+    cfg.app_data(web::JsonConfig::default().limit(json_limit))
+        .route("/", web::get().to(pages::home))
+        .route("/login", web::get().to(pages::login))
+        .route("/chat", web::get().to(pages::chat))
+        .route("/chat/{id}", web::get().to(pages::chat_conversation))
+        .route("/passages/{id}", web::get().to(pages::passage))
+        .route("/admin/documents", web::get().to(pages::documents))
+        .route("/admin/users", web::get().to(pages::users))
+        .route("/admin/health", web::get().to(pages::health))
+        .route("/audit", web::get().to(pages::audit_log))
+        .route("/static/{file}", web::get().to(pages::static_file))
+        .route("/api/login", web::post().to(api::login))
+        .route("/api/logout", web::post().to(api::logout))
+        .route("/api/me", web::get().to(api::me))
+        .route("/api/ask", web::post().to(chat::ask))
+        .route("/api/conversations", web::get().to(api::conversations_list))
+        .route("/api/conversations/{id}", web::get().to(api::conversation))
+        .route("/api/messages/{id}/feedback", web::post().to(api::feedback))
+        .route("/api/passages/{id}", web::get().to(api::passage))
+        .route("/api/documents", web::get().to(api::documents))
+        .route("/api/documents/{id}", web::get().to(api::document))
+        .route(
+            "/api/documents/{id}",
+            web::delete().to(api::delete_document),
+        )
+        .route("/api/documents/{id}/original", web::get().to(api::original))
+        .route("/api/uploads", web::post().to(upload::upload))
+        .route("/api/uploads", web::get().to(upload::list_uploads))
+        .route("/api/uploads/{id}", web::get().to(upload::get_upload))
+        .route("/api/users", web::get().to(api::users))
+        .route("/api/users", web::post().to(api::create_user))
+        .route("/api/users/{id}", web::post().to(api::update_user))
+        .route("/api/grants", web::post().to(api::create_grant))
+        .route("/api/grants/{id}", web::delete().to(api::delete_grant))
+        .route("/api/health", web::get().to(api::health))
+        .route("/api/audit", web::get().to(api::audit_rows))
+        .route("/api/audit/export", web::get().to(api::audit_export))
+        .route("/api/audit/verify", web::get().to(api::audit_verify))
+        .default_service(web::to(pages::not_found));
+}
+
+pub fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
+    let mut config = config.clone();
+    if let Some(listen) = args.listen {
+        config.web.listen = listen;
+    }
+    let state = build_state(&config)?;
+    let (cert, key, self_signed) = tls::material(&config)?;
+    let tls = tls::server_config(&cert, &key)?;
+    let workers = if config.web.workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        config.web.workers
+    };
+    let json_limit = 64 * 1024;
+    let data = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(security_headers())
+            .configure(|cfg| routes(cfg, json_limit))
+    })
+    .workers(workers)
+    .max_connections(config.web.max_connections)
+    .client_request_timeout(std::time::Duration::from_secs(30))
+    .bind_rustls_0_23(&config.web.listen, tls)
+    .with_context(|| format!("listening on {}", config.web.listen))?;
+    let addrs = server.addrs();
+    let has_admin = state
+        .db
+        .lock()
+        .map(|db| crate::accounts::admin_exists(db.conn()).unwrap_or(false))
+        .unwrap_or(false);
+    for a in &addrs {
+        println!("Enclave is listening on https://{a}/");
+    }
+    if self_signed {
+        println!(
+            "TLS: self-signed certificate {} (set web.tls_cert / web.tls_key for your own).",
+            cert.display()
+        );
+    }
+    if !has_admin {
+        println!("No admin account yet. Create one with: enclave user add NAME --role admin");
+    }
+    let result = actix_web::rt::System::new().block_on(server.run());
+    // Sign what was logged while serving, so the tail is covered.
+    if let Ok(mut db) = state.db.lock() {
+        let entry = Entry::new(&Actor::system(), "server.stop", "server");
+        let _ = db.record(entry);
+        if let Some(sink) = db.audit_sink().cloned() {
+            let _ = crate::audit::checkpoint_head(db.conn_mut(), &sink.key);
+        }
+    }
+    result.context("web server")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Open everything the server shares: the library (taking the data-dir
+/// lock), a database connection, the model and its worker, the upload thread.
+pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
+    let model_path = config.llm_model_path();
+    let gguf = Gguf::open(&model_path)
+        .with_context(|| format!("opening chat model {}", model_path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+    drop(gguf);
+    let controls: Vec<String> = tokenizer.control_texts().map(str::to_string).collect();
+    let library = Library::open(config)?;
+    let mut db = Store::open(&config.data_dir.join("enclave.sqlite"))?;
+    db.set_audit(crate::library::audit_sink(config)?);
+    let abandoned = crate::conversations::fail_abandoned(db.conn())?;
+    if abandoned > 0 {
+        tracing::warn!(
+            abandoned,
+            "answers interrupted by the last stop marked failed"
+        );
+    }
+    db.conn().execute(
+        "UPDATE uploads SET state = 'failed', detail = 'interrupted (server stopped)'
+         WHERE state IN ('queued', 'extracting', 'indexing')",
+        [],
+    )?;
+    let config_hash = hex::encode(Sha256::digest(config.to_toml().as_bytes()));
+    let entry = Entry::new(&Actor::system(), "server.start", "server").detail(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_sha256": config_hash,
+        "listen": config.web.listen,
+    }));
+    db.record(entry)?;
+    let model_bytes = std::fs::metadata(&model_path).map(|m| m.len()).unwrap_or(0);
+    let llm = Llm::load(&model_path, config.llm.context_window)
+        .with_context(|| format!("loading chat model {}", model_path.display()))?;
+    let worker = Worker::start(llm, config.llm.queue_capacity);
+    let (tx, rx) = std::sync::mpsc::sync_channel(upload::QUEUE_CAPACITY);
+    let state = web::Data::new(AppState {
+        config: config.clone(),
+        library: Mutex::new(library),
+        db: Mutex::new(db),
+        worker,
+        tokenizer,
+        controls,
+        uploads: tx,
+        uploads_waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        streams: Mutex::new(HashMap::new()),
+        started: Instant::now(),
+        model_bytes,
+    });
+    let for_thread = state.clone();
+    std::thread::Builder::new()
+        .name("ingest".into())
+        .spawn(move || upload::run_ingest(for_thread, rx))
+        .context("starting the ingest thread")?;
+    Ok(state)
+}

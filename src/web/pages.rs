@@ -1,0 +1,323 @@
+//! HTML pages (askama templates, escaped by default). Pages only read; every
+//! change goes through the JSON API from `static/app.js`.
+
+use actix_web::web::{self, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::api::{self, Health, PassageView};
+use super::auth::Authed;
+use super::error::ApiError;
+use super::state::{AppState, StateExt};
+use super::upload::{self, UploadView};
+use crate::accounts::{self, Grant, Group, Role, User};
+use crate::audit::{self, Entry};
+use crate::conversations::{self, Conversation, Message};
+use crate::store::Document;
+
+fn render(t: &impl Template) -> Result<HttpResponse, ApiError> {
+    let html = t.render().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    username: String,
+    role: String,
+    expired: bool,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    expired: Option<String>,
+}
+
+pub async fn login(q: web::Query<LoginQuery>) -> Result<HttpResponse, ApiError> {
+    render(&LoginPage {
+        csrf: String::new(),
+        username: String::new(),
+        role: String::new(),
+        expired: q.expired.is_some(),
+    })
+}
+
+/// `/`: each role's home.
+pub async fn home(authed: Authed) -> HttpResponse {
+    let to = match authed.user().role {
+        Role::Auditor => "/audit",
+        _ => "/chat",
+    };
+    HttpResponse::SeeOther()
+        .insert_header(("Location", to))
+        .finish()
+}
+
+#[derive(Template)]
+#[template(path = "chat.html")]
+struct ChatPage {
+    csrf: String,
+    username: String,
+    role: String,
+    conversations: Vec<Conversation>,
+    current_id: i64,
+    messages: Vec<Message>,
+    collections: Vec<String>,
+    max_chars: usize,
+}
+
+pub async fn chat(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
+    chat_page(state, authed, 0).await
+}
+
+pub async fn chat_conversation(
+    state: Data<AppState>,
+    authed: Authed,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    chat_page(state, authed, id.into_inner()).await
+}
+
+async fn chat_page(
+    state: Data<AppState>,
+    authed: Authed,
+    current: i64,
+) -> Result<HttpResponse, ApiError> {
+    authed.require_chat()?;
+    let uid = authed.user().id;
+    let (convs, messages, collections) = state
+        .with_db(move |db| {
+            let c = db.conn();
+            let messages = if current > 0 {
+                conversations::owned(c, current, uid)?.ok_or_else(ApiError::not_found)?;
+                conversations::messages(c, current, uid)?
+            } else {
+                Vec::new()
+            };
+            Ok((
+                conversations::list(c, uid, 200)?,
+                messages,
+                accounts::granted_collections(c, uid)?,
+            ))
+        })
+        .await?;
+    render(&ChatPage {
+        csrf: authed.session.csrf_token.clone(),
+        username: authed.user().username.clone(),
+        role: authed.user().role.as_str().into(),
+        conversations: convs,
+        current_id: current,
+        messages,
+        collections,
+        max_chars: state.config.web.max_question_chars,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "passage.html")]
+struct PassagePage {
+    csrf: String,
+    username: String,
+    role: String,
+    p: PassageView,
+}
+
+pub async fn passage(
+    state: Data<AppState>,
+    authed: Authed,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    authed.require_chat()?;
+    let p = api::load_passage(&state, &authed, id.into_inner()).await?;
+    render(&PassagePage {
+        csrf: authed.session.csrf_token.clone(),
+        username: authed.user().username.clone(),
+        role: authed.user().role.as_str().into(),
+        p,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "documents.html")]
+struct DocumentsPage {
+    csrf: String,
+    username: String,
+    role: String,
+    documents: Vec<Document>,
+    uploads: Vec<UploadView>,
+    collections: Vec<String>,
+    default_collection: String,
+    max_mib: u64,
+}
+
+pub async fn documents(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
+    authed.require(Role::Admin)?;
+    let uid = authed.user().id;
+    let (documents, uploads, collections) = state
+        .with_db(move |db| {
+            Ok((
+                db.documents(None)?,
+                upload::recent_uploads(db.conn(), uid, 20)?,
+                accounts::collections(db.conn())?,
+            ))
+        })
+        .await?;
+    render(&DocumentsPage {
+        csrf: authed.session.csrf_token.clone(),
+        username: authed.user().username.clone(),
+        role: authed.user().role.as_str().into(),
+        documents,
+        uploads,
+        collections,
+        default_collection: state.config.ingest.default_collection.clone(),
+        max_mib: (state.config.web.max_upload_mib << 20).min(state.config.ingest.max_file_bytes)
+            >> 20,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    csrf: String,
+    username: String,
+    role: String,
+    users: Vec<User>,
+    groups: Vec<Group>,
+    grants: Vec<Grant>,
+    collections: Vec<String>,
+}
+
+pub async fn users(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
+    authed.require(Role::Admin)?;
+    let (users, groups, grants, collections) = state
+        .with_db(|db| {
+            let c = db.conn();
+            Ok((
+                accounts::users(c)?,
+                accounts::groups(c)?,
+                accounts::grants(c)?,
+                accounts::collections(c)?,
+            ))
+        })
+        .await?;
+    render(&UsersPage {
+        csrf: authed.session.csrf_token.clone(),
+        username: authed.user().username.clone(),
+        role: authed.user().role.as_str().into(),
+        users,
+        groups,
+        grants,
+        collections,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "health.html")]
+struct HealthPage {
+    csrf: String,
+    username: String,
+    role: String,
+    h: Health,
+}
+
+pub async fn health(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
+    authed.require(Role::Admin)?;
+    let h = api::health_data(&state).await?;
+    render(&HealthPage {
+        csrf: authed.session.csrf_token.clone(),
+        username: authed.user().username.clone(),
+        role: authed.user().role.as_str().into(),
+        h,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    csrf: String,
+    username: String,
+    role: String,
+    rows: Vec<audit::Row>,
+    actions: Vec<String>,
+    filter: audit::Filter,
+    report: audit::verify::Report,
+}
+
+pub async fn audit_log(
+    state: Data<AppState>,
+    authed: Authed,
+    filter: web::Query<audit::Filter>,
+) -> Result<HttpResponse, ApiError> {
+    authed.require(Role::Auditor)?;
+    let filter = filter.into_inner();
+    let report = api::verify_now(&state).await?;
+    let (f, actor) = (filter.clone(), authed.actor());
+    let (rows, actions) = state
+        .with_db(move |db| {
+            let entry = Entry::new(&actor, "audit.view", "audit_log").detail(serde_json::json!({
+                "actor": f.actor, "action": f.action, "document": f.document, "from": f.from, "to": f.to,
+            }));
+            db.record(entry)?;
+            Ok((audit::search(db.conn(), &f, 200)?, audit::actions(db.conn())?))
+        })
+        .await?;
+    render(&AuditPage {
+        csrf: authed.session.csrf_token.clone(),
+        username: authed.user().username.clone(),
+        role: authed.user().role.as_str().into(),
+        rows,
+        actions,
+        filter,
+        report,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    csrf: String,
+    username: String,
+    role: String,
+    status: u16,
+    message: String,
+}
+
+/// 404 for unknown paths, as a page.
+pub async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let html = ErrorPage {
+        csrf: String::new(),
+        username: String::new(),
+        role: String::new(),
+        status: 404,
+        message: "There is nothing here.".into(),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::NotFound()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}
+
+/// Static files, compiled into the binary.
+pub async fn static_file(path: web::Path<String>) -> HttpResponse {
+    let (body, ctype): (&'static str, &str) = match path.as_str() {
+        "app.js" => (
+            include_str!("../../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "app.css" => (
+            include_str!("../../static/app.css"),
+            "text/css; charset=utf-8",
+        ),
+        _ => return HttpResponse::NotFound().finish(),
+    };
+    HttpResponse::Ok()
+        .content_type(ctype)
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(body)
+}

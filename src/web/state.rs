@@ -1,0 +1,132 @@
+//! What every handler shares: the configuration, the library (one writer,
+//! behind a mutex), a database connection for accounts, chat and audit, the
+//! model worker and the upload queue. Blocking work runs on actix's blocking
+//! pool through [`AppState::with_db`] and [`AppState::with_library`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix_web::web;
+
+use super::error::ApiError;
+use crate::config::Config;
+use crate::library::Library;
+use crate::llm::Worker;
+use crate::llm::tokenizer::Tokenizer;
+use crate::sessions::{Lifetimes, ThrottlePolicy};
+use crate::store::Store;
+
+pub struct AppState {
+    pub config: Config,
+    pub library: Mutex<Library>,
+    pub db: Mutex<Store>,
+    pub worker: Worker,
+    pub tokenizer: Tokenizer,
+    /// Control-token texts stripped from questions and passages.
+    pub controls: Vec<String>,
+    pub uploads: std::sync::mpsc::SyncSender<super::upload::UploadJob>,
+    /// Uploads accepted and not yet finished.
+    pub uploads_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Answers streaming now, per user.
+    pub streams: Mutex<HashMap<i64, usize>>,
+    pub started: Instant,
+    pub model_bytes: u64,
+}
+
+impl AppState {
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            idle_secs: self.config.web.idle_timeout_mins as i64 * 60,
+            absolute_secs: self.config.web.session_hours as i64 * 3600,
+        }
+    }
+
+    pub fn throttle(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            per_account: self.config.web.login_failures_before_throttle,
+            per_address: self.config.web.login_failures_per_address,
+        }
+    }
+}
+
+/// Helpers on the shared handle (methods on `Data<AppState>`, which clones
+/// cheaply into blocking closures).
+pub trait StateExt {
+    fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, ApiError>>;
+    fn with_library<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Library) -> Result<T, ApiError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, ApiError>>;
+    fn take_stream(&self, user_id: i64) -> Option<StreamSlot>;
+}
+
+impl StateExt for web::Data<AppState> {
+    /// Run `f` with the database on the blocking pool.
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = self.clone();
+        web::block(move || {
+            let mut db = state
+                .db
+                .lock()
+                .map_err(|_| ApiError::internal("database mutex poisoned"))?;
+            f(&mut db)
+        })
+        .await?
+    }
+
+    /// Run `f` with the library on the blocking pool.
+    async fn with_library<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Library) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = self.clone();
+        web::block(move || {
+            let mut lib = state
+                .library
+                .lock()
+                .map_err(|_| ApiError::internal("library mutex poisoned"))?;
+            f(&mut lib)
+        })
+        .await?
+    }
+
+    /// Reserve one of the user's answer streams; `None` when all are in use.
+    fn take_stream(&self, user_id: i64) -> Option<StreamSlot> {
+        let mut streams = self.streams.lock().ok()?;
+        let n = streams.entry(user_id).or_insert(0);
+        if *n >= self.config.web.max_streams_per_user {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            state: self.clone(),
+            user_id,
+        })
+    }
+}
+
+/// Held while an answer streams; frees the user's slot when dropped.
+pub struct StreamSlot {
+    state: web::Data<AppState>,
+    user_id: i64,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut streams) = self.state.streams.lock()
+            && let Some(n) = streams.get_mut(&self.user_id)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                streams.remove(&self.user_id);
+            }
+        }
+    }
+}
