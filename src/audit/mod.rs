@@ -31,7 +31,10 @@ pub struct Actor {
 impl Actor {
     /// The command line, as the operating-system user running it.
     pub fn cli() -> Actor {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            // SAFETY: getuid has no preconditions and cannot fail.
+            .unwrap_or_else(|_| format!("uid-{}", unsafe { libc::getuid() }));
         Actor {
             name: format!("cli:{user}"),
             address: "local".into(),

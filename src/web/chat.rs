@@ -175,13 +175,11 @@ pub async fn ask(
         tx,
         _slot: slot,
     };
-    let _ = relay.send(
+    // The channel is empty: this cannot block (blocking here would stall the runtime).
+    let _ = relay.tx.try_send(frame(
         "meta",
-        &serde_json::json!({
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-        }),
-    );
+        &serde_json::json!({ "conversation_id": conversation_id, "message_id": message_id }),
+    ));
     std::thread::Builder::new()
         .name("answer-relay".into())
         .spawn(move || relay.run(ticket, sources))
@@ -286,6 +284,11 @@ fn store_answer(
     })
 }
 
+/// One server-sent event (JSON data never contains a raw newline).
+fn frame(event: &str, data: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
 /// Moves events from the model's ticket to the HTTP stream on a thread of
 /// its own (the ticket blocks).
 struct Relay {
@@ -299,8 +302,7 @@ struct Relay {
 impl Relay {
     /// False once the client has gone.
     fn send(&self, event: &str, data: &serde_json::Value) -> bool {
-        let frame = format!("event: {event}\ndata: {data}\n\n");
-        self.tx.blocking_send(Bytes::from(frame)).is_ok()
+        self.tx.blocking_send(frame(event, data)).is_ok()
     }
 
     fn run(self, ticket: Option<Ticket>, sources: Vec<Source>) {
