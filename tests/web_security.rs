@@ -1,0 +1,414 @@
+//! The web appliance against attacks, over real HTTPS to a real
+//! `enclave serve`: role and object authorization on every route with an ID
+//! (the IDOR grid), grants enforced inside retrieval, CSRF, login throttling,
+//! session expiry and logout, security headers, escaping, upload limits, and
+//! the audit trail of it all.
+
+mod common;
+
+use common::server::{Client, Server, seeded_data_dir};
+use rusqlite::Connection;
+
+const SECRET: &str = "7319";
+
+fn ids(conn: &Connection, sql: &str) -> Vec<i64> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<Vec<i64>, _>>()
+        .unwrap()
+}
+
+#[test]
+fn web_appliance_resists_the_attacks_in_the_issue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    let server = Server::start(&dir, &[]);
+    let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
+    let secret_doc = ids(
+        &db,
+        "SELECT d.id FROM documents d JOIN collections c ON c.id = d.collection_id WHERE c.name = 'secret'",
+    )[0];
+    let secret_chunk = ids(
+        &db,
+        &format!("SELECT id FROM chunks WHERE document_id = {secret_doc}"),
+    )[0];
+    let demo_chunk = ids(
+        &db,
+        &format!("SELECT id FROM chunks WHERE document_id != {secret_doc} LIMIT 1"),
+    )[0];
+
+    // --- headers on pages, API responses and errors -----------------------------------
+    let mut anon = server.client();
+    for path in ["/login", "/static/app.js", "/api/me", "/nowhere"] {
+        let r = anon.get(path);
+        let csp = r
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("CSP on {path}"));
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert!(
+            !csp.contains("http"),
+            "no third-party origin in the CSP: {csp}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert!(
+            r.header("strict-transport-security")
+                .is_some_and(|h| h.contains("max-age=")),
+            "{path}"
+        );
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+    }
+    assert_eq!(anon.get("/login").header("cache-control"), Some("no-store"));
+    assert_eq!(
+        anon.get("/chat").status,
+        303,
+        "no session: redirect to login"
+    );
+    assert_eq!(anon.get("/api/conversations").status, 401);
+
+    // --- login, cookie rules -----------------------------------------------------------
+    let mut bob = server.client();
+    let r = bob.login("bob", "pw-bob-123");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    for part in ["__Host-", "Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    let mut dave = server.client();
+    assert_eq!(dave.login("dave", "pw-dave-123").status, 200);
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    let mut carol = server.client();
+    assert_eq!(carol.login("carol", "pw-carol-123").status, 200);
+
+    // --- grants inside retrieval: bob asks about the secret collection -----------------------
+    let (status, events) = bob.ask("What is the vault access code for the pharmacy safe?", None);
+    assert_eq!(status, 200);
+    let stream = serde_json::to_string(&events).unwrap();
+    assert!(
+        !stream.contains(SECRET),
+        "a passage from an ungranted collection leaked: {stream}"
+    );
+    assert!(
+        !stream.contains(&format!("\"chunk_id\":{secret_chunk}")),
+        "{stream}"
+    );
+    // Dave (granted through his group) gets a grounded answer with citations.
+    let (status, events) = dave.ask("How many days of annual leave do staff get?", None);
+    assert_eq!(status, 200);
+    let done = &events
+        .iter()
+        .find(|(e, _)| e == "done")
+        .expect("done event")
+        .1["answer"];
+    assert_eq!(done["status"], "answered", "{done}");
+    assert!(!done["citations"].as_array().unwrap().is_empty(), "{done}");
+    let dave_conv = events.iter().find(|(e, _)| e == "meta").unwrap().1["conversation_id"]
+        .as_i64()
+        .unwrap();
+    let dave_msg = events.iter().find(|(e, _)| e == "meta").unwrap().1["message_id"]
+        .as_i64()
+        .unwrap();
+    let cited = done["citations"][0]["chunk_id"].as_i64().unwrap();
+    let r = dave.get(&format!("/passages/{cited}"));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("<mark id=\"highlight\">"),
+        "passage highlighted"
+    );
+    // Not covered: said so, model not called.
+    let (_, events) = dave.ask("What is the boiling point of mercury on Mars?", None);
+    let done = &events.iter().find(|(e, _)| e == "done").unwrap().1["answer"];
+    assert_eq!(done["status"], "not_covered");
+    // Auditor: cannot chat.
+    assert_eq!(carol.ask("How many days of annual leave?", None).0, 403);
+
+    // --- IDOR grid: bob against admin, auditor and other people's objects ----------------------
+    let upload = alice.upload(
+        "demo",
+        &[("note.txt", b"Parking permits are renewed every April.")],
+        true,
+    );
+    assert_eq!(upload.status, 202, "{}", upload.body);
+    let upload_id = upload.json()["uploads"][0]["id"].as_i64().unwrap();
+    let grant_id = ids(&db, "SELECT id FROM grants LIMIT 1")[0];
+    let alice_id = ids(&db, "SELECT id FROM users WHERE username = 'alice'")[0];
+    let grid: Vec<(&str, String)> = vec![
+        ("GET", "/api/documents".into()),
+        ("GET", format!("/api/documents/{secret_doc}")),
+        ("DELETE", format!("/api/documents/{secret_doc}")),
+        ("GET", format!("/api/documents/{secret_doc}/original")),
+        ("GET", "/api/uploads".into()),
+        ("GET", format!("/api/uploads/{upload_id}")),
+        ("GET", "/api/users".into()),
+        ("POST", "/api/users".into()),
+        ("POST", format!("/api/users/{alice_id}")),
+        ("POST", "/api/grants".into()),
+        ("DELETE", format!("/api/grants/{grant_id}")),
+        ("GET", "/api/health".into()),
+        ("GET", "/api/audit".into()),
+        ("GET", "/api/audit/export?format=csv".into()),
+        ("GET", "/api/audit/verify".into()),
+        ("GET", format!("/api/conversations/{dave_conv}")),
+        ("POST", format!("/api/messages/{dave_msg}/feedback")),
+        ("GET", format!("/api/passages/{secret_chunk}")),
+        ("GET", "/admin/documents".into()),
+        ("GET", "/admin/users".into()),
+        ("GET", "/admin/health".into()),
+        ("GET", "/audit".into()),
+        ("GET", format!("/chat/{dave_conv}")),
+        ("GET", format!("/passages/{secret_chunk}")),
+    ];
+    for (method, path) in &grid {
+        let r = match *method {
+            "GET" => bob.get(path),
+            "DELETE" => bob.delete(path, true),
+            _ => bob.post_json(path, &serde_json::json!({"rating": 1, "username": "x", "role": "admin", "collection": "secret", "user": "bob", "disabled": true}), true),
+        };
+        assert!(
+            r.status == 403 || r.status == 404,
+            "staff got {} on {method} {path}: {}",
+            r.status,
+            r.body
+        );
+        assert!(!r.body.contains(SECRET), "{path} leaked the secret");
+    }
+    // Someone else's conversation is not continued either.
+    let (status, _) = bob.ask("How many days of annual leave?", Some(dave_conv));
+    assert_eq!(status, 404);
+    // The admin's own view works (the grid is not failing for everyone).
+    assert_eq!(alice.get(&format!("/api/uploads/{upload_id}")).status, 200);
+    assert_eq!(
+        dave.get(&format!("/api/conversations/{dave_conv}")).status,
+        200
+    );
+    assert_eq!(bob.get(&format!("/api/passages/{demo_chunk}")).status, 200);
+    // Nothing changed: bob is still staff, alice still enabled, the secret still there.
+    assert_eq!(
+        ids(
+            &db,
+            "SELECT count(*) FROM users WHERE username = 'bob' AND role = 'staff'"
+        )[0],
+        1
+    );
+    assert_eq!(
+        ids(&db, "SELECT disabled FROM users WHERE username = 'alice'")[0],
+        0
+    );
+    assert_eq!(
+        ids(
+            &db,
+            &format!("SELECT count(*) FROM documents WHERE id = {secret_doc}")
+        )[0],
+        1
+    );
+
+    // --- CSRF: state-changing calls without the token are refused --------------------------------
+    let r = bob.post_json(
+        &format!("/api/messages/{dave_msg}/feedback"),
+        &serde_json::json!({"rating": 1}),
+        false,
+    );
+    assert_eq!(r.status, 403);
+    let r = alice.delete(&format!("/api/documents/{secret_doc}"), false);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        ids(
+            &db,
+            &format!("SELECT count(*) FROM documents WHERE id = {secret_doc}")
+        )[0],
+        1
+    );
+    assert_eq!(
+        alice.upload("demo", &[("x.txt", b"text")], false).status,
+        403
+    );
+    let r = bob.post_json(
+        "/api/ask",
+        &serde_json::json!({"question": "annual leave"}),
+        false,
+    );
+    assert_eq!(r.status, 403);
+    let r = bob.post_json("/api/logout", &serde_json::json!({}), false);
+    assert_eq!(r.status, 403);
+    // A login from another origin is refused.
+    let mut evil = server.client();
+    let r = evil.send(
+        "POST",
+        "/api/login",
+        "application/x-www-form-urlencoded",
+        b"username=bob&password=pw-bob-123".to_vec(),
+        false,
+    );
+    assert!(
+        r.status >= 400,
+        "form-encoded login must not work: {}",
+        r.status
+    );
+
+    // --- uploads: type by magic bytes, size limit, hostile names escaped --------------------------
+    let xss_name = "<img src=x onerror=alert(1)>.txt";
+    let r = alice.upload(
+        "demo",
+        &[
+            (
+                xss_name,
+                b"<script>alert('doc')</script> Visitors sign in at reception before 9am.",
+            ),
+            (
+                "photo.pdf",
+                b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image",
+            ),
+        ],
+        true,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let ups = r.json()["uploads"].as_array().unwrap().clone();
+    assert_eq!(ups[1]["state"], "rejected", "{ups:?}");
+    assert!(
+        ups[1]["detail"].as_str().unwrap().contains("PNG"),
+        "{ups:?}"
+    );
+    let done = alice.wait_upload(ups[0]["id"].as_i64().unwrap());
+    assert_eq!(done["state"], "done", "{done}");
+    let page = alice.get("/admin/documents");
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("<img src=x"),
+        "file name rendered as HTML"
+    );
+    assert!(
+        page.body.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "file name escaped"
+    );
+
+    // --- deletion with a receipt, cached answers erased -----------------------------------------------
+    let doc_id = done["document_id"].as_i64().unwrap();
+    let r = alice.delete(&format!("/api/documents/{doc_id}"), true);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let receipt = r.json();
+    assert_eq!(receipt["vectors_remaining"], 0);
+    assert_eq!(receipt["bm25_entries_remaining"], 0);
+    assert_eq!(receipt["original_removed"], true);
+
+    // --- login throttling -----------------------------------------------------------------------------
+    let mut attacker = server.client();
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(attacker.login("dave", "wrong-password").status);
+    }
+    assert!(statuses[..5].iter().all(|&s| s == 401), "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
+    let r = attacker.login("dave", "pw-dave-123");
+    assert_eq!(
+        r.status, 429,
+        "even the right password waits while throttled"
+    );
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=300).contains(&wait), "short lock-out: {wait}");
+    // Another account from the same address is not locked out.
+    assert_eq!(server.client().login("carol", "pw-carol-123").status, 200);
+
+    // --- sessions: expiry, logout, disabling ------------------------------------------------------------
+    db.execute("UPDATE sessions SET last_seen = last_seen - 16 * 60 WHERE user_id = (SELECT id FROM users WHERE username = 'dave')", []).unwrap();
+    let r = dave.get("/chat");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/login?expired=1"));
+    assert_eq!(dave.get("/api/conversations").status, 401);
+    let mut bob2 = server.client();
+    bob2.login("bob", "pw-bob-123");
+    db.execute("UPDATE sessions SET created_at = created_at - 13 * 3600 WHERE user_id = (SELECT id FROM users WHERE username = 'bob')", []).unwrap();
+    assert_eq!(bob2.get("/api/me").status, 401, "absolute limit");
+    let mut bob3 = server.client();
+    assert_eq!(bob3.login("bob", "pw-bob-123").status, 200);
+    let stale = bob3.cookie.clone();
+    assert_eq!(
+        bob3.post_json("/api/logout", &serde_json::json!({}), true)
+            .status,
+        200
+    );
+    bob3.cookie = stale;
+    assert_eq!(
+        bob3.get("/api/me").status,
+        401,
+        "logout ends the session server-side"
+    );
+    let mut bob4 = server.client();
+    assert_eq!(bob4.login("bob", "pw-bob-123").status, 200);
+    let bob_id = ids(&db, "SELECT id FROM users WHERE username = 'bob'")[0];
+    let r = alice.post_json(
+        &format!("/api/users/{bob_id}"),
+        &serde_json::json!({"disabled": true}),
+        true,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        bob4.get("/api/me").status,
+        401,
+        "disabling ends sessions at once"
+    );
+    assert_eq!(server.client().login("bob", "pw-bob-123").status, 401);
+
+    // --- the audit trail of all this verifies, and records what happened ---------------------------------
+    let v = carol.get("/api/audit/verify").json();
+    assert!(v["failure"].is_null(), "{v}");
+    let rows = carol.get("/api/audit?action=login").json();
+    let outcomes: Vec<&str> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    for o in ["ok", "failed", "throttled"] {
+        assert!(outcomes.contains(&o), "login {o} audited: {outcomes:?}");
+    }
+    for action in [
+        "question",
+        "answer",
+        "passage.view",
+        "document.upload",
+        "document.reject",
+        "document.delete",
+        "user.disable",
+        "grant.add",
+    ] {
+        let r = carol.get(&format!("/api/audit?action={action}")).json();
+        assert!(
+            !r["rows"].as_array().unwrap().is_empty(),
+            "{action} audited"
+        );
+    }
+    let denied = carol.get("/api/audit?action=passage.view").json();
+    assert!(
+        denied["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["outcome"] == "denied"),
+        "bob's attempt on the secret passage is in the log"
+    );
+    let export = carol.get("/api/audit/export?format=jsonl");
+    assert_eq!(export.status, 200);
+    let file = tmp.path().join("audit.jsonl");
+    std::fs::write(&file, &export.body).unwrap();
+    let out = common::enclave(&dir)
+        .args(["audit", "verify"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
