@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::server::{Client, Server, seeded_data_dir};
+use common::server::{Server, seeded_data_dir};
 use rusqlite::Connection;
 
 const SECRET: &str = "7319";
