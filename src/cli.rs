@@ -165,9 +165,15 @@ pub struct DemoArgs {
     /// Folder with the demo documents.
     #[arg(long, default_value = "packaging/demo")]
     pub corpus: PathBuf,
-    /// Question to ask after ingesting.
+    /// Question to search for after ingesting.
     #[arg(long, default_value = "How many days of annual leave do staff get?")]
     pub query: String,
+    /// Only ingest and search; do not start the web server.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Address for the web server (default: web.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
 }
 
 impl Cli {
@@ -530,6 +536,33 @@ fn extract_cmd(config: &Config, args: ExtractArgs) -> Result<ExitCode> {
     })
 }
 
+/// The demo's admin: created with a one-time password if there is no admin
+/// yet, and granted the demo collection so it can ask questions at once.
+fn demo_admin(config: &Config) -> Result<()> {
+    use crate::accounts::{self, Grantee, Role};
+    use crate::audit::{Actor, Entry};
+    let mut store = crate::store::Store::open(&config.data_dir.join("enclave.sqlite"))?;
+    store.set_audit(crate::library::audit_sink(config)?);
+    if accounts::admin_exists(store.conn())? {
+        println!("\nLog in with your admin account (or: enclave user passwd NAME).");
+        return Ok(());
+    }
+    let password = accounts::generate_password();
+    let hash = accounts::hash_password(&password)?;
+    let actor = Actor::cli();
+    store.transact(|tx| -> Result<_> {
+        let id = accounts::add_user(tx, "admin", Role::Admin, &hash)?;
+        let demo = accounts::ensure_collection(tx, "demo")?;
+        accounts::grant(tx, demo, Grantee::User(id))?;
+        let entry = Entry::new(&actor, "user.add", "user:admin")
+            .detail(serde_json::json!({ "role": "admin", "granted": ["demo"] }));
+        Ok(((), Some(entry)))
+    })?;
+    println!("\nCreated the first admin. User name: admin   One-time password: {password}");
+    println!("(Shown only now. More accounts: enclave user add NAME --role staff|admin|auditor)");
+    Ok(())
+}
+
 fn demo(config: &Config, args: DemoArgs) -> Result<ExitCode> {
     if !args.corpus.is_dir() {
         bail!(
@@ -556,12 +589,22 @@ fn demo(config: &Config, args: DemoArgs) -> Result<ExitCode> {
     for (i, hit) in hits.iter().enumerate() {
         print_hit(i + 1, hit);
     }
-    println!(
-        "\nTry your own: cargo run --release -- search \"your question\"   (or: ingest PATH…, docs list)"
-    );
-    println!(
-        "Ask for an answer with citations: cargo run --release -- ask \"{}\"",
-        args.query
-    );
-    Ok(ExitCode::SUCCESS)
+    if args.no_serve {
+        println!(
+            "\nTry your own: cargo run --release -- search \"your question\"   (or: ingest PATH…, docs list)"
+        );
+        println!(
+            "Ask for an answer with citations: cargo run --release -- ask \"{}\"",
+            args.query
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    drop(library); // the server takes the data-dir lock
+    demo_admin(config)?;
+    crate::web::serve(
+        config,
+        crate::web::ServeArgs {
+            listen: args.listen,
+        },
+    )
 }
