@@ -4,6 +4,15 @@ pub fn now_utc() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
+/// The UTC timestamp `days` days ago, in the same format as [`now_utc`]
+/// (so the two compare as strings).
+pub fn days_ago_utc(days: u64) -> String {
+    let then = std::time::SystemTime::now()
+        .checked_sub(std::time::Duration::from_secs(days.saturating_mul(86_400)))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    humantime::format_rfc3339_millis(then).to_string()
+}
+
 /// `strftime` for today's date in UTC, for chat templates that print it
 /// (`strftime_now("%d %b %Y")`). Supports the directives templates use.
 pub fn strftime_now_utc(format: &str) -> String {

@@ -308,3 +308,23 @@ fn cli_verify_names_the_row_and_exits_nonzero() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAILED at row 14"), "{text}");
 }
+
+#[test]
+fn retention_prunes_to_a_signed_anchor_and_the_rest_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, key) = log_with_rows(dir.path(), 40);
+    // Retention 0 days: everything before now is old enough; pruning stops at
+    // the newest checkpoint below the head (row 32).
+    let removed = audit::prune(&mut conn, &key, EVERY, 0).unwrap();
+    assert_eq!(removed, 32);
+    let report = verify_db(&conn, &key);
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.pruned_through, 32);
+    assert_eq!(report.rows, 9, "rows 33..40 and the prune record");
+    let text = export(&mut conn, &key, Format::Jsonl);
+    assert!(verify_text(&text, &key).ok());
+    // Tampering after pruning is still caught.
+    conn.execute("DELETE FROM audit_log WHERE id = 33", [])
+        .unwrap();
+    assert_eq!(failed_row(&verify_db(&conn, &key)), 33);
+}

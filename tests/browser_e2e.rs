@@ -148,10 +148,13 @@ impl Driver {
                 .expect("webdriver reachable");
             let ok = resp.status().as_u16() < 400;
             let v: Value = resp.into_body().read_json().unwrap_or(Value::Null);
-            if ok && let Some(obj) = v["value"].as_object() {
-                if let Some(id) = obj.values().next().and_then(|x| x.as_str()) {
-                    return id.to_string();
-                }
+            if ok
+                && let Some(id) = v["value"]
+                    .as_object()
+                    .and_then(|obj| obj.values().next())
+                    .and_then(|x| x.as_str())
+            {
+                return id.to_string();
             }
             assert!(Instant::now() < deadline, "no element {css}");
             std::thread::sleep(Duration::from_millis(200));

@@ -74,6 +74,10 @@ pub fn export(
     let mut rows = 0u64;
     let mut head = (0i64, super::GENESIS.to_string());
     super::for_each_row(&tx, |row| {
+        // A retention anchor (a checkpoint before the first row) comes first.
+        while let Some(cp) = pending.next_if(|cp| cp.upto_id < row.id) {
+            write_checkpoint(out, format, cp)?;
+        }
         write_row(out, format, &row)?;
         rows += 1;
         while let Some(cp) = pending.next_if(|cp| cp.upto_id <= row.id) {

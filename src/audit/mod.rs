@@ -277,6 +277,47 @@ pub fn checkpoint_head(conn: &mut Connection, key: &AuditKey) -> Result<()> {
     Ok(())
 }
 
+/// Remove rows older than `retention_days`, up to the newest signed
+/// checkpoint among them, which stays as the anchor the remaining chain is
+/// verified from. Records the pruning itself. Returns the rows removed.
+pub fn prune(
+    conn: &mut Connection,
+    key: &AuditKey,
+    every: u64,
+    retention_days: u64,
+) -> Result<u64> {
+    let cutoff = crate::time::days_ago_utc(retention_days);
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let anchor: Option<i64> = tx
+        .query_row(
+            "SELECT c.upto_id FROM audit_checkpoints c JOIN audit_log a ON a.id = c.upto_id
+             WHERE a.at < ?1 AND c.upto_id < (SELECT max(id) FROM audit_log)
+             ORDER BY c.upto_id DESC LIMIT 1",
+            [&cutoff],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(anchor) = anchor else {
+        return Ok(0);
+    };
+    let removed = tx.execute("DELETE FROM audit_log WHERE id <= ?1", [anchor])?;
+    // Keep one checkpoint for the anchor row; older ones cover nothing now.
+    tx.execute(
+        "DELETE FROM audit_checkpoints WHERE upto_id < ?1
+            OR (upto_id = ?1 AND id <> (SELECT min(id) FROM audit_checkpoints WHERE upto_id = ?1))",
+        [anchor],
+    )?;
+    let entry =
+        Entry::new(&Actor::system(), "audit.prune", "audit_log").detail(serde_json::json!({
+            "rows_removed": removed,
+            "through_row": anchor,
+            "older_than": cutoff,
+        }));
+    append(&tx, key, every, &entry)?;
+    tx.commit()?;
+    Ok(removed as u64)
+}
+
 /// Which rows to show (the auditor pages' filters).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Filter {

@@ -23,6 +23,8 @@ pub struct Report {
     /// Rows after the last signed checkpoint (chained, not yet signed).
     pub unsigned_tail: u64,
     pub public_key: Option<String>,
+    /// Rows up to this id were removed by retention (0: none).
+    pub pruned_through: i64,
     pub failure: Option<Failure>,
 }
 
@@ -131,6 +133,17 @@ impl Verifier {
                 ),
             );
         }
+        if cp.upto_id > self.report.head_id && self.report.rows == 0 && self.signed_upto == 0 {
+            // Retention pruned the rows up to here: this signed checkpoint is
+            // the anchor the remaining chain continues from.
+            self.report.head_id = cp.upto_id;
+            self.report.head_hash = cp.head_hash.clone();
+            self.prev_hash = cp.head_hash.clone();
+            self.signed_upto = cp.upto_id;
+            self.report.checkpoints += 1;
+            self.report.pruned_through = cp.upto_id;
+            return;
+        }
         if cp.upto_id > self.report.head_id {
             let missing = self.report.head_id + 1;
             return self.fail(
@@ -200,6 +213,15 @@ impl Verifier {
     }
 
     pub fn finish(mut self) -> Report {
+        if !self.failed() && self.report.pruned_through > 0 && self.report.rows == 0 {
+            let missing = self.report.pruned_through + 1;
+            self.fail(
+                missing,
+                format!(
+                    "row {missing} is missing: nothing follows the retention anchor (rows deleted)"
+                ),
+            );
+        }
         if !self.failed() {
             self.report.unsigned_tail = (self.report.head_id - self.signed_upto).max(0) as u64;
         }

@@ -163,6 +163,23 @@ pub fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Apply `audit.retention_days` (at start and daily).
+fn prune_audit(db: &mut Store, config: &Config) {
+    let Some(sink) = db.audit_sink().cloned() else {
+        return;
+    };
+    match crate::audit::prune(
+        db.conn_mut(),
+        &sink.key,
+        sink.checkpoint_every,
+        config.audit.retention_days,
+    ) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "audit rows past retention removed"),
+        Err(e) => tracing::error!(error = %e, "audit retention failed"),
+    }
+}
+
 /// Open everything the server shares: the library (taking the data-dir
 /// lock), a database connection, the model and its worker, the upload thread.
 pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
@@ -194,6 +211,7 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
         "listen": config.web.listen,
     }));
     db.record(entry)?;
+    prune_audit(&mut db, config);
     let model_bytes = std::fs::metadata(&model_path).map(|m| m.len()).unwrap_or(0);
     let llm = Llm::load(&model_path, config.llm.context_window)
         .with_context(|| format!("loading chat model {}", model_path.display()))?;
@@ -212,6 +230,18 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
         started: Instant::now(),
         model_bytes,
     });
+    let for_pruning = state.clone();
+    std::thread::Builder::new()
+        .name("audit-retention".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(24 * 3600));
+                if let Ok(mut db) = for_pruning.db.lock() {
+                    prune_audit(&mut db, &for_pruning.config);
+                }
+            }
+        })
+        .context("starting the audit retention thread")?;
     let for_thread = state.clone();
     std::thread::Builder::new()
         .name("ingest".into())
