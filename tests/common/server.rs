@@ -40,6 +40,10 @@ impl Server {
         Server { child, base }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn client(&self) -> Client {
         Client::new(&self.base)
     }
@@ -235,6 +239,42 @@ impl Client {
             assert!(Instant::now() < deadline, "upload {id} stuck in {state}");
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+
+    /// Ask and time it as the browser sees it: (status, time to the first
+    /// token or to the answer if there were no tokens, total time).
+    pub fn ask_timed(&mut self, question: &str) -> (u16, Option<Duration>, Duration) {
+        let start = Instant::now();
+        let mut req = self
+            .agent
+            .post(format!("{}/api/ask", self.base))
+            .header("Content-Type", "application/json")
+            .header("X-CSRF-Token", &self.csrf);
+        if let Some(c) = &self.cookie {
+            req = req.header("Cookie", c);
+        }
+        let resp = req
+            .send(
+                serde_json::json!({ "question": question })
+                    .to_string()
+                    .as_bytes(),
+            )
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return (status, None, start.elapsed());
+        }
+        let mut first = None;
+        let reader = BufReader::new(resp.into_body().into_reader());
+        for line in reader.lines().map_while(Result::ok) {
+            if first.is_none() && (line == "event: token" || line == "event: done") {
+                first = Some(start.elapsed());
+            }
+            if line == "event: done" {
+                break;
+            }
+        }
+        (status, first, start.elapsed())
     }
 
     /// Ask and read the whole event stream; returns (status, events).
