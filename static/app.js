@@ -121,7 +121,10 @@ function decorateStored() {
     try { citations = JSON.parse(article.dataset.citations || "[]"); } catch (_) { citations = []; }
     const answer = article.querySelector(".answer");
     if (article.dataset.status === "answered") renderAnswer(answer, answer.textContent, citations, []);
-    if (article.dataset.status === "not_covered") answer.classList.add("not-covered");
+    if (article.dataset.status === "not_covered") {
+      answer.classList.add("not-covered");
+      answer.prepend(el("strong", { class: "badge", text: "Not in the documents. " }));
+    }
     renderCitations(article, citations);
     if (["answered", "not_covered"].includes(article.dataset.status)) renderFeedback(article, article.dataset.message);
   }
@@ -201,6 +204,7 @@ function initChat() {
           answer.classList.remove("streaming");
           if (a.status === "not_covered") answer.classList.add("not-covered");
           renderAnswer(answer, a.text, a.citations, a.sources);
+          if (a.status === "not_covered") answer.prepend(el("strong", { class: "badge", text: "Not in the documents. " }));
           renderCitations(article, a.citations);
           renderFeedback(article, article.dataset.message);
         } else if (event === "error") {

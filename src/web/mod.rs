@@ -22,6 +22,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 use clap::Args;
+use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{Actor, Entry};
@@ -205,6 +206,26 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
         [],
     )?;
     let config_hash = hex::encode(Sha256::digest(config.to_toml().as_bytes()));
+    let previous: Option<String> = db
+        .conn()
+        .query_row(
+            "SELECT detail FROM audit_log WHERE action = 'server.start' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let previous_hash = previous
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|v| v["config_sha256"].as_str().map(str::to_string));
+    if let Some(previous_hash) = previous_hash.filter(|h| *h != config_hash) {
+        db.record(
+            Entry::new(&Actor::system(), "config.change", "config").detail(serde_json::json!({
+                "from_sha256": previous_hash,
+                "to_sha256": config_hash,
+                "config": config.to_toml(),
+            })),
+        )?;
+    }
     let entry = Entry::new(&Actor::system(), "server.start", "server").detail(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "config_sha256": config_hash,
@@ -238,6 +259,7 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
                 std::thread::sleep(std::time::Duration::from_secs(24 * 3600));
                 if let Ok(mut db) = for_pruning.db.lock() {
                     prune_audit(&mut db, &for_pruning.config);
+                    let _ = crate::sessions::purge_expired(db.conn(), for_pruning.lifetimes());
                 }
             }
         })
