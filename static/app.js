@@ -317,7 +317,7 @@ function initApiForms() {
       }
       try {
         const r = await api(form.dataset.method, url, body);
-        if (r.password) showResult("Created " + r.username + ". One-time password (shown only now): " + r.password);
+        if (r.password) showResult("Password for " + r.username + " (shown only now): " + r.password);
         else location.reload();
       } catch (x) { showResult("Failed: " + x.message); }
     });
@@ -325,8 +325,9 @@ function initApiForms() {
   for (const b of document.querySelectorAll("button.api-action")) {
     b.addEventListener("click", async () => {
       try {
-        await api(b.dataset.method, b.dataset.url, b.dataset.body ? JSON.parse(b.dataset.body) : undefined);
-        location.reload();
+        const r = await api(b.dataset.method, b.dataset.url, b.dataset.body ? JSON.parse(b.dataset.body) : undefined);
+        if (r.password) showResult("New password for " + r.username + " (shown only now): " + r.password);
+        else location.reload();
       } catch (x) { showResult("Failed: " + x.message); }
     });
   }

@@ -389,12 +389,26 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
         title.to_lowercase().contains("blood"),
         "document title: {title}"
     );
-    // History survives a reload of the chat page.
+    // History survives a reload of the chat page. Model output is text too:
+    // make the stored answer a payload (as if the model had written it,
+    // citation marker included) and reload the conversation.
+    let db = rusqlite::Connection::open(dir.join("enclave.sqlite")).unwrap();
+    db.execute(
+        "UPDATE messages SET answer = '<img src=x onerror=\"window.__xss=5\"><script>window.__xss=6</script> [1]'
+         WHERE id = (SELECT max(id) FROM messages)",
+        [],
+    )
+    .unwrap();
     d.goto(&format!("{origin}/chat"));
     d.click("#conversations a");
     d.wait_for(
         "document.querySelectorAll('article.message').length === 2",
         "the stored conversation",
+    );
+    let shown = d.text("#messages");
+    assert!(
+        shown.contains("<img src=x onerror=\"window.__xss=5\">"),
+        "model output shown as text: {shown}"
     );
     assert_eq!(
         d.script("return window.__xss === undefined;"),

@@ -2,7 +2,7 @@
 //!
 //!     cargo test --release --test web_load -- --ignored --nocapture
 //!
-//! 32 staff users log in and ask three questions each, all at once, over
+//! 32 staff users log in and ask three questions each (ENCLAVE_LOAD_QUESTIONS), all at once, over
 //! HTTPS on loopback. Checks: no 5xx other than deliberate 503s (queue full),
 //! every other request answered, the server's resident memory bounded.
 //! Prints p50/p95 time to first token as the users see it (queueing included),
@@ -16,7 +16,14 @@ use std::time::{Duration, Instant};
 use common::server::{Server, seeded_data_dir};
 
 const USERS: usize = 32;
-const QUESTIONS_EACH: usize = 3;
+/// Questions per user (`ENCLAVE_LOAD_QUESTIONS` overrides, to watch memory
+/// over longer runs).
+fn questions_each() -> usize {
+    std::env::var("ENCLAVE_LOAD_QUESTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
 const QUESTIONS: &[&str] = &[
     "How many days of annual leave do staff get?",
     "When must sickness be reported?",
@@ -85,6 +92,7 @@ fn thirty_two_concurrent_chat_users() {
             }
         })
     };
+    let questions_each = questions_each();
     let started = Instant::now();
     let results = Arc::new(Mutex::new(Vec::new()));
     let barrier = Arc::new(std::sync::Barrier::new(USERS));
@@ -98,7 +106,7 @@ fn thirty_two_concurrent_chat_users() {
                     200
                 );
                 barrier.wait();
-                for q in 0..QUESTIONS_EACH {
+                for q in 0..questions_each {
                     let question = QUESTIONS[(i + q) % QUESTIONS.len()];
                     let r = c.ask_timed(question);
                     results.lock().unwrap().push(r);
@@ -128,7 +136,7 @@ fn thirty_two_concurrent_chat_users() {
         .collect();
     total.sort();
     println!(
-        "load: {USERS} users x {QUESTIONS_EACH} questions in {:.1} s; statuses {statuses:?}",
+        "load: {USERS} users x {questions_each} questions in {:.1} s; statuses {statuses:?}",
         wall.as_secs_f64()
     );
     println!(
@@ -153,7 +161,7 @@ fn thirty_two_concurrent_chat_users() {
     assert_eq!(errors, 0, "5xx other than 503: {statuses:?}");
     assert_eq!(
         statuses.get(&200).copied().unwrap_or(0) + statuses.get(&503).copied().unwrap_or(0),
-        USERS * QUESTIONS_EACH,
+        USERS * questions_each,
         "every request answered or deliberately refused: {statuses:?}"
     );
     assert!(

@@ -359,6 +359,23 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
     );
     assert_eq!(server.client().login("bob", "pw-bob-123").status, 401);
 
+    // A password reset by an admin returns the new password once and ends sessions.
+    let carol_id = ids(&db, "SELECT id FROM users WHERE username = 'carol'")[0];
+    let r = alice.post_json(
+        &format!("/api/users/{carol_id}"),
+        &serde_json::json!({"reset_password": true}),
+        true,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new_password = r.json()["password"].as_str().unwrap().to_string();
+    assert_eq!(
+        carol.get("/api/me").status,
+        401,
+        "a reset ends the sessions"
+    );
+    assert_eq!(carol.login("carol", "pw-carol-123").status, 401);
+    assert_eq!(carol.login("carol", &new_password).status, 200);
+
     // --- the audit trail of all this verifies, and records what happened ---------------------------------
     let v = carol.get("/api/audit/verify").json();
     assert!(v["failure"].is_null(), "{v}");

@@ -490,6 +490,9 @@ pub struct UpdateUserBody {
     pub group: Option<String>,
     #[serde(default)]
     pub leave: bool,
+    /// Set a new generated password (returned once) and end the user's sessions.
+    #[serde(default)]
+    pub reset_password: bool,
 }
 
 pub async fn update_user(
@@ -507,6 +510,25 @@ pub async fn update_user(
         return Err(ApiError::bad_request(
             "you cannot disable or demote yourself (ask another admin)",
         ));
+    }
+    if body.reset_password {
+        let password = accounts::generate_password();
+        let pw = password.clone();
+        let hash = web::block(move || accounts::hash_password(&pw)).await??;
+        let username = state
+            .with_db(move |db| {
+                db.transact(|tx| {
+                    let user = accounts::user(tx, id)?;
+                    accounts::set_password(tx, id, &hash)?;
+                    let entry =
+                        Entry::new(&actor, "user.password", format!("user:{}", user.username));
+                    Ok((user.username, Some(entry)))
+                })
+            })
+            .await?;
+        return Ok(HttpResponse::Ok().json(serde_json::json!({
+            "username": username, "password": password,
+        })));
     }
     state
         .with_db(move |db| {

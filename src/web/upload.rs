@@ -108,7 +108,7 @@ pub async fn upload(
         ));
         let staged_rel = format!("uploads/{}.upload", uuid::Uuid::new_v4());
         let staged = state.config.data_dir.join(&staged_rel);
-        let mut file = std::fs::File::create(&staged).map_err(ApiError::internal)?;
+        let mut file = StagedFile::create(staged.clone()).await?;
         let mut size: u64 = 0;
         let mut head: Vec<u8> = Vec::new();
         let mut too_large = false;
@@ -135,9 +135,9 @@ pub async fn upload(
             if head.len() < 8192 {
                 head.extend_from_slice(&chunk[..chunk.len().min(8192 - head.len())]);
             }
-            file.write_all(&chunk).map_err(ApiError::internal)?;
+            file.write(&chunk).await?;
         }
-        drop(file);
+        file.finish().await?;
         let rejection = if too_large {
             Some(format!(
                 "file is over the {} MiB upload limit",
@@ -169,6 +169,58 @@ pub async fn upload(
         ));
     }
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "uploads": results })))
+}
+
+/// An upload being written to disk: buffered, and written on the blocking
+/// pool a MiB at a time so the async workers never wait on the disk.
+struct StagedFile {
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+}
+
+const WRITE_BATCH: usize = 1 << 20;
+
+impl StagedFile {
+    async fn create(path: PathBuf) -> Result<StagedFile, ApiError> {
+        let file = web::block(move || std::fs::File::create(path))
+            .await?
+            .map_err(ApiError::internal)?;
+        Ok(StagedFile {
+            file: Some(file),
+            buf: Vec::with_capacity(WRITE_BATCH),
+        })
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), ApiError> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| ApiError::internal("staged upload already closed"))?;
+        let buf = std::mem::take(&mut self.buf);
+        let file = web::block(move || file.write_all(&buf).map(|()| file))
+            .await?
+            .map_err(ApiError::internal)?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<(), ApiError> {
+        self.flush().await?;
+        if let Some(file) = self.file.take() {
+            web::block(move || file.sync_all())
+                .await?
+                .map_err(ApiError::internal)?;
+        }
+        Ok(())
+    }
 }
 
 impl ApiError {
