@@ -429,3 +429,70 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn overload_is_refused_with_retry_after_not_queued_without_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    let config = tmp.path().join("small-queue.toml");
+    std::fs::write(&config, "[llm]\nqueue_capacity = 1\n").unwrap();
+    let server = Server::start(&dir, &[("ENCLAVE_CONFIG", config.to_str().unwrap())]);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let threads: Vec<_> = ["bob", "bob", "bob", "dave", "dave", "dave"]
+        .into_iter()
+        .map(|user| {
+            let (base, barrier) = (server.base.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut c = common::server::Client::new(&base);
+                assert_eq!(c.login(user, &format!("pw-{user}-123")).status, 200);
+                barrier.wait();
+                let r = c.post_json(
+                    "/api/ask",
+                    &serde_json::json!({"question": "How many days of annual leave do staff get?"}),
+                    true,
+                );
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Option<String>)> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let count = |s: u16| results.iter().filter(|(x, _)| *x == s).count();
+    assert!(
+        count(429) >= 1,
+        "a third stream per user is refused: {results:?}"
+    );
+    assert!(count(503) >= 1, "a full model queue refuses: {results:?}");
+    assert!(count(200) >= 1, "{results:?}");
+    assert_eq!(
+        count(200) + count(429) + count(503),
+        results.len(),
+        "{results:?}"
+    );
+    for (status, retry) in &results {
+        if *status != 200 {
+            let secs: u64 = retry
+                .as_deref()
+                .expect("Retry-After on refusals")
+                .parse()
+                .unwrap();
+            assert!(secs >= 1);
+        }
+    }
+    // Refused questions are kept in the history as failed, not left pending.
+    let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
+    let pending = ids(
+        &db,
+        "SELECT count(*) FROM messages WHERE status = 'pending'",
+    )[0];
+    let busy = ids(
+        &db,
+        "SELECT count(*) FROM audit_log WHERE action = 'answer' AND outcome = 'refused_busy'",
+    )[0];
+    assert_eq!(busy as usize, count(503));
+    assert!(
+        pending <= count(200) as i64,
+        "only streams still running are pending"
+    );
+}
