@@ -55,7 +55,8 @@ pub enum Command {
     Ask(crate::ask::AskArgs),
     /// Chat with a model directly, without documents (for checking a model file).
     Chat(crate::ask::ChatArgs),
-    /// Ingest the bundled demo corpus and run a sample search.
+    /// Ingest the bundled demo corpus, create the first admin (one-time password
+    /// printed) and start the web server; --no-serve only ingests and searches.
     Demo(DemoArgs),
     /// Print the effective configuration (a complete, commented-by-name template).
     Config,

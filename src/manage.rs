@@ -22,11 +22,13 @@ pub enum UserCommand {
         username: String,
         #[arg(long, value_enum, default_value_t = Role::Staff)]
         role: Role,
+        /// Read the password from the first line of stdin.
         #[arg(long)]
         password_stdin: bool,
     },
     /// List accounts.
     List {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -43,6 +45,7 @@ pub enum UserCommand {
     /// Set a new password (stdin with --password-stdin, else generated); ends sessions.
     Passwd {
         username: String,
+        /// Read the password from the first line of stdin.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -58,6 +61,7 @@ pub enum GrantCommand {
     Add(GrantArgs),
     /// List grants.
     List {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -69,8 +73,10 @@ pub enum GrantCommand {
 pub struct GrantArgs {
     /// The collection (created if it does not exist yet).
     pub collection: String,
+    /// Grant to this user.
     #[arg(long, conflicts_with = "group", required_unless_present = "group")]
     pub user: Option<String>,
+    /// Grant to every member of this group (created if needed).
     #[arg(long)]
     pub group: Option<String>,
 }
@@ -91,12 +97,14 @@ pub enum AuditCommand {
         /// An export (CSV or JSONL).
         #[arg(required_unless_present = "db")]
         file: Option<PathBuf>,
+        /// Verify the live database instead of a file.
         #[arg(long, conflicts_with = "file")]
         db: bool,
         /// Require signatures by this Ed25519 public key (hex). Default: the
         /// data dir's key if there is one, else the key named in the file.
         #[arg(long)]
         public_key: Option<String>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
