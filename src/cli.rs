@@ -71,6 +71,17 @@ pub enum Command {
     /// Export and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(crate::manage::AuditCommand),
+    /// Check config, permissions, models, disk, TLS, the audit chain and index
+    /// consistency; exits 1 if anything failed.
+    Doctor(crate::doctor::DoctorArgs),
+    /// List and verify installed model files (checksums from MANIFEST.tsv).
+    #[command(subcommand)]
+    Models(crate::models::ModelsCommand),
+    /// Copy the database (online), originals, audit key and TLS material to DEST,
+    /// while the server runs; indexes are rebuilt on restore.
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup into an empty data dir and rebuild the indexes.
+    Restore(crate::backup::RestoreArgs),
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +229,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::User(cmd) => crate::manage::user(&config, cmd),
         Command::Grant(cmd) => crate::manage::grant(&config, cmd),
         Command::Audit(cmd) => crate::manage::audit(&config, cmd),
+        Command::Doctor(args) => crate::doctor::run(&config, args),
+        Command::Models(cmd) => crate::models::run(&config, cmd),
+        Command::Backup(args) => crate::backup::backup(&config, args),
+        Command::Restore(args) => crate::backup::restore(&config, args),
         Command::Config => {
             print!("{}", config.to_toml());
             Ok(ExitCode::SUCCESS)

@@ -710,7 +710,8 @@ pub async fn health_data(state: &Data<AppState>) -> Result<Health, ApiError> {
     })
 }
 
-fn disk_space(path: &std::path::Path) -> (u64, u64) {
+/// Free and total bytes of the file system holding `path`.
+pub fn disk_space(path: &std::path::Path) -> (u64, u64) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return (0, 0);
