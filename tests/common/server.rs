@@ -16,7 +16,29 @@ pub struct Server {
 impl Server {
     /// Start the server and wait until it prints its address.
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
-        let mut cmd = enclave(data_dir);
+        Server::start_under(data_dir, extra_env, &[])
+    }
+
+    /// As [`start`], run under `wrapper` (e.g. strace and its options).
+    pub fn start_under(data_dir: &Path, extra_env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        let plain = enclave(data_dir);
+        let mut cmd = match wrapper.split_first() {
+            None => plain,
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(plain.get_program());
+                for (k, v) in plain.get_envs() {
+                    match v {
+                        Some(v) => c.env(k, v),
+                        None => c.env_remove(k),
+                    };
+                }
+                if let Some(d) = plain.get_current_dir() {
+                    c.current_dir(d);
+                }
+                c
+            }
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .env("ENCLAVE_LOG", "warn,enclave=info")
             .stdout(Stdio::piped())
@@ -24,6 +46,11 @@ impl Server {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        // Its own process group, so dropping the server also ends a wrapper's
+        // tracee (strace detaches and leaves it running otherwise) and the
+        // extraction workers.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
         let mut child = cmd.spawn().expect("enclave serve starts");
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -51,6 +78,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SAFETY: signals the process group this struct created.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
