@@ -412,22 +412,32 @@ pub async fn delete_document(
 
 // ---- users, groups and grants (admin) --------------------------------------
 
-pub async fn users(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
-    let (users, groups, grants, collections) = state
+/// Everything the users page and `GET /api/users` show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Directory {
+    pub users: Vec<accounts::User>,
+    pub groups: Vec<accounts::Group>,
+    pub grants: Vec<accounts::Grant>,
+    pub collections: Vec<String>,
+}
+
+pub async fn directory(state: &Data<AppState>) -> Result<Directory, ApiError> {
+    state
         .with_db(|db| {
             let c = db.conn();
-            Ok((
-                accounts::users(c)?,
-                accounts::groups(c)?,
-                accounts::grants(c)?,
-                accounts::collections(c)?,
-            ))
+            Ok(Directory {
+                users: accounts::users(c)?,
+                groups: accounts::groups(c)?,
+                grants: accounts::grants(c)?,
+                collections: accounts::collections(c)?,
+            })
         })
-        .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "users": users, "groups": groups, "grants": grants, "collections": collections,
-    })))
+        .await
+}
+
+pub async fn users(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
+    authed.require(Role::Admin)?;
+    Ok(HttpResponse::Ok().json(directory(&state).await?))
 }
 
 #[derive(Deserialize)]

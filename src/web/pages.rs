@@ -194,17 +194,12 @@ struct UsersPage {
 
 pub async fn users(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
     authed.require(Role::Admin)?;
-    let (users, groups, grants, collections) = state
-        .with_db(|db| {
-            let c = db.conn();
-            Ok((
-                accounts::users(c)?,
-                accounts::groups(c)?,
-                accounts::grants(c)?,
-                accounts::collections(c)?,
-            ))
-        })
-        .await?;
+    let api::Directory {
+        users,
+        groups,
+        grants,
+        collections,
+    } = api::directory(&state).await?;
     render(&UsersPage {
         csrf: authed.session.csrf_token.clone(),
         username: authed.user().username.clone(),
