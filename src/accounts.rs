@@ -402,21 +402,27 @@ pub fn grant(conn: &Connection, collection_id: i64, to: Grantee) -> Result<()> {
 
 /// Remove a grant; returns it (for the audit row) if it existed.
 pub fn revoke(conn: &Connection, grant_id: i64) -> Result<Option<Grant>> {
-    let found = grants(conn)?.into_iter().find(|g| g.id == grant_id);
+    let found = grants_where(conn, Some(grant_id))?.pop();
     conn.execute("DELETE FROM grants WHERE id = ?1", [grant_id])?;
     Ok(found)
 }
 
 pub fn grants(conn: &Connection) -> Result<Vec<Grant>> {
+    grants_where(conn, None)
+}
+
+/// All grants, or the one with `id`.
+fn grants_where(conn: &Connection, id: Option<i64>) -> Result<Vec<Grant>> {
     let mut stmt = conn.prepare(
         "SELECT g.id, c.name, CASE WHEN g.user_id IS NULL THEN 'group' ELSE 'user' END,
                 coalesce(u.username, gr.name)
          FROM grants g JOIN collections c ON c.id = g.collection_id
          LEFT JOIN users u ON u.id = g.user_id LEFT JOIN groups gr ON gr.id = g.group_id
+         WHERE ?1 IS NULL OR g.id = ?1
          ORDER BY c.name, 3, 4",
     )?;
     let v = stmt
-        .query_map([], |r| {
+        .query_map([id], |r| {
             let kind: String = r.get(2)?;
             Ok(Grant {
                 id: r.get(0)?,

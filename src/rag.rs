@@ -85,6 +85,14 @@ pub enum Plan {
 }
 
 impl Answer {
+    /// An answer that could not be generated: `text` says why; nothing cited.
+    pub fn failed(text: &str) -> Answer {
+        Answer {
+            text: text.to_string(),
+            ..Answer::not_covered()
+        }
+    }
+
     pub fn not_covered() -> Answer {
         Answer {
             text: NOT_COVERED.to_string(),

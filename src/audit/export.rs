@@ -98,10 +98,7 @@ pub fn export(
     end.signature = key.sign(&end.message());
     match format {
         Format::Jsonl => {
-            let mut v =
-                serde_json::to_value(&end).map_err(|e| AuditError::Format(e.to_string()))?;
-            v["kind"] = "end".into();
-            writeln!(out, "{v}")?;
+            write_json_line(out, "end", &end)?;
         }
         Format::Csv => {
             let (rows, id) = (end.rows.to_string(), end.head_id.to_string());
@@ -134,9 +131,7 @@ pub fn export(
 fn write_row(out: &mut dyn Write, format: Format, row: &Row) -> Result<()> {
     match format {
         Format::Jsonl => {
-            let mut v = serde_json::to_value(row).map_err(|e| AuditError::Format(e.to_string()))?;
-            v["kind"] = "row".into();
-            writeln!(out, "{v}")?;
+            write_json_line(out, "row", &row)?;
         }
         Format::Csv => {
             let id = row.id.to_string();
@@ -168,9 +163,7 @@ fn write_row(out: &mut dyn Write, format: Format, row: &Row) -> Result<()> {
 fn write_checkpoint(out: &mut dyn Write, format: Format, cp: &Checkpoint) -> Result<()> {
     match format {
         Format::Jsonl => {
-            let mut v = serde_json::to_value(cp).map_err(|e| AuditError::Format(e.to_string()))?;
-            v["kind"] = "checkpoint".into();
-            writeln!(out, "{v}")?;
+            write_json_line(out, "checkpoint", &cp)?;
         }
         Format::Csv => {
             let id = cp.upto_id.to_string();
@@ -196,6 +189,14 @@ fn write_checkpoint(out: &mut dyn Write, format: Format, cp: &Checkpoint) -> Res
             )?;
         }
     }
+    Ok(())
+}
+
+/// One JSON Lines record: `value`'s fields plus `"kind"`.
+fn write_json_line(out: &mut dyn Write, kind: &str, value: &impl serde::Serialize) -> Result<()> {
+    let mut v = serde_json::to_value(value).map_err(|e| AuditError::Format(e.to_string()))?;
+    v["kind"] = kind.into();
+    writeln!(out, "{v}")?;
     Ok(())
 }
 

@@ -142,10 +142,8 @@ pub async fn ask(
             match state.worker.submit(request) {
                 Ok(t) => (Some(t), sources),
                 Err(SubmitError::QueueFull(waiting)) => {
-                    let failed = Answer {
-                        text: "The server was too busy to answer; please ask again.".into(),
-                        ..Answer::not_covered()
-                    };
+                    let failed =
+                        Answer::failed("The server was too busy to answer; please ask again.");
                     save_answer(
                         &state,
                         &actor,
@@ -335,17 +333,12 @@ impl Relay {
                 }
                 Some(Event::Failed(e)) => {
                     tracing::warn!(message = self.message_id, error = %e, "generation failed");
-                    let failed = Answer {
-                        text: "The answer could not be generated; please ask again.".into(),
-                        ..Answer::not_covered()
-                    };
+                    let failed =
+                        Answer::failed("The answer could not be generated; please ask again.");
                     return self.finish(&failed, "failed", "failed");
                 }
                 None => {
-                    let failed = Answer {
-                        text: "The model stopped; please ask again.".into(),
-                        ..Answer::not_covered()
-                    };
+                    let failed = Answer::failed("The model stopped; please ask again.");
                     return self.finish(&failed, "failed", "failed");
                 }
             };
@@ -353,10 +346,7 @@ impl Relay {
                 // The browser went away: dropping the ticket cancels the
                 // generation; the question stays in the history as failed.
                 drop(ticket);
-                let cancelled = Answer {
-                    text: "Cancelled before the answer was finished.".into(),
-                    ..Answer::not_covered()
-                };
+                let cancelled = Answer::failed("Cancelled before the answer was finished.");
                 let db = &self.state;
                 if let Ok(mut store) = db.db.lock() {
                     let _ = store_answer(
