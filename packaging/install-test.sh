@@ -33,12 +33,15 @@ as_enclave() {
     --no-new-privs /bin/sh -c 'umask 0027; exec "$@"' sh "$@"
 }
 
-# Lists the root: path, mode, owner. dpkg's own bookkeeping, logs and the
-# kernel's file systems are left out.
+# Lists the root: path, mode, owner. Left out: dpkg's own bookkeeping, logs,
+# the kernel's file systems, and the shadow tools' backups of the account files
+# (/etc/passwd- and the like, written by every adduser/deluser; the account
+# files themselves are compared byte for byte).
 listing() {
   (cd "$root" && find . -xdev \
     \( -path ./proc -o -path ./dev -o -path ./tmp -o -path ./var/lib/dpkg \
        -o -path ./var/log -o -path ./var/cache -o -path ./run \) -prune \
+    -o \( -regex '\./etc/\(passwd\|group\|shadow\|gshadow\|subuid\|subgid\)-' \) -prune \
     -o -printf '%p %m %U:%G\n' | LC_ALL=C sort)
 }
 
@@ -70,8 +73,9 @@ inner() {
   step "what the packages set up"
   chroot "$root" getent passwd enclave | grep -q ':/var/lib/enclave:/usr/sbin/nologin$' \
     || fail "no enclave system user with a nologin shell"
-  [ "$(stat -c '%a %U:%G' "$root/var/lib/enclave")" = "750 enclave:enclave" ] || fail "data dir mode"
-  [ "$(stat -c '%a %U:%G' "$root$conf")" = "640 root:enclave" ] || fail "conffile mode"
+    # stat inside the root: owner names are the root's, not the host's.
+  [ "$(chroot "$root" stat -c '%a %U:%G' /var/lib/enclave)" = "750 enclave:enclave" ] || fail "data dir mode"
+  [ "$(chroot "$root" stat -c '%a %U:%G' "$conf")" = "640 root:enclave" ] || fail "conffile mode"
   [ -x "$root/usr/bin/enclave" ] || fail "no /usr/bin/enclave"
   unit=$(ls "$root"/lib/systemd/system/enclave.service "$root"/usr/lib/systemd/system/enclave.service 2>/dev/null | head -1)
   [ -n "$unit" ] || fail "no enclave.service"
@@ -88,7 +92,10 @@ inner() {
   as_enclave enclave --config "$conf" grant add default --user admin
 
   step "serve as the enclave user"
-  as_enclave enclave --config "$conf" serve >"$work/serve.log" 2>&1 &
+  # exec: $! is then the server itself, not a subshell, so SIGTERM reaches it.
+  (exec chroot "$root" /usr/bin/setpriv --reuid=enclave --regid=enclave --init-groups \
+    --no-new-privs /bin/sh -c 'umask 0027; exec enclave --config /etc/enclave/enclave.toml serve') \
+    >"$work/serve.log" 2>&1 &
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
   for _ in $(seq 1 240); do
@@ -149,11 +156,13 @@ else:
   chroot "$root" dpkg --remove enclave enclave-models-default
   [ ! -e "$root/usr/bin/enclave" ] || fail "binary left after remove"
   [ -f "$root$conf" ] || fail "remove must keep the conffile"
-  chroot "$root" dpkg --purge enclave enclave-models-default
+  # The models package has no conffiles: removing it left nothing to purge.
+  ! chroot "$root" dpkg -s enclave-models-default >/dev/null 2>&1 || fail "models package still known to dpkg"
+  chroot "$root" dpkg --purge enclave
   [ ! -e "$root/etc/enclave" ] || fail "/etc/enclave left after purge"
   ! chroot "$root" getent passwd enclave >/dev/null || fail "user left after purge"
   ! chroot "$root" getent group enclave >/dev/null || fail "group left after purge"
-  [ -f "$root/var/lib/enclave/enclave.db" ] || fail "purge must keep the data (audit log)"
+  [ -f "$root/var/lib/enclave/enclave.sqlite" ] || fail "purge must keep the data (audit log)"
   [ ! -e "$root/var/lib/enclave/models" ] || fail "models left after purge"
 }
 
@@ -182,7 +191,9 @@ for f in "$deb" "$models_deb"; do
 done
 
 step "lintian"
-lintian --fail-on error,warning "$deb" "$models_deb"
+# As nobody: lintian warns when run as root.
+setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp \
+  lintian --fail-on error,warning "$deb" "$models_deb"
 
 step "a fresh Debian root"
 if [ ! -f "$work/base/.complete" ]; then
