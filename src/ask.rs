@@ -76,7 +76,7 @@ pub fn ask(config: &Config, args: AskArgs) -> Result<ExitCode> {
     let count = |t: &str| tokenizer.encode(t, false, false).len();
     let controls: Vec<String> = tokenizer.control_texts().map(str::to_string).collect();
     let budget = config.llm.context_window.saturating_sub(max_new);
-    let plan = rag::plan(
+    let (plan, degraded) = rag::plan(
         &library,
         &args.question,
         collections,
@@ -85,6 +85,12 @@ pub fn ask(config: &Config, args: AskArgs) -> Result<ExitCode> {
         budget,
         &controls,
     )?;
+    if degraded {
+        eprintln!(
+            "Note: the vector store is unreachable ({}); passages were found by keyword search alone.",
+            config.vector.url
+        );
+    }
     let (messages, sources) = match plan {
         Plan::NotCovered { best_similarity } => {
             tracing::info!(?best_similarity, "evidence gate closed; model not called");

@@ -36,6 +36,7 @@ pub struct Config {
     pub chunk: ChunkConfig,
     pub embed: EmbedConfig,
     pub search: SearchConfig,
+    pub vector: VectorConfig,
     pub llm: LlmConfig,
     pub rag: RagConfig,
     pub web: WebConfig,
@@ -76,6 +77,66 @@ pub struct WebConfig {
     pub max_connections: usize,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+}
+
+/// Where the dense vectors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorBackend {
+    /// qdrant-edge in `<data_dir>/vectors`, in process.
+    Embedded,
+    /// An external Qdrant server or cluster over gRPC.
+    Qdrant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorConfig {
+    /// "embedded" (qdrant-edge in the data dir) or "qdrant" (an external
+    /// server; the only outbound connection Enclave ever makes).
+    pub backend: VectorBackend,
+    /// gRPC address of the Qdrant server, e.g. "https://qdrant.lan:6334".
+    /// https uses rustls with the system's CA certificates.
+    pub url: String,
+    /// File holding the Qdrant API key (one line; keep it mode 0600). Empty: none.
+    pub api_key_file: PathBuf,
+    /// Qdrant collection that holds Enclave's vectors.
+    pub collection: String,
+    /// Used only when Enclave creates the collection.
+    pub shard_number: u32,
+    pub replication_factor: u32,
+    pub write_consistency_factor: u32,
+    /// Per-request timeout.
+    pub timeout_secs: u64,
+    /// Points per upsert request.
+    pub batch_size: usize,
+    /// Retries of a request that failed transiently (unavailable, timeout,
+    /// overloaded), with exponential backoff from 200 ms.
+    pub retries: u32,
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        VectorConfig {
+            backend: VectorBackend::Embedded,
+            url: String::new(),
+            api_key_file: PathBuf::new(),
+            collection: "enclave_chunks".into(),
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            timeout_secs: 10,
+            batch_size: 256,
+            retries: 3,
+        }
+    }
+}
+
+impl VectorConfig {
+    /// The address Enclave connects out to, if any.
+    pub fn outbound(&self) -> Option<&str> {
+        (self.backend == VectorBackend::Qdrant).then_some(self.url.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,6 +309,7 @@ impl Default for Config {
             chunk: ChunkConfig::default(),
             embed: EmbedConfig::default(),
             search: SearchConfig::default(),
+            vector: VectorConfig::default(),
             llm: LlmConfig::default(),
             rag: RagConfig::default(),
             web: WebConfig::default(),
@@ -462,6 +524,32 @@ impl Config {
                 name: "audit",
                 reason: "checkpoint_every and retention_days must be at least 1".into(),
             });
+        }
+        let v = &self.vector;
+        if v.backend == VectorBackend::Qdrant {
+            if !(v.url.starts_with("http://") || v.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    name: "vector.url",
+                    reason: format!(
+                        "backend \"qdrant\" needs the server's gRPC address, e.g. https://qdrant.lan:6334 (got {:?})",
+                        v.url
+                    ),
+                });
+            }
+            if v.collection.is_empty() || v.batch_size == 0 || v.timeout_secs == 0 {
+                return Err(ConfigError::Invalid {
+                    name: "vector",
+                    reason: "collection must be named; batch_size and timeout_secs at least 1"
+                        .into(),
+                });
+            }
+            if v.shard_number == 0 || v.replication_factor == 0 || v.write_consistency_factor == 0
+            {
+                return Err(ConfigError::Invalid {
+                    name: "vector",
+                    reason: "shard_number, replication_factor and write_consistency_factor must be at least 1".into(),
+                });
+            }
         }
         if self.embed.batch_size == 0 {
             return Err(ConfigError::Invalid {

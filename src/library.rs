@@ -11,6 +11,7 @@
 //! open, documents left `indexing` are purged from both indexes and indexed
 //! again from their stored chunks, and documents left `deleting` are erased.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,11 +21,12 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::{Actor, AuditKey, Entry};
 use crate::chunk;
-use crate::config::Config;
+use crate::config::{Config, VectorBackend};
 use crate::embed::{EmbedError, Embedder};
 use crate::extract::{self, Extracted, Rejection};
 use crate::index::lexical::{LexicalError, LexicalIndex};
-use crate::index::vector::{EdgeVectorIndex, VectorError, VectorIndex, VectorPoint};
+use crate::index::qdrant::QdrantVectorIndex;
+use crate::index::vector::{VectorError, VectorIndex, VectorPoint};
 use crate::retrieve::{self, FusedHit, FusionParams, Mode};
 use crate::store::{
     AuditSink, ChunkView, DocStatus, IndexableChunk, NewChunk, NewDocument, NewPage, Store,
@@ -94,6 +96,12 @@ pub struct DeletionReceipt {
     pub completed_at: String,
 }
 
+/// Search results, and whether they are BM25's alone (vector store unreachable).
+pub struct SearchOutcome {
+    pub hits: Vec<SearchHit>,
+    pub degraded: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchHit {
     #[serde(flatten)]
@@ -141,6 +149,8 @@ pub struct Library {
     /// explicit actor (the command line).
     actor: Actor,
     pub stats: IndexStats,
+    /// Set while searches find the vector store unreachable.
+    vectors_degraded: AtomicBool,
     _lock: File,
 }
 
@@ -162,7 +172,9 @@ impl Library {
     }
 
     /// Rebuild both indexes from the SQLite chunks (after changing the stemming
-    /// language or the embedding model, or if an index is damaged). Documents
+    /// language or the embedding model, or if an index is damaged), into the
+    /// configured vector backend (an external Qdrant collection is dropped and
+    /// created anew). Documents
     /// are hidden first and become searchable again as they are re-indexed.
     pub fn reindex(config: &Config) -> Result<Library> {
         let data_dir = &config.data_dir;
@@ -171,7 +183,11 @@ impl Library {
             let store = Store::open(&data_dir.join("enclave.sqlite"))?;
             let hidden = store.mark_all_indexing()?;
             tracing::info!(documents = hidden, "rebuilding indexes");
-            for dir in ["bm25", "vectors"] {
+            if config.vector.backend == VectorBackend::Qdrant {
+                // The dimension does not matter for dropping the collection.
+                QdrantVectorIndex::open(&config.vector, 0)?.drop_collection()?;
+            }
+            for dir in ["bm25", crate::index::vector::EMBEDDED_DIR] {
                 let path = data_dir.join(dir);
                 match std::fs::remove_dir_all(&path) {
                     Ok(()) => {}
@@ -203,10 +219,7 @@ impl Library {
             config.embed.batch_size,
         )?;
         let lexical = LexicalIndex::open(&data_dir.join("bm25"), &config.search.language)?;
-        let vectors: Box<dyn VectorIndex> = Box::new(EdgeVectorIndex::open(
-            &data_dir.join("vectors"),
-            embedder.dim(),
-        )?);
+        let vectors = crate::index::vector::open(config, embedder.dim())?;
         Ok(Library {
             config: config.clone(),
             data_dir,
@@ -217,6 +230,7 @@ impl Library {
             pending: Vec::new(),
             actor: Actor::cli(),
             stats: IndexStats::default(),
+            vectors_degraded: AtomicBool::new(false),
             _lock: lock,
         })
     }
@@ -233,6 +247,41 @@ impl Library {
         &self.config
     }
 
+    /// Index the documents stored but left `indexing`: by a crash mid-ingest,
+    /// or because the vector store was unreachable. Whatever reached either
+    /// index is purged first, so re-adding cannot duplicate entries. Returns
+    /// the documents now searchable.
+    pub fn index_stranded(&mut self) -> Result<Vec<i64>> {
+        let indexing = self.store.documents_with_status(DocStatus::Indexing)?;
+        if indexing.is_empty() {
+            return Ok(indexing);
+        }
+        tracing::warn!(
+            documents = indexing.len(),
+            "indexing documents left unindexed"
+        );
+        for id in &indexing {
+            self.lexical.delete_document(*id)?;
+            self.vectors.delete_document(*id)?;
+        }
+        self.lexical.commit()?;
+        self.vectors.commit()?;
+        let job = self.store.start_job("recover", None, "")?;
+        self.pending = indexing.clone();
+        if let Err(e) = self.flush() {
+            self.store
+                .finish_job(job, "failed", &e.to_string(), None)?;
+            return Err(e);
+        }
+        self.store.finish_job(
+            job,
+            "done",
+            &format!("indexed {} documents", indexing.len()),
+            None,
+        )?;
+        Ok(indexing)
+    }
+
     /// Finish what a previous process left half done.
     fn recover(&mut self) -> Result<()> {
         let abandoned = self.store.fail_abandoned_jobs()?;
@@ -241,30 +290,16 @@ impl Library {
             tracing::warn!(document_id = id, "finishing interrupted deletion");
             self.delete(*id)?;
         }
-        let indexing = self.store.documents_with_status(DocStatus::Indexing)?;
-        if !indexing.is_empty() {
-            tracing::warn!(
-                documents = indexing.len(),
-                "re-indexing documents interrupted mid-ingest"
-            );
-            // Whatever reached either index before the crash is purged first,
-            // so re-adding cannot duplicate entries.
-            for id in &indexing {
-                self.lexical.delete_document(*id)?;
-                self.vectors.delete_document(*id)?;
+        let indexing = match self.index_stranded() {
+            Ok(ids) => ids,
+            Err(LibraryError::Vector(VectorError::Unavailable(why))) => {
+                // Not fatal: they stay invisible and `index_stranded` runs again
+                // (the server retries every few seconds).
+                tracing::warn!(%why, "documents wait for the vector store to be indexed");
+                Vec::new()
             }
-            self.lexical.commit()?;
-            self.vectors.commit()?;
-            let job = self.store.start_job("recover", None, "")?;
-            self.pending = indexing.clone();
-            self.flush()?;
-            self.store.finish_job(
-                job,
-                "done",
-                &format!("re-indexed {} documents", indexing.len()),
-                None,
-            )?;
-        }
+            Err(e) => return Err(e),
+        };
         if abandoned > 0 || !deleting.is_empty() || !indexing.is_empty() {
             tracing::info!(
                 abandoned,
@@ -620,7 +655,14 @@ impl Library {
                 vector: v,
             })
             .collect();
-        self.vectors.upsert(&points)?;
+        if let Err(e) = self.vectors.upsert(&points) {
+            // Take back the BM25 entries added above (deletes apply to earlier
+            // adds at the next commit), so a retry starts clean.
+            for id in ids {
+                self.lexical.delete_document(*id)?;
+            }
+            return Err(e.into());
+        }
         self.lexical.commit()?;
         self.vectors.commit()?;
         self.store.mark_indexed(ids)?;
@@ -713,7 +755,21 @@ impl Library {
         limit: usize,
         mode: Mode,
     ) -> Result<Vec<SearchHit>> {
-        let fused = self.ranked_ids(query, collections, mode)?;
+        Ok(self.search_checked(query, collections, limit, mode)?.hits)
+    }
+
+    /// [`search`](Self::search), also saying whether the vector store was
+    /// unreachable. Then the hits are BM25's alone, and each gets its dense
+    /// similarity computed here from its text, so the evidence gate and the
+    /// relative cut-off still work.
+    pub fn search_checked(
+        &self,
+        query: &str,
+        collections: Option<&[String]>,
+        limit: usize,
+        mode: Mode,
+    ) -> Result<SearchOutcome> {
+        let (fused, degraded) = self.ranked(query, collections, mode, self.fusion_params())?;
         // Ask SQLite about a few more than needed, in case some are invisible.
         let window: Vec<i64> = fused
             .iter()
@@ -721,7 +777,7 @@ impl Library {
             .map(|h| h.chunk_id)
             .collect();
         let mut visible = self.store.visible_chunks(&window)?;
-        Ok(fused
+        let mut hits: Vec<SearchHit> = fused
             .into_iter()
             .filter_map(|scores| {
                 visible
@@ -729,7 +785,31 @@ impl Library {
                     .map(|chunk| SearchHit { chunk, scores })
             })
             .take(limit)
-            .collect())
+            .collect();
+        if degraded {
+            self.score_locally(query, &mut hits)?;
+        }
+        Ok(SearchOutcome { hits, degraded })
+    }
+
+    /// Dense similarity of each hit's passage to the query, by the embedder.
+    fn score_locally(&self, query: &str, hits: &mut [SearchHit]) -> Result<()> {
+        if hits.is_empty() {
+            return Ok(());
+        }
+        let q = self.embedder.embed_one(query)?;
+        let texts: Vec<&str> = hits.iter().map(|h| h.chunk.text.as_str()).collect();
+        let (vectors, _) = self.embedder.embed_counted(&texts)?;
+        for (hit, v) in hits.iter_mut().zip(vectors) {
+            let score: f32 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
+            hit.scores.dense = Some(retrieve::SideScore { rank: 0, score });
+        }
+        Ok(())
+    }
+
+    /// Whether the last search found the vector store unreachable.
+    pub fn vectors_degraded(&self) -> bool {
+        self.vectors_degraded.load(Ordering::Relaxed)
     }
 
     /// Fused ranking of chunk ids (not yet checked for visibility).
@@ -757,8 +837,33 @@ impl Library {
         mode: Mode,
         params: FusionParams,
     ) -> Result<Vec<FusedHit>> {
-        let (lexical, dense) = self.candidates(query, collections, mode)?;
-        Ok(match mode {
+        Ok(self.ranked(query, collections, mode, params)?.0)
+    }
+
+    /// The fused ranking, and whether it is BM25's alone because the vector
+    /// store could not be reached (hybrid mode only; dense mode fails then).
+    fn ranked(
+        &self,
+        query: &str,
+        collections: Option<&[String]>,
+        mode: Mode,
+        params: FusionParams,
+    ) -> Result<(Vec<FusedHit>, bool)> {
+        let (lexical, dense) = match self.candidates(query, collections, mode) {
+            Ok(found) => {
+                self.vectors_degraded.store(false, Ordering::Relaxed);
+                found
+            }
+            Err(LibraryError::Vector(VectorError::Unavailable(why))) if mode == Mode::Hybrid => {
+                if !self.vectors_degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%why, "vector store unreachable: answering from BM25 alone");
+                }
+                let lexical = self.lexical.search(query, collections, self.config.search.candidates)?;
+                return Ok((retrieve::single_side(&lexical, &[]), true));
+            }
+            Err(e) => return Err(e),
+        };
+        let fused = match mode {
             Mode::Hybrid => {
                 let params = FusionParams {
                     dense_weight: retrieve::dense_weight_for(query, params.dense_weight),
@@ -767,7 +872,8 @@ impl Library {
                 retrieve::fuse(&lexical, &dense, params)
             }
             Mode::Bm25 | Mode::Dense => retrieve::single_side(&lexical, &dense),
-        })
+        };
+        Ok((fused, false))
     }
 
     /// Raw candidates from each retriever `mode` uses, run in parallel.

@@ -105,7 +105,9 @@ impl Answer {
 }
 
 /// Retrieve, gate and build the prompt. `count_tokens` is the chat model's
-/// tokenizer; `prompt_budget` the tokens available for the whole prompt.
+/// tokenizer; `prompt_budget` the tokens available for the whole prompt. The
+/// flag is true when the vector store was unreachable and retrieval was BM25's
+/// alone; answers then say so.
 pub fn plan(
     library: &Library,
     question: &str,
@@ -114,9 +116,22 @@ pub fn plan(
     count_tokens: &dyn Fn(&str) -> usize,
     prompt_budget: usize,
     control_tokens: &[String],
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<(Plan, bool)> {
     let question = neutralise(question.trim(), control_tokens);
-    let hits = library.search(&question, collections, config.passages * 2, Mode::Hybrid)?;
+    let found = library.search_checked(&question, collections, config.passages * 2, Mode::Hybrid)?;
+    let degraded = found.degraded;
+    let plan = gate_and_prompt(found.hits, &question, config, count_tokens, prompt_budget, control_tokens);
+    Ok((plan, degraded))
+}
+
+fn gate_and_prompt(
+    hits: Vec<SearchHit>,
+    question: &str,
+    config: &RagConfig,
+    count_tokens: &dyn Fn(&str) -> usize,
+    prompt_budget: usize,
+    control_tokens: &[String],
+) -> Plan {
     let similarity = |h: &SearchHit| h.scores.dense.map(|d| d.score).unwrap_or(0.0);
     let best = hits
         .iter()
@@ -125,12 +140,12 @@ pub fn plan(
             Some(best.map_or(s, |b| b.max(s)))
         });
     if hits.is_empty() || best.is_none_or(|b| b < config.min_similarity) {
-        return Ok(Plan::NotCovered {
+        return Plan::NotCovered {
             best_similarity: best,
-        });
+        };
     }
     let best = best.unwrap_or(0.0);
-    let fixed = count_tokens(SYSTEM_PROMPT) + count_tokens(&question) + 48;
+    let fixed = count_tokens(SYSTEM_PROMPT) + count_tokens(question) + 48;
     let mut budget = prompt_budget.saturating_sub(fixed);
     let mut sources = Vec::new();
     for hit in hits {
@@ -167,15 +182,15 @@ pub fn plan(
         });
     }
     if sources.is_empty() {
-        return Ok(Plan::NotCovered {
+        return Plan::NotCovered {
             best_similarity: Some(best),
-        });
+        };
     }
     let messages = vec![
         Message::new("system", SYSTEM_PROMPT),
-        Message::new("user", user_message(&question, &sources)),
+        Message::new("user", user_message(question, &sources)),
     ];
-    Ok(Plan::Generate { messages, sources })
+    Plan::Generate { messages, sources }
 }
 
 /// One source per line: `[n] text` (titles and pages stay out of the prompt:

@@ -207,6 +207,9 @@ function initChat() {
           if (a.status === "not_covered") answer.prepend(el("strong", { class: "badge", text: "Not in the documents. " }));
           renderCitations(article, a.citations);
           renderFeedback(article, article.dataset.message);
+          if (data.degraded) {
+            article.append(el("p", { class: "degraded", text: "The vector store was unreachable: passages were found by keyword search alone, so this answer may miss relevant documents." }));
+          }
         } else if (event === "error") {
           status.textContent = data.error;
         }

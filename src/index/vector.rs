@@ -1,6 +1,7 @@
 //! The dense index, behind [`VectorIndex`] so backends can change without
 //! touching callers. The embedded default is qdrant-edge (an in-process Qdrant
-//! shard on disk); an external Qdrant cluster can implement the same trait.
+//! shard on disk); `[vector] backend = "qdrant"` uses an external Qdrant server
+//! or cluster instead (`super::qdrant`). [`open`] picks one from the config.
 //!
 //! Points are chunks: the point id is the chunk id, the payload carries the
 //! document id (for deletion) and the collection (for filtering inside search).
@@ -8,19 +9,26 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use super::qdrant::QdrantVectorIndex;
+use crate::config::{Config, VectorBackend};
+
 use qdrant_edge::external::serde_json::json;
 use qdrant_edge::{
     AnyVariants, Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder,
     EdgeShard, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath,
     Match, MatchAny, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId,
     PointInsertOperations, PointOperations, PointStruct, QueryEnum, SearchParams, SearchRequest,
-    UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface,
+    UpdateOperation, ValueVariants, VectorInternal, VectorStructInternal, WithPayloadInterface,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {
     #[error("vector index: {0}")]
     Backend(String),
+    /// The external vector store cannot be reached (after retries). Searches
+    /// fall back to BM25; documents stay unindexed and are retried.
+    #[error("vector store unreachable: {0}")]
+    Unavailable(String),
     #[error(
         "vector index expects {expected}-dimensional vectors, got {got}; run `enclave reindex` after changing the embedding model"
     )]
@@ -35,6 +43,15 @@ pub struct VectorPoint<'a> {
     pub document_id: i64,
     pub collection: &'a str,
     pub vector: &'a [f32],
+}
+
+/// A point read back with its vector, for copying between backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPoint {
+    pub chunk_id: i64,
+    pub document_id: i64,
+    pub collection: String,
+    pub vector: Vec<f32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,10 +82,36 @@ pub trait VectorIndex: Send + Sync {
     fn count_document(&self, document_id: i64) -> Result<usize>;
     /// Build search structures (e.g. HNSW) after a bulk load. May be slow.
     fn optimize(&self) -> Result<()>;
+    /// Up to `limit` points with chunk ids above `after`, in ascending order.
+    fn scroll(&self, after: Option<i64>, limit: usize) -> Result<Vec<StoredPoint>>;
 }
 
-const COLLECTION_KEY: &str = "collection";
-const DOCUMENT_KEY: &str = "document_id";
+pub(crate) const COLLECTION_KEY: &str = "collection";
+pub(crate) const DOCUMENT_KEY: &str = "document_id";
+
+/// The backend the config names: qdrant-edge in `<data_dir>/vectors`, or the
+/// external Qdrant collection.
+pub fn open(config: &Config, dim: usize) -> Result<Box<dyn VectorIndex>> {
+    open_backend(config, config.vector.backend, dim)
+}
+
+/// A given backend with the rest of the config (migration opens both).
+pub fn open_backend(
+    config: &Config,
+    backend: VectorBackend,
+    dim: usize,
+) -> Result<Box<dyn VectorIndex>> {
+    Ok(match backend {
+        VectorBackend::Embedded => Box::new(EdgeVectorIndex::open(
+            &config.data_dir.join(EMBEDDED_DIR),
+            dim,
+        )?),
+        VectorBackend::Qdrant => Box::new(QdrantVectorIndex::open(&config.vector, dim)?),
+    })
+}
+
+/// Where the embedded backend keeps its shard, under the data dir.
+pub const EMBEDDED_DIR: &str = "vectors";
 
 /// The embedded backend: a qdrant-edge shard in a directory of the data dir.
 pub struct EdgeVectorIndex {
@@ -268,6 +311,52 @@ impl VectorIndex for EdgeVectorIndex {
         shard.flush();
         Ok(())
     }
+
+    fn scroll(&self, after: Option<i64>, limit: usize) -> Result<Vec<StoredPoint>> {
+        let request = qdrant_edge::ScrollRequest {
+            offset: Some(PointId::NumId(after.map_or(0, |a| a as u64 + 1))),
+            limit: Some(limit.max(1)),
+            filter: None,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: qdrant_edge::WithVector::Bool(true),
+            order_by: None,
+        };
+        let (records, _next) = self.shard().scroll(request).map_err(backend)?;
+        records.into_iter().map(stored_point).collect()
+    }
+}
+
+fn stored_point(record: qdrant_edge::Record) -> Result<StoredPoint> {
+    let chunk_id = match record.id {
+        PointId::NumId(id) => id as i64,
+        PointId::Uuid(u) => return Err(backend(format!("unexpected point id {u}"))),
+    };
+    let payload = record.payload.unwrap_or_default();
+    let collection = payload
+        .0
+        .get(COLLECTION_KEY)
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let document_id = payload.0.get(DOCUMENT_KEY).and_then(|v| v.as_i64());
+    let (Some(collection), Some(document_id)) = (collection, document_id) else {
+        return Err(backend(format!(
+            "point {chunk_id} lacks the collection or document_id payload"
+        )));
+    };
+    let vector = match record.vector {
+        Some(VectorStructInternal::Single(v)) => v,
+        Some(VectorStructInternal::Named(mut named)) => match named.remove(DEFAULT_VECTOR_NAME) {
+            Some(VectorInternal::Dense(v)) => v,
+            _ => return Err(backend(format!("point {chunk_id} has no dense vector"))),
+        },
+        _ => return Err(backend(format!("point {chunk_id} has no dense vector"))),
+    };
+    Ok(StoredPoint {
+        chunk_id,
+        document_id,
+        collection,
+        vector,
+    })
 }
 
 #[cfg(test)]

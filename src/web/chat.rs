@@ -99,10 +99,13 @@ pub async fn ask(
     let (conversation_id, message_id, collections) =
         record_question(&state, &actor, user_id, body.conversation_id, &question).await?;
 
-    let plan = if collections.is_empty() {
-        Plan::NotCovered {
-            best_similarity: None,
-        }
+    let (plan, degraded) = if collections.is_empty() {
+        (
+            Plan::NotCovered {
+                best_similarity: None,
+            },
+            false,
+        )
     } else {
         let (st, q) = (state.clone(), question.clone());
         state
@@ -170,13 +173,18 @@ pub async fn ask(
         state: state.clone(),
         actor,
         message_id,
+        degraded,
         tx,
         _slot: slot,
     };
     // The channel is empty: this cannot block (blocking here would stall the runtime).
     let _ = relay.tx.try_send(frame(
         "meta",
-        &serde_json::json!({ "conversation_id": conversation_id, "message_id": message_id }),
+        &serde_json::json!({
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "degraded": degraded,
+        }),
     ));
     std::thread::Builder::new()
         .name("answer-relay".into())
@@ -293,6 +301,8 @@ struct Relay {
     state: Data<AppState>,
     actor: Actor,
     message_id: i64,
+    /// Retrieval was BM25's alone: the vector store was unreachable.
+    degraded: bool,
     tx: tokio::sync::mpsc::Sender<Bytes>,
     _slot: StreamSlot,
 }
@@ -378,7 +388,10 @@ impl Relay {
         match saved {
             Ok(()) => {
                 let data = serde_json::to_value(view(answer, status)).unwrap_or_default();
-                self.send("done", &serde_json::json!({ "answer": data }));
+                self.send(
+                    "done",
+                    &serde_json::json!({ "answer": data, "degraded": self.degraded }),
+                );
             }
             Err(e) => {
                 self.send("error", &serde_json::json!({ "error": e.message }));

@@ -202,7 +202,7 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
     }
     db.conn().execute(
         "UPDATE uploads SET state = 'failed', detail = 'interrupted (server stopped)'
-         WHERE state IN ('queued', 'extracting', 'indexing')",
+         WHERE state IN ('queued', 'extracting', 'indexing') AND document_id IS NULL",
         [],
     )?;
     let config_hash = hex::encode(Sha256::digest(config.to_toml().as_bytes()));
@@ -269,5 +269,49 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
         .name("ingest".into())
         .spawn(move || upload::run_ingest(for_thread, rx))
         .context("starting the ingest thread")?;
+    let for_retry = state.clone();
+    std::thread::Builder::new()
+        .name("index-retry".into())
+        .spawn(move || {
+            loop {
+                retry_stranded(&for_retry);
+                std::thread::sleep(RETRY_EVERY);
+            }
+        })
+        .context("starting the index retry thread")?;
     Ok(state)
+}
+
+/// How often stored-but-unindexed documents are retried.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Index documents left `indexing` (the vector store was unreachable when
+/// they were uploaded, or a crash), then finish their uploads.
+fn retry_stranded(state: &AppState) {
+    let indexed = match state.library.lock() {
+        Ok(mut lib) => match lib.index_stranded() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::debug!(error = %e, "stranded documents not indexed yet");
+                return;
+            }
+        },
+        Err(_) => return,
+    };
+    if let Ok(db) = state.db.lock() {
+        let finished = db.conn().execute(
+            "UPDATE uploads SET state = 'done', detail = 'indexed (after waiting for the vector store)',
+                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE state = 'indexing' AND document_id IN
+                 (SELECT id FROM documents WHERE status = 'indexed')",
+            [],
+        );
+        match finished {
+            Ok(n) if n > 0 || !indexed.is_empty() => {
+                tracing::info!(documents = indexed.len(), uploads = n, "indexed stranded documents")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not finish waiting uploads"),
+        }
+    }
 }

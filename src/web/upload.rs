@@ -19,7 +19,8 @@ use super::error::ApiError;
 use super::state::{AppState, StateExt};
 use crate::accounts::{self, Role};
 use crate::audit::{Actor, Entry};
-use crate::library::{self, Outcome};
+use crate::index::vector::VectorError;
+use crate::library::{self, LibraryError, Outcome};
 
 /// One accepted file waiting for the ingest thread.
 pub struct UploadJob {
@@ -393,6 +394,11 @@ pub async fn list_uploads(state: Data<AppState>, authed: Authed) -> Result<HttpR
     Ok(HttpResponse::Ok().json(serde_json::json!({ "uploads": views })))
 }
 
+/// Shown while a stored document waits for the vector store; the server's
+/// retry loop (`web::retry_stranded`) finishes the upload when it is back.
+pub const WAITING_DETAIL: &str =
+    "stored; the vector store is unreachable, indexing resumes automatically when it is back";
+
 /// The ingest thread: one file at a time, extraction outside the library
 /// lock, indexing inside it.
 pub fn run_ingest(state: Data<AppState>, jobs: std::sync::mpsc::Receiver<UploadJob>) {
@@ -433,9 +439,25 @@ fn process(state: &Data<AppState>, job: &UploadJob) {
     };
     set("indexing", "", None);
     let outcome = match state.library.lock() {
-        Ok(mut lib) => lib
-            .add_prepared(prepared, &job.collection, &job.file_name, &job.actor)
-            .and_then(|o| lib.flush().map(|()| o)),
+        Ok(mut lib) => match lib.add_prepared(prepared, &job.collection, &job.file_name, &job.actor)
+        {
+            Ok(o) => match lib.flush() {
+                Ok(()) => Ok(o),
+                Err(LibraryError::Vector(VectorError::Unavailable(why))) => {
+                    // The document is stored (status `indexing`, invisible);
+                    // the server's retry loop indexes it and finishes this upload.
+                    tracing::warn!(%why, file = job.file_name, "stored; indexing waits for the vector store");
+                    let document_id = match o {
+                        Outcome::Indexed { document_id, .. } => Some(document_id),
+                        _ => None,
+                    };
+                    set("indexing", WAITING_DETAIL, document_id);
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
         Err(_) => {
             set("failed", "library unavailable", None);
             return;
