@@ -82,6 +82,10 @@ pub enum Command {
     Backup(crate::backup::BackupArgs),
     /// Restore a backup into an empty data dir and rebuild the indexes.
     Restore(crate::backup::RestoreArgs),
+    /// The vector backend: status, migrate between embedded and an external
+    /// Qdrant, rebuild from the stored chunks.
+    #[command(subcommand)]
+    Vectors(crate::vectors::VectorsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +207,11 @@ impl Cli {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let mut config = Config::load(cli.config.as_deref())?;
+    // The file in use, for commands that change it (`vectors migrate`).
+    let config_file = cli
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("enclave.toml")).filter(|p| p.is_file()));
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
@@ -233,6 +242,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(cmd) => crate::models::run(&config, cmd),
         Command::Backup(args) => crate::backup::backup(&config, args),
         Command::Restore(args) => crate::backup::restore(&config, args),
+        Command::Vectors(cmd) => crate::vectors::run(&config, config_file.as_deref(), cmd),
         Command::Config => {
             print!("{}", config.to_toml());
             Ok(ExitCode::SUCCESS)

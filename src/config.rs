@@ -543,8 +543,7 @@ impl Config {
                         .into(),
                 });
             }
-            if v.shard_number == 0 || v.replication_factor == 0 || v.write_consistency_factor == 0
-            {
+            if v.shard_number == 0 || v.replication_factor == 0 || v.write_consistency_factor == 0 {
                 return Err(ConfigError::Invalid {
                     name: "vector",
                     reason: "shard_number, replication_factor and write_consistency_factor must be at least 1".into(),

@@ -75,15 +75,39 @@ pub fn checks(config: &Config) -> Vec<Check> {
     out.push(tls(config));
     out.push(audit(config));
     out.push(indexes(config));
-    out.push(check(
-        "outbound",
-        Level::Ok,
-        format!(
-            "no outbound address configured: the vector store is embedded; Enclave only listens on {}",
-            config.web.listen
-        ),
-    ));
+    out.push(outbound(config));
     out
+}
+
+/// The one outbound connection Enclave may make: an external Qdrant.
+fn outbound(config: &Config) -> Check {
+    let Some(url) = config.vector.outbound() else {
+        return check(
+            "outbound",
+            Level::Ok,
+            format!(
+                "no outbound address configured: the vector store is embedded; Enclave only listens on {}",
+                config.web.listen
+            ),
+        );
+    };
+    let reach =
+        crate::index::qdrant::QdrantVectorIndex::open(&config.vector, 0).and_then(|q| q.probe());
+    match reach {
+        Ok(version) => check(
+            "outbound",
+            Level::Ok,
+            format!(
+                "vector store {url} (Qdrant {version}, collection {}) is the only outbound address; allow it in the unit's IPAddressAllow",
+                config.vector.collection
+            ),
+        ),
+        Err(e) => check(
+            "outbound",
+            Level::Fail,
+            format!("vector store {url} is the only outbound address, and it is unreachable: {e}"),
+        ),
+    }
 }
 
 fn data_dir(dir: &Path) -> Check {

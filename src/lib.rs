@@ -25,4 +25,5 @@ pub mod retrieve;
 pub mod sessions;
 pub mod store;
 pub mod time;
+pub mod vectors;
 pub mod web;

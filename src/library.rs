@@ -11,9 +11,9 @@
 //! open, documents left `indexing` are purged from both indexes and indexed
 //! again from their stored chunks, and documents left `deleting` are erased.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -239,6 +239,10 @@ impl Library {
         &self.store
     }
 
+    pub fn vectors(&self) -> &dyn VectorIndex {
+        self.vectors.as_ref()
+    }
+
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
     }
@@ -269,8 +273,7 @@ impl Library {
         let job = self.store.start_job("recover", None, "")?;
         self.pending = indexing.clone();
         if let Err(e) = self.flush() {
-            self.store
-                .finish_job(job, "failed", &e.to_string(), None)?;
+            self.store.finish_job(job, "failed", &e.to_string(), None)?;
             return Err(e);
         }
         self.store.finish_job(
@@ -858,7 +861,9 @@ impl Library {
                 if !self.vectors_degraded.swap(true, Ordering::Relaxed) {
                     tracing::warn!(%why, "vector store unreachable: answering from BM25 alone");
                 }
-                let lexical = self.lexical.search(query, collections, self.config.search.candidates)?;
+                let lexical =
+                    self.lexical
+                        .search(query, collections, self.config.search.candidates)?;
                 return Ok((retrieve::single_side(&lexical, &[]), true));
             }
             Err(e) => return Err(e),
@@ -928,6 +933,11 @@ impl Library {
             });
         }
         Ok(out)
+    }
+
+    /// Entries in the BM25 index.
+    pub fn lexical_count(&self) -> u64 {
+        self.lexical.num_chunks()
     }
 
     /// Counts of what each index holds, for consistency checks and bench.

@@ -118,9 +118,17 @@ pub fn plan(
     control_tokens: &[String],
 ) -> anyhow::Result<(Plan, bool)> {
     let question = neutralise(question.trim(), control_tokens);
-    let found = library.search_checked(&question, collections, config.passages * 2, Mode::Hybrid)?;
+    let found =
+        library.search_checked(&question, collections, config.passages * 2, Mode::Hybrid)?;
     let degraded = found.degraded;
-    let plan = gate_and_prompt(found.hits, &question, config, count_tokens, prompt_budget, control_tokens);
+    let plan = gate_and_prompt(
+        found.hits,
+        &question,
+        config,
+        count_tokens,
+        prompt_budget,
+        control_tokens,
+    );
     Ok((plan, degraded))
 }
 

@@ -16,8 +16,8 @@ use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
     DeletePointsBuilder, Distance, FieldType, Filter, PointId, PointStruct, QueryPointsBuilder,
     ScrollPointsBuilder, SearchParamsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
-    point_id::PointIdOptions, value::Kind, vector_output, vectors_config::Config as VectorsConfigKind,
-    vectors_output::VectorsOptions,
+    point_id::PointIdOptions, value::Kind, vector_output,
+    vectors_config::Config as VectorsConfigKind, vectors_output::VectorsOptions,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
@@ -66,9 +66,9 @@ impl QdrantVectorIndex {
         }
         let client = {
             let _entered = runtime.enter();
-            builder
-                .build()
-                .map_err(|e| VectorError::Backend(format!("qdrant client for {}: {e}", config.url)))?
+            builder.build().map_err(|e| {
+                VectorError::Backend(format!("qdrant client for {}: {e}", config.url))
+            })?
         };
         Ok(QdrantVectorIndex {
             client,
@@ -203,6 +203,14 @@ impl QdrantVectorIndex {
         }
         self.ready.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// One health check, no retries: the server's version.
+    pub fn probe(&self) -> Result<String> {
+        self.runtime
+            .block_on(self.client.health_check())
+            .map(|r| r.version)
+            .map_err(|e| VectorError::Unavailable(format!("{}: {}", self.config.url, short(&e))))
     }
 
     /// Drop the whole collection (`vectors rebuild` starts from nothing).

@@ -665,7 +665,14 @@ pub struct Health {
     pub documents: i64,
     pub chunks: i64,
     pub bm25_entries: u64,
-    pub vectors: usize,
+    /// None while the vector store is unreachable.
+    pub vectors: Option<usize>,
+    /// "embedded", or "qdrant <url>".
+    pub vector_backend: String,
+    /// Empty when fine; else why answers are degraded to keyword search.
+    pub vector_problem: String,
+    /// Documents stored but not yet indexed (waiting for the vector store).
+    pub documents_waiting: usize,
     pub generation_queue: usize,
     pub generation_queue_capacity: usize,
     pub generating: bool,
@@ -679,13 +686,30 @@ pub struct Health {
 }
 
 pub async fn health_data(state: &Data<AppState>) -> Result<Health, ApiError> {
-    let (documents, chunks, bm25, vectors, dim) = state
+    let (documents, chunks, bm25, vectors, waiting, dim) = state
         .with_library(|lib| {
             let (d, c) = lib.store().counts()?;
-            let (b, v) = lib.index_counts()?;
-            Ok((d, c, b, v, lib.embedder().dim()))
+            let b = lib.lexical_count();
+            let v = lib.vectors().count().map_err(|e| e.to_string());
+            let w = lib
+                .store()
+                .documents_with_status(crate::store::DocStatus::Indexing)?
+                .len();
+            Ok((d, c, b, v, w, lib.embedder().dim()))
         })
         .await?;
+    let v = &state.config.vector;
+    let vector_backend = match v.outbound() {
+        Some(url) => format!("qdrant {url} (collection {})", v.collection),
+        None => "embedded".to_string(),
+    };
+    let (vectors, vector_problem) = match vectors {
+        Ok(n) => (Some(n), String::new()),
+        Err(e) => (
+            None,
+            format!("{e}; answers use keyword search alone until it is back"),
+        ),
+    };
     let (sessions_n, (up, down)) = state
         .with_db(|db| {
             let n: i64 = db
@@ -705,6 +729,9 @@ pub async fn health_data(state: &Data<AppState>) -> Result<Health, ApiError> {
         chunks,
         bm25_entries: bm25,
         vectors,
+        vector_backend,
+        vector_problem,
+        documents_waiting: waiting,
         generation_queue: state.worker.queue_len(),
         generation_queue_capacity: state.config.llm.queue_capacity,
         generating: state.worker.is_busy(),

@@ -308,7 +308,11 @@ fn retry_stranded(state: &AppState) {
         );
         match finished {
             Ok(n) if n > 0 || !indexed.is_empty() => {
-                tracing::info!(documents = indexed.len(), uploads = n, "indexed stranded documents")
+                tracing::info!(
+                    documents = indexed.len(),
+                    uploads = n,
+                    "indexed stranded documents"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not finish waiting uploads"),

@@ -439,25 +439,26 @@ fn process(state: &Data<AppState>, job: &UploadJob) {
     };
     set("indexing", "", None);
     let outcome = match state.library.lock() {
-        Ok(mut lib) => match lib.add_prepared(prepared, &job.collection, &job.file_name, &job.actor)
-        {
-            Ok(o) => match lib.flush() {
-                Ok(()) => Ok(o),
-                Err(LibraryError::Vector(VectorError::Unavailable(why))) => {
-                    // The document is stored (status `indexing`, invisible);
-                    // the server's retry loop indexes it and finishes this upload.
-                    tracing::warn!(%why, file = job.file_name, "stored; indexing waits for the vector store");
-                    let document_id = match o {
-                        Outcome::Indexed { document_id, .. } => Some(document_id),
-                        _ => None,
-                    };
-                    set("indexing", WAITING_DETAIL, document_id);
-                    return;
-                }
+        Ok(mut lib) => {
+            match lib.add_prepared(prepared, &job.collection, &job.file_name, &job.actor) {
+                Ok(o) => match lib.flush() {
+                    Ok(()) => Ok(o),
+                    Err(LibraryError::Vector(VectorError::Unavailable(why))) => {
+                        // The document is stored (status `indexing`, invisible);
+                        // the server's retry loop indexes it and finishes this upload.
+                        tracing::warn!(%why, file = job.file_name, "stored; indexing waits for the vector store");
+                        let document_id = match o {
+                            Outcome::Indexed { document_id, .. } => Some(document_id),
+                            _ => None,
+                        };
+                        set("indexing", WAITING_DETAIL, document_id);
+                        return;
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        },
+            }
+        }
         Err(_) => {
             set("failed", "library unavailable", None);
             return;
