@@ -98,6 +98,11 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     let mut config = config.clone();
     config.data_dir = data_dir;
     config.ingest.commit_every_documents = 1024;
+    if config.vector.backend == crate::config::VectorBackend::Qdrant {
+        // Never the live collection: a scratch one beside it, emptied first.
+        config.vector.collection = format!("{}_eval", config.vector.collection);
+        crate::index::qdrant::QdrantVectorIndex::open(&config.vector, 0)?.drop_collection()?;
+    }
     let mut library = Library::open(&config)?;
     let t0 = Instant::now();
     let mut n_docs = 0usize;

@@ -171,6 +171,11 @@ fn migrate(config: &Config, config_file: Option<&Path>, args: &MigrateArgs) -> R
         backend_name(from),
         backend_name(to)
     );
+    // Tests simulate a crash mid-copy with this (the process aborts, as if killed).
+    let abort_after: Option<usize> = std::env::var("ENCLAVE_MIGRATE_ABORT_AFTER_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut batches = 0usize;
     loop {
         let batch = source.scroll(progress.after, args.batch)?;
         let Some(last) = batch.last() else { break };
@@ -181,6 +186,10 @@ fn migrate(config: &Config, config_file: Option<&Path>, args: &MigrateArgs) -> R
         progress.copied += batch.len();
         write_progress(&progress_path, &progress)?;
         eprint!("\r  {} / {total}", progress.copied);
+        batches += 1;
+        if abort_after == Some(batches) {
+            std::process::abort();
+        }
     }
     eprintln!();
     target.optimize()?;
