@@ -316,23 +316,28 @@ fn migration_round_trips_and_resumes_after_a_crash() {
     let embedded = results(&data);
     assert!(embedded.iter().all(|r| !r.is_empty()));
 
-    // Crash after 3 batches of 5 points, then rerun: it resumes.
+    // Crash after 2 batches of 2 points, then rerun: it resumes.
     let crashed = enclave(&data)
-        .args(["vectors", "migrate", "--to", "qdrant", "--batch", "5"])
-        .env("ENCLAVE_MIGRATE_ABORT_AFTER_BATCHES", "3")
+        .args(["vectors", "migrate", "--to", "qdrant", "--batch", "2"])
+        .env("ENCLAVE_MIGRATE_ABORT_AFTER_BATCHES", "2")
         .output()
         .unwrap();
-    assert!(!crashed.status.success(), "the simulated crash stops it");
-    let progress = std::fs::read_to_string(data.join("vectors-migrate.json")).unwrap();
-    assert!(progress.contains("\"copied\":15"), "{progress}");
+    let crash_log = String::from_utf8_lossy(&crashed.stderr);
+    assert!(
+        !crashed.status.success(),
+        "the simulated crash stops it: {crash_log}"
+    );
+    let progress: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("vectors-migrate.json")).unwrap()).unwrap();
+    assert_eq!(progress["copied"], 4, "{progress} {crash_log}");
     let resumed = enclave(&data)
-        .args(["vectors", "migrate", "--to", "qdrant", "--batch", "5"])
+        .args(["vectors", "migrate", "--to", "qdrant", "--batch", "2"])
         .output()
         .unwrap();
     common::assert_success(&resumed);
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(
-        stderr.contains("Resuming: 15 points already copied"),
+        stderr.contains("Resuming: 4 points already copied"),
         "{stderr}"
     );
     let stdout = String::from_utf8_lossy(&resumed.stdout);
@@ -428,13 +433,14 @@ fn qdrant_outage_degrades_answers_and_recovers_without_a_hand() {
             .map(|(_, d)| d.clone())
             .expect("a done event")
     };
-    let (status, events) = bob.ask("Where are spare oxygen cylinders stored?", None);
+    const LEAVE: &str = "How many days of annual leave do staff get?";
+    let (status, events) = bob.ask(LEAVE, None);
     assert_eq!(status, 200);
     assert_eq!(done(&events)["degraded"], false);
 
     // Qdrant goes down.
     q.own.as_mut().unwrap().stop();
-    let (status, events) = bob.ask("Where are spare oxygen cylinders stored?", None);
+    let (status, events) = bob.ask(LEAVE, None);
     assert_eq!(status, 200, "no 5xx while Qdrant is down");
     let answer = done(&events);
     assert_eq!(answer["degraded"], true, "{answer}");
@@ -492,13 +498,16 @@ fn qdrant_outage_degrades_answers_and_recovers_without_a_hand() {
     assert_eq!(status, 200);
     let answer = done(&events);
     assert_eq!(answer["degraded"], false, "{answer}");
-    let cited_docs: Vec<i64> = answer["answer"]["sources"]
+    let titles: Vec<&str> = answer["answer"]["sources"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["document_id"].as_i64().unwrap())
+        .filter_map(|s| s["document_title"].as_str())
         .collect();
-    assert!(cited_docs.contains(&document), "{answer}");
+    assert!(
+        titles.contains(&doc["title"].as_str().unwrap()),
+        "{answer} {doc}"
+    );
     let health = alice.get("/api/health").json();
     assert_eq!(health["vector_problem"], "", "{health}");
     assert_eq!(health["documents_waiting"], 0, "{health}");

@@ -241,15 +241,17 @@ fn is_transient(e: &QdrantError) -> bool {
     use tonic::Code;
     match e {
         QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
-        QdrantError::ResponseError { status } => matches!(
-            status.code(),
+        QdrantError::ResponseError { status } => match status.code() {
             Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::ResourceExhausted
-                | Code::Aborted
-                | Code::Cancelled
-                | Code::Unknown
-        ),
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Cancelled
+            | Code::Unknown => true,
+            // qdrant-client reports a refused or failed connection as Internal.
+            Code::Internal => status.message().starts_with("Failed to connect"),
+            _ => false,
+        },
         _ => false,
     }
 }
