@@ -29,6 +29,8 @@ struct Qdrant {
 
 struct OwnServer {
     bin: PathBuf,
+    /// Clients must send this key (QDRANT__SERVICE__API_KEY).
+    api_key: Option<String>,
     storage: tempfile::TempDir,
     http_port: u16,
     grpc_port: u16,
@@ -55,9 +57,14 @@ fn qdrant_binary() -> Option<PathBuf> {
 
 /// The server to test against, or None (and the reason printed).
 fn qdrant(test: &str, need_own: bool) -> Option<Qdrant> {
+    qdrant_with_key(test, need_own, None)
+}
+
+fn qdrant_with_key(test: &str, need_own: bool, api_key: Option<&str>) -> Option<Qdrant> {
     if let Some(bin) = qdrant_binary() {
         let mut own = OwnServer {
             bin,
+            api_key: api_key.map(str::to_string),
             storage: tempfile::tempdir().unwrap(),
             http_port: free_port(),
             grpc_port: free_port(),
@@ -114,6 +121,7 @@ impl OwnServer {
             .env("QDRANT__TELEMETRY_DISABLED", "true")
             .env("QDRANT__CLUSTER__ENABLED", "false")
             .env("QDRANT__LOG_LEVEL", "WARN")
+            .envs(self.api_key.iter().map(|k| ("QDRANT__SERVICE__API_KEY", k)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -148,7 +156,14 @@ impl Qdrant {
     }
 
     fn wait_ready(&self) {
-        let probe = QdrantVectorIndex::open(&self.vector_config("probe"), 3).unwrap();
+        let mut config = self.vector_config("probe");
+        let key_file;
+        if let Some(key) = self.own.as_ref().and_then(|o| o.api_key.as_deref()) {
+            key_file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(key_file.path(), key).unwrap();
+            config.api_key_file = key_file.path().to_path_buf();
+        }
+        let probe = QdrantVectorIndex::open(&config, 3).unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         while let Err(e) = probe.probe() {
             assert!(
@@ -273,6 +288,48 @@ fn qdrant_index_keeps_the_vector_index_contract() {
     again.drop_collection().unwrap();
 }
 
+#[test]
+fn the_api_key_is_sent_and_a_wrong_one_is_refused() {
+    let test = "the_api_key_is_sent_and_a_wrong_one_is_refused";
+    let Some(q) = qdrant_with_key(test, true, Some("s3cret-key-for-tests")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("qdrant-api-key");
+    // A trailing newline, as `echo KEY > file` leaves it, is not part of the key.
+    std::fs::write(&key_file, "s3cret-key-for-tests\n").unwrap();
+    let mut config = q.vector_config(&unique("keyed"));
+    config.api_key_file = key_file.clone();
+    let idx = QdrantVectorIndex::open(&config, 3).unwrap();
+    let v = unit(&[1.0, 2.0, 3.0]);
+    idx.upsert(&[VectorPoint {
+        chunk_id: 7,
+        document_id: 1,
+        collection: "hr",
+        vector: &v,
+    }])
+    .unwrap();
+    assert_eq!(idx.count().unwrap(), 1);
+    std::fs::write(&key_file, "wrong-key").unwrap();
+    let wrong = QdrantVectorIndex::open(&config, 3).unwrap();
+    let e = wrong.count().unwrap_err();
+    assert!(
+        !matches!(e, enclave::index::vector::VectorError::Unavailable(_)),
+        "a refused key is not an outage: {e}"
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("Unauthenticated") || message.contains("PermissionDenied"),
+        "{message}"
+    );
+    config.api_key_file = dir.path().join("missing");
+    let e = QdrantVectorIndex::open(&config, 3)
+        .err()
+        .expect("a missing key file is refused");
+    assert!(e.to_string().contains("api_key_file"), "{e}");
+    idx.drop_collection().unwrap();
+}
+
 const QUERIES: [&str; 6] = [
     "How many days of annual leave do staff get?",
     "Where are spare oxygen cylinders stored?",
@@ -349,6 +406,10 @@ fn migration_round_trips_and_resumes_after_a_crash() {
         "{text}"
     );
     assert_eq!(results(&data), embedded, "same results from Qdrant");
+    // Recomputing every vector from the chunks into Qdrant gives them again.
+    let rebuilt = run_ok(enclave(&data).args(["vectors", "rebuild"]));
+    assert!(rebuilt.contains("in the qdrant backend"), "{rebuilt}");
+    assert_eq!(results(&data), embedded, "same results after a rebuild");
 
     // And back.
     run_ok(enclave(&data).args(["vectors", "migrate", "--to", "embedded"]));
