@@ -5,8 +5,8 @@
 //!
 //! The server comes from `ENCLAVE_TEST_QDRANT_BIN` or a `qdrant` on PATH
 //! (started here on free loopback ports with its own storage), or from
-//! `ENCLAVE_TEST_QDRANT_URL` (an already running one; the outage test needs a
-//! binary it can stop). Without any, each test prints why it is skipped.
+//! `ENCLAVE_TEST_QDRANT_URL` (an already running one; the outage and API-key
+//! tests need a binary they can start themselves). Without any, each test prints why it is skipped.
 
 mod common;
 
@@ -87,7 +87,7 @@ fn qdrant_with_key(test: &str, need_own: bool, api_key: Option<&str>) -> Option<
         Ok(_) => {
             skipped(
                 test,
-                "it stops and restarts Qdrant, so it needs a binary (ENCLAVE_TEST_QDRANT_BIN or qdrant on PATH), not ENCLAVE_TEST_QDRANT_URL",
+                "it runs its own Qdrant (to stop and restart it, or to set its API key), so it needs a binary (ENCLAVE_TEST_QDRANT_BIN or qdrant on PATH), not ENCLAVE_TEST_QDRANT_URL",
             );
             None
         }
