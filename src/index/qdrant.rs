@@ -23,7 +23,7 @@ use qdrant_client::{Payload, Qdrant, QdrantError};
 
 use super::vector::{
     COLLECTION_KEY, DOCUMENT_KEY, Result, StoredPoint, VectorError, VectorHit, VectorIndex,
-    VectorPoint,
+    VectorPoint, check_dim,
 };
 use crate::config::VectorConfig;
 
@@ -165,13 +165,7 @@ impl QdrantVectorIndex {
                     VectorsConfigKind::ParamsMap(_) => None,
                 });
             match size {
-                Some(size) if size == self.dim => {}
-                Some(size) => {
-                    return Err(VectorError::Dimension {
-                        expected: size,
-                        got: self.dim,
-                    });
-                }
+                Some(size) => check_dim(size, self.dim)?,
                 None => {
                     return Err(VectorError::Backend(format!(
                         "qdrant collection {name} has named vectors; Enclave needs one unnamed cosine vector"
@@ -221,17 +215,6 @@ impl QdrantVectorIndex {
         }
         self.ready.store(false, Ordering::Release);
         Ok(())
-    }
-
-    fn check_dim(&self, got: usize) -> Result<()> {
-        if got == self.dim {
-            Ok(())
-        } else {
-            Err(VectorError::Dimension {
-                expected: self.dim,
-                got,
-            })
-        }
     }
 }
 
@@ -284,7 +267,7 @@ impl VectorIndex for QdrantVectorIndex {
         }
         self.ensure_ready()?;
         for p in points {
-            self.check_dim(p.vector.len())?;
+            check_dim(self.dim, p.vector.len())?;
         }
         for batch in points.chunks(self.config.batch_size) {
             let structs: Vec<PointStruct> = batch
@@ -326,7 +309,7 @@ impl VectorIndex for QdrantVectorIndex {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.check_dim(vector.len())?;
+        check_dim(self.dim, vector.len())?;
         self.ensure_ready()?;
         let response = self.call("search", || {
             let mut query = QueryPointsBuilder::new(self.collection())

@@ -110,6 +110,15 @@ pub fn open_backend(
     })
 }
 
+/// A vector (or collection) of `got` dimensions where `expected` are stored.
+pub(crate) fn check_dim(expected: usize, got: usize) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(VectorError::Dimension { expected, got })
+    }
+}
+
 /// Where the embedded backend keeps its shard, under the data dir.
 pub const EMBEDDED_DIR: &str = "vectors";
 
@@ -158,12 +167,7 @@ impl EdgeVectorIndex {
             .get(DEFAULT_VECTOR_NAME)
             .map(|v| v.size)
             .unwrap_or(dim);
-        if configured != dim {
-            return Err(VectorError::Dimension {
-                expected: configured,
-                got: dim,
-            });
-        }
+        check_dim(configured, dim)?;
         let index = EdgeVectorIndex {
             shard: Mutex::new(shard),
             dim,
@@ -211,12 +215,7 @@ impl VectorIndex for EdgeVectorIndex {
         }
         let mut list = Vec::with_capacity(points.len());
         for p in points {
-            if p.vector.len() != self.dim {
-                return Err(VectorError::Dimension {
-                    expected: self.dim,
-                    got: p.vector.len(),
-                });
-            }
+            check_dim(self.dim, p.vector.len())?;
             let point = PointStruct::new(
                 PointId::NumId(p.chunk_id as u64),
                 p.vector.to_vec(),
@@ -248,12 +247,7 @@ impl VectorIndex for EdgeVectorIndex {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        if vector.len() != self.dim {
-            return Err(VectorError::Dimension {
-                expected: self.dim,
-                got: vector.len(),
-            });
-        }
+        check_dim(self.dim, vector.len())?;
         let request = SearchRequest {
             query: QueryEnum::Nearest(NamedQuery::<VectorInternal>::default_dense(vector.to_vec())),
             filter: collections.map(collections_filter).transpose()?,
