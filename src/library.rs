@@ -260,13 +260,12 @@ impl Library {
         if indexing.is_empty() {
             return Ok(indexing);
         }
-        tracing::warn!(
-            documents = indexing.len(),
-            "indexing documents left unindexed"
-        );
+        // The vector store first: if it is unreachable, nothing is touched.
+        for id in &indexing {
+            self.vectors.delete_document(*id)?;
+        }
         for id in &indexing {
             self.lexical.delete_document(*id)?;
-            self.vectors.delete_document(*id)?;
         }
         self.lexical.commit()?;
         self.vectors.commit()?;
@@ -282,6 +281,10 @@ impl Library {
             &format!("indexed {} documents", indexing.len()),
             None,
         )?;
+        tracing::warn!(
+            documents = indexing.len(),
+            "indexed documents left unindexed (a crash, or the vector store was unreachable)"
+        );
         Ok(indexing)
     }
 
