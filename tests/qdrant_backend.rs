@@ -578,3 +578,90 @@ fn qdrant_outage_degrades_answers_and_recovers_without_a_hand() {
         .drop_collection()
         .unwrap();
 }
+
+/// (address, port) of every AF_INET/AF_INET6 `connect()` in an strace log.
+fn inet_connects(log: &str) -> Vec<(String, u16)> {
+    log.lines()
+        .filter(|l| l.contains("connect(") && l.contains("sin"))
+        .filter_map(|l| {
+            let port = l
+                .split("port=htons(")
+                .nth(1)?
+                .split(')')
+                .next()?
+                .parse()
+                .ok()?;
+            let addr = l
+                .split("inet_addr(\"")
+                .nth(1)
+                .or_else(|| l.split("inet_pton(AF_INET6, \"").nth(1))?
+                .split('"')
+                .next()?
+                .to_string();
+            Some((addr, port))
+        })
+        .collect()
+}
+
+#[test]
+fn with_qdrant_configured_its_address_is_the_only_connect() {
+    let test = "with_qdrant_configured_its_address_is_the_only_connect";
+    if Command::new("strace").arg("-V").output().is_err() {
+        skipped(test, "strace is not installed (.ci/run installs it)");
+        return;
+    }
+    let Some(q) = qdrant(test, false) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let collection = unique("egress");
+    q.write_config(&data, "qdrant", &collection);
+    seeded_data_dir(&data);
+    let log = tmp.path().join("strace.log");
+    let log_arg = log.to_str().unwrap().to_string();
+    let server = Server::start_under(
+        &data,
+        &[],
+        &["strace", "-f", "-qq", "-e", "trace=connect", "-o", &log_arg],
+    );
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    let r = alice.post_json(
+        "/api/grants",
+        &serde_json::json!({"collection": "demo", "user": "alice"}),
+        true,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = alice.upload(
+        "demo",
+        &[(
+            "lift.md",
+            b"# Lift\n\nThe service lift is inspected every Tuesday.\n",
+        )],
+        true,
+    );
+    let id = r.json()["uploads"][0]["id"].as_i64().unwrap();
+    assert_eq!(alice.wait_upload(id)["state"], "done");
+    let (status, _) = alice.ask("When is the service lift inspected?", None);
+    assert_eq!(status, 200);
+    drop(server);
+    let text = std::fs::read_to_string(&log).expect("strace wrote its log");
+    let port: u16 = q.url.rsplit(':').next().unwrap().parse().unwrap();
+    let connects = inet_connects(&text);
+    assert!(!connects.is_empty(), "the server did talk to Qdrant");
+    let elsewhere: Vec<_> = connects
+        .iter()
+        .filter(|(addr, p)| !(addr == "127.0.0.1" && *p == port))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "connect() to something other than Qdrant at {}: {elsewhere:?}",
+        q.url
+    );
+    QdrantVectorIndex::open(&q.vector_config(&collection), 0)
+        .unwrap()
+        .drop_collection()
+        .unwrap();
+}
