@@ -183,9 +183,10 @@ fn migrate(config: &Config, config_file: Option<&Path>, args: &MigrateArgs) -> R
         target.upsert(&as_points(&batch))?;
         target.commit()?;
         progress.after = Some(last);
+        let before = progress.copied;
         progress.copied += batch.len();
         write_progress(&progress_path, &progress)?;
-        eprint!("\r  {} / {total}", progress.copied);
+        report_progress(before, progress.copied, total);
         batches += 1;
         if abort_after == Some(batches) {
             std::process::abort();
@@ -221,6 +222,16 @@ fn migrate(config: &Config, config_file: Option<&Path>, args: &MigrateArgs) -> R
         return Ok(ExitCode::SUCCESS);
     }
     switch_config(config_file, to)
+}
+
+/// A counter rewritten in place on a terminal; a line per tenth in a log.
+fn report_progress(before: usize, copied: usize, total: usize) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r  {copied} / {total}");
+    } else if total > 0 && copied * 10 / total > before * 10 / total {
+        eprintln!("  {copied} / {total}");
+    }
 }
 
 /// A fresh copy starts from an empty target.
