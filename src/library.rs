@@ -855,22 +855,14 @@ impl Library {
         mode: Mode,
         params: FusionParams,
     ) -> Result<(Vec<FusedHit>, bool)> {
-        let (lexical, dense) = match self.candidates(query, collections, mode) {
-            Ok(found) => {
-                self.vectors_degraded.store(false, Ordering::Relaxed);
-                found
+        let (lexical, dense, degraded) = self.candidates(query, collections, mode)?;
+        if degraded {
+            if !self.vectors_degraded.swap(true, Ordering::Relaxed) {
+                tracing::warn!("vector store unreachable: answering from BM25 alone");
             }
-            Err(LibraryError::Vector(VectorError::Unavailable(why))) if mode == Mode::Hybrid => {
-                if !self.vectors_degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(%why, "vector store unreachable: answering from BM25 alone");
-                }
-                let lexical =
-                    self.lexical
-                        .search(query, collections, self.config.search.candidates)?;
-                return Ok((retrieve::single_side(&lexical, &[]), true));
-            }
-            Err(e) => return Err(e),
-        };
+            return Ok((retrieve::single_side(&lexical, &[]), true));
+        }
+        self.vectors_degraded.store(false, Ordering::Relaxed);
         let fused = match mode {
             Mode::Hybrid => {
                 let params = FusionParams {
@@ -884,7 +876,9 @@ impl Library {
         Ok((fused, false))
     }
 
-    /// Raw candidates from each retriever `mode` uses, run in parallel.
+    /// Raw candidates from each retriever `mode` uses, run in parallel, and
+    /// whether the vector store was unreachable (hybrid mode only: then the
+    /// dense side is empty; dense mode fails instead).
     pub fn candidates(
         &self,
         query: &str,
@@ -893,10 +887,11 @@ impl Library {
     ) -> Result<(
         Vec<crate::index::lexical::LexicalHit>,
         Vec<crate::index::vector::VectorHit>,
+        bool,
     )> {
         if collections.is_some_and(|c| c.is_empty()) {
             // Granted nothing: nothing to search (never "no filter").
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), Vec::new(), false));
         }
         let k = self.config.search.candidates;
         let use_lex = mode != Mode::Dense;
@@ -919,7 +914,14 @@ impl Library {
                 Ok(vectors.search(&v, collections, k)?)
             },
         );
-        Ok((lex?, dense?))
+        match dense {
+            Ok(dense) => Ok((lex?, dense, false)),
+            Err(LibraryError::Vector(VectorError::Unavailable(why))) if mode == Mode::Hybrid => {
+                tracing::debug!(%why, "dense retrieval skipped");
+                Ok((lex?, Vec::new(), true))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Per-document comparison of SQLite with both indexes. A consistent

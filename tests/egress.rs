@@ -11,38 +11,21 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::server::{Client, Server, seeded_data_dir};
+use common::server::{Server, alice_uploads_and_asks, seeded_data_dir};
 
 const INNER: &str = "ENCLAVE_EGRESS_INNER";
 
 /// The flow every egress test runs against a server.
 fn whole_flow(server: &Server, tmp: &Path) {
-    let mut alice: Client = server.client();
-    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
-    let r = alice.post_json(
-        "/api/grants",
-        &serde_json::json!({"collection": "demo", "user": "alice"}),
-        true,
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = alice.upload(
-        "demo",
-        &[(
+    let (mut alice, done) = alice_uploads_and_asks(
+        server,
+        (
             "oxygen.md",
             b"# Oxygen cylinders\n\nSpare oxygen cylinders are stored in room B12 and checked daily.\n",
-        )],
-        true,
+        ),
+        "Where are spare oxygen cylinders stored?",
     );
-    assert_eq!(r.status, 202, "{}", r.body);
-    let id = r.json()["uploads"][0]["id"].as_i64().unwrap();
-    assert_eq!(alice.wait_upload(id)["state"], "done");
-    let (status, events) = alice.ask("Where are spare oxygen cylinders stored?", None);
-    assert_eq!(status, 200);
-    let done = &events
-        .iter()
-        .find(|(e, _)| e == "done")
-        .expect("an answer")
-        .1["answer"];
+    let done = &done["answer"];
     let chunk = done["sources"][0]["chunk_id"].as_i64().expect("a source");
     assert_eq!(alice.get(&format!("/api/passages/{chunk}")).status, 200);
     let mut carol = server.client();

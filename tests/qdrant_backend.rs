@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::{Server, seeded_data_dir};
+use common::server::{Server, alice_uploads_and_asks, seeded_data_dir};
 use common::{enclave, run_ok};
 use enclave::config::VectorConfig;
 use enclave::index::qdrant::QdrantVectorIndex;
@@ -626,26 +626,14 @@ fn with_qdrant_configured_its_address_is_the_only_connect() {
         &[],
         &["strace", "-f", "-qq", "-e", "trace=connect", "-o", &log_arg],
     );
-    let mut alice = server.client();
-    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
-    let r = alice.post_json(
-        "/api/grants",
-        &serde_json::json!({"collection": "demo", "user": "alice"}),
-        true,
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = alice.upload(
-        "demo",
-        &[(
+    alice_uploads_and_asks(
+        &server,
+        (
             "lift.md",
             b"# Lift\n\nThe service lift is inspected every Tuesday.\n",
-        )],
-        true,
+        ),
+        "When is the service lift inspected?",
     );
-    let id = r.json()["uploads"][0]["id"].as_i64().unwrap();
-    assert_eq!(alice.wait_upload(id)["state"], "done");
-    let (status, _) = alice.ask("When is the service lift inspected?", None);
-    assert_eq!(status, 200);
     drop(server);
     let text = std::fs::read_to_string(&log).expect("strace wrote its log");
     let port: u16 = q.url.rsplit(':').next().unwrap().parse().unwrap();

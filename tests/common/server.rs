@@ -337,6 +337,36 @@ impl Client {
     }
 }
 
+/// alice (admin, see [`seeded_data_dir`]) logs in, grants herself `demo`,
+/// uploads `file` there, waits for it, and asks `question`. Returns her
+/// client and the answer's `done` data.
+pub fn alice_uploads_and_asks(
+    server: &Server,
+    file: (&str, &[u8]),
+    question: &str,
+) -> (Client, serde_json::Value) {
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    let r = alice.post_json(
+        "/api/grants",
+        &serde_json::json!({"collection": "demo", "user": "alice"}),
+        true,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = alice.upload("demo", &[file], true);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["uploads"][0]["id"].as_i64().unwrap();
+    assert_eq!(alice.wait_upload(id)["state"], "done");
+    let (status, events) = alice.ask(question, None);
+    assert_eq!(status, 200);
+    let done = events
+        .into_iter()
+        .find(|(e, _)| e == "done")
+        .expect("an answer")
+        .1;
+    (alice, done)
+}
+
 /// A data dir with the demo corpus in collection `demo`, a secret document in
 /// collection `secret`, and users: alice (admin), bob and dave (staff, granted
 /// `demo`), carol (auditor). Every password is `pw-{name}-123`.
