@@ -19,6 +19,111 @@ fn ids(conn: &Connection, sql: &str) -> Vec<i64> {
         .unwrap()
 }
 
+/// One route of the router with a concrete path, and who may use it: the
+/// roles by the seeded users' names (bob staff, alice admin, carol auditor).
+/// Objects of dave's (his conversation, his message) and the `secret`
+/// collection (granted to nobody) are open to none of them.
+struct GridRow {
+    method: &'static str,
+    template: &'static str,
+    path: String,
+    open_to: &'static [&'static str],
+}
+
+const ANYONE: &[&str] = &["bob", "alice", "carol"];
+const CHAT: &[&str] = &["bob", "alice"];
+const ADMIN: &[&str] = &["alice"];
+const AUDITOR: &[&str] = &["carol"];
+const NOBODY: &[&str] = &[];
+
+#[allow(clippy::too_many_arguments)]
+fn route_grid(
+    secret_doc: i64,
+    secret_chunk: i64,
+    upload_id: i64,
+    grant_id: i64,
+    alice_id: i64,
+    dave_conv: i64,
+    dave_msg: i64,
+) -> Vec<GridRow> {
+    let id_in = |template: &str| match template {
+        t if t.contains("documents") => secret_doc,
+        t if t.contains("passages") => secret_chunk,
+        t if t.contains("uploads") => upload_id,
+        t if t.contains("grants") => grant_id,
+        t if t.contains("users") => alice_id,
+        t if t.contains("messages") => dave_msg,
+        _ => dave_conv,
+    };
+    let row = |method, template: &'static str, open_to| GridRow {
+        method,
+        template,
+        path: template
+            .replace("{file}", "app.js")
+            .replace("{id}", &id_in(template).to_string()),
+        open_to,
+    };
+    vec![
+        row("GET", "/", ANYONE),
+        row("GET", "/login", ANYONE),
+        row("GET", "/static/{file}", ANYONE),
+        row("POST", "/api/login", ANYONE),
+        row("POST", "/api/logout", ANYONE),
+        row("GET", "/api/me", ANYONE),
+        row("GET", "/chat", CHAT),
+        row("GET", "/chat/{id}", NOBODY),
+        row("GET", "/passages/{id}", NOBODY),
+        row("GET", "/admin/documents", ADMIN),
+        row("GET", "/admin/users", ADMIN),
+        row("GET", "/admin/health", ADMIN),
+        row("GET", "/audit", AUDITOR),
+        row("POST", "/api/ask", CHAT),
+        row("GET", "/api/conversations", CHAT),
+        row("GET", "/api/conversations/{id}", NOBODY),
+        row("POST", "/api/messages/{id}/feedback", NOBODY),
+        row("GET", "/api/passages/{id}", NOBODY),
+        row("GET", "/api/documents", ADMIN),
+        row("GET", "/api/documents/{id}", ADMIN),
+        row("DELETE", "/api/documents/{id}", ADMIN),
+        row("GET", "/api/documents/{id}/original", NOBODY),
+        row("POST", "/api/uploads", ADMIN),
+        row("GET", "/api/uploads", ADMIN),
+        row("GET", "/api/uploads/{id}", ADMIN),
+        row("GET", "/api/users", ADMIN),
+        row("POST", "/api/users", ADMIN),
+        row("POST", "/api/users/{id}", ADMIN),
+        row("POST", "/api/grants", ADMIN),
+        row("DELETE", "/api/grants/{id}", ADMIN),
+        row("GET", "/api/health", ADMIN),
+        row("GET", "/api/audit", AUDITOR),
+        row("GET", "/api/audit/export", AUDITOR),
+        row("GET", "/api/audit/verify", AUDITOR),
+    ]
+}
+
+/// The grid must name every route the router registers, so a route added
+/// later without a row here fails this test instead of going unchecked.
+fn assert_grid_covers_every_route(grid: &[GridRow]) {
+    let source = std::fs::read_to_string(common::repo_root().join("src/web/mod.rs")).unwrap();
+    let mut registered = Vec::new();
+    for part in source.split(".route(").skip(1) {
+        let path = part.split('"').nth(1).unwrap();
+        let method = ["get", "post", "delete", "put", "patch"]
+            .into_iter()
+            .find(|m| part.contains(&format!("web::{m}()")))
+            .unwrap_or_else(|| panic!("method of {path}"));
+        registered.push((method.to_uppercase(), path.to_string()));
+    }
+    assert!(registered.len() > 30, "routes parsed: {registered:?}");
+    for (method, path) in &registered {
+        assert!(
+            grid.iter()
+                .any(|r| r.method == method && r.template == path),
+            "route {method} {path} has no row in the authorization grid"
+        );
+    }
+}
+
 #[test]
 fn web_appliance_resists_the_attacks_in_the_issue() {
     let tmp = tempfile::tempdir().unwrap();
@@ -133,7 +238,7 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
     // Auditor: cannot chat.
     assert_eq!(carol.ask("How many days of annual leave?", None).0, 403);
 
-    // --- IDOR grid: bob against admin, auditor and other people's objects ----------------------
+    // --- the grid: every route, every role, other people's objects -----------------------------
     let upload = alice.upload(
         "demo",
         &[("note.txt", b"Parking permits are renewed every April.")],
@@ -143,45 +248,41 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
     let upload_id = upload.json()["uploads"][0]["id"].as_i64().unwrap();
     let grant_id = ids(&db, "SELECT id FROM grants LIMIT 1")[0];
     let alice_id = ids(&db, "SELECT id FROM users WHERE username = 'alice'")[0];
-    let grid: Vec<(&str, String)> = vec![
-        ("GET", "/api/documents".into()),
-        ("GET", format!("/api/documents/{secret_doc}")),
-        ("DELETE", format!("/api/documents/{secret_doc}")),
-        ("GET", format!("/api/documents/{secret_doc}/original")),
-        ("GET", "/api/uploads".into()),
-        ("GET", format!("/api/uploads/{upload_id}")),
-        ("GET", "/api/users".into()),
-        ("POST", "/api/users".into()),
-        ("POST", format!("/api/users/{alice_id}")),
-        ("POST", "/api/grants".into()),
-        ("DELETE", format!("/api/grants/{grant_id}")),
-        ("GET", "/api/health".into()),
-        ("GET", "/api/audit".into()),
-        ("GET", "/api/audit/export?format=csv".into()),
-        ("GET", "/api/audit/verify".into()),
-        ("GET", format!("/api/conversations/{dave_conv}")),
-        ("POST", format!("/api/messages/{dave_msg}/feedback")),
-        ("GET", format!("/api/passages/{secret_chunk}")),
-        ("GET", "/admin/documents".into()),
-        ("GET", "/admin/users".into()),
-        ("GET", "/admin/health".into()),
-        ("GET", "/audit".into()),
-        ("GET", format!("/chat/{dave_conv}")),
-        ("GET", format!("/passages/{secret_chunk}")),
-    ];
-    for (method, path) in &grid {
-        let r = match *method {
-            "GET" => bob.get(path),
-            "DELETE" => bob.delete(path, true),
-            _ => bob.post_json(path, &serde_json::json!({"rating": 1, "username": "x", "role": "admin", "collection": "secret", "user": "bob", "disabled": true}), true),
-        };
-        assert!(
-            r.status == 403 || r.status == 404,
-            "staff got {} on {method} {path}: {}",
-            r.status,
-            r.body
-        );
-        assert!(!r.body.contains(SECRET), "{path} leaked the secret");
+    let grid = route_grid(
+        secret_doc,
+        secret_chunk,
+        upload_id,
+        grant_id,
+        alice_id,
+        dave_conv,
+        dave_msg,
+    );
+    assert_grid_covers_every_route(&grid);
+    for (name, client) in [
+        ("bob", &mut bob),
+        ("alice", &mut alice),
+        ("carol", &mut carol),
+    ] {
+        for row in grid.iter().filter(|r| !r.open_to.contains(&name)) {
+            let r = match row.method {
+                "GET" => client.get(&row.path),
+                "DELETE" => client.delete(&row.path, true),
+                _ => client.post_json(&row.path, &serde_json::json!({"rating": 1, "question": "What is the vault access code?", "username": "x", "role": "admin", "collection": "secret", "user": name, "disabled": true}), true),
+            };
+            assert!(
+                r.status == 403 || r.status == 404,
+                "{name} got {} on {} {}: {}",
+                r.status,
+                row.method,
+                row.path,
+                r.body
+            );
+            assert!(
+                !r.body.contains(SECRET),
+                "{} leaked the secret to {name}",
+                row.path
+            );
+        }
     }
     // Someone else's conversation is not continued either.
     let (status, _) = bob.ask("How many days of annual leave?", Some(dave_conv));
@@ -211,6 +312,18 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
             &format!("SELECT count(*) FROM documents WHERE id = {secret_doc}")
         )[0],
         1
+    );
+    assert_eq!(
+        ids(
+            &db,
+            &format!("SELECT count(*) FROM grants WHERE id = {grant_id}")
+        )[0],
+        1
+    );
+    assert_eq!(
+        ids(&db, "SELECT count(*) FROM feedback")[0],
+        0,
+        "nobody rated dave's answer"
     );
 
     // --- CSRF: state-changing calls without the token are refused --------------------------------

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
-use super::auth::{self, Authed};
+use super::auth::{self, AdminSession, AuditorSession, Authed, ChatSession};
 use super::error::ApiError;
 use super::state::{AppState, StateExt};
 use crate::accounts::{self, Grantee, Role};
@@ -117,12 +117,7 @@ fn me_json(user: &accounts::User, csrf: &str, collections: &[String]) -> serde_j
     })
 }
 
-pub async fn logout(
-    state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
+pub async fn logout(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
     let hash = authed.session.token_hash.clone();
     let actor = authed.actor();
     state
@@ -155,9 +150,8 @@ pub async fn me(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, A
 
 pub async fn conversations_list(
     state: Data<AppState>,
-    authed: Authed,
+    authed: ChatSession,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require_chat()?;
     let uid = authed.user().id;
     let list = state
         .with_db(move |db| Ok(conversations::list(db.conn(), uid, 200)?))
@@ -167,10 +161,9 @@ pub async fn conversations_list(
 
 pub async fn conversation(
     state: Data<AppState>,
-    authed: Authed,
+    authed: ChatSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require_chat()?;
     let (id, uid) = (id.into_inner(), authed.user().id);
     let (conv, messages) = state
         .with_db(move |db| {
@@ -190,13 +183,10 @@ pub struct FeedbackBody {
 
 pub async fn feedback(
     state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
+    authed: ChatSession,
     id: web::Path<i64>,
     body: web::Json<FeedbackBody>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
-    authed.require_chat()?;
     let FeedbackBody { rating, comment } = body.into_inner();
     if rating != 1 && rating != -1 {
         return Err(ApiError::bad_request(
@@ -318,10 +308,9 @@ pub async fn load_passage(
 
 pub async fn passage(
     state: Data<AppState>,
-    authed: Authed,
+    authed: ChatSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require_chat()?;
     let view = load_passage(&state, &authed, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -330,10 +319,9 @@ pub async fn passage(
 /// the browser never renders in our origin.
 pub async fn original(
     state: Data<AppState>,
-    authed: Authed,
+    authed: ChatSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require_chat()?;
     let (doc_id, uid, actor) = (id.into_inner(), authed.user().id, authed.actor());
     let data_dir = state.config.data_dir.clone();
     let (path, name, mime) = state
@@ -378,18 +366,19 @@ pub async fn original(
 
 // ---- documents (admin) -----------------------------------------------------
 
-pub async fn documents(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
+pub async fn documents(
+    state: Data<AppState>,
+    _authed: AdminSession,
+) -> Result<HttpResponse, ApiError> {
     let docs = state.with_db(|db| Ok(db.documents(None)?)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "documents": docs })))
 }
 
 pub async fn document(
     state: Data<AppState>,
-    authed: Authed,
+    _authed: AdminSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
     let id = id.into_inner();
     let doc = state.with_db(move |db| Ok(db.document(id)?)).await?;
     Ok(HttpResponse::Ok().json(doc))
@@ -397,12 +386,9 @@ pub async fn document(
 
 pub async fn delete_document(
     state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
+    authed: AdminSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
-    authed.require(Role::Admin)?;
     let (id, actor) = (id.into_inner(), authed.actor());
     let receipt = state
         .with_library(move |lib| Ok(lib.delete_as(id, &actor)?))
@@ -435,8 +421,7 @@ pub async fn directory(state: &Data<AppState>) -> Result<Directory, ApiError> {
         .await
 }
 
-pub async fn users(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
+pub async fn users(state: Data<AppState>, _authed: AdminSession) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(directory(&state).await?))
 }
 
@@ -451,12 +436,9 @@ pub struct NewUserBody {
 
 pub async fn create_user(
     state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
+    authed: AdminSession,
     body: web::Json<NewUserBody>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
-    authed.require(Role::Admin)?;
     let NewUserBody {
         username,
         role,
@@ -507,13 +489,10 @@ pub struct UpdateUserBody {
 
 pub async fn update_user(
     state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
+    authed: AdminSession,
     id: web::Path<i64>,
     body: web::Json<UpdateUserBody>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
-    authed.require(Role::Admin)?;
     let (id, actor, me) = (id.into_inner(), authed.actor(), authed.user().id);
     let body = body.into_inner();
     if id == me && (body.disabled == Some(true) || body.role.is_some_and(|r| r != Role::Admin)) {
@@ -599,12 +578,9 @@ pub struct GrantBody {
 
 pub async fn create_grant(
     state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
+    authed: AdminSession,
     body: web::Json<GrantBody>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
-    authed.require(Role::Admin)?;
     let (body, actor) = (body.into_inner(), authed.actor());
     state
         .with_db(move |db| {
@@ -633,12 +609,9 @@ pub async fn create_grant(
 
 pub async fn delete_grant(
     state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
+    authed: AdminSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
-    authed.require(Role::Admin)?;
     let (id, actor) = (id.into_inner(), authed.actor());
     state
         .with_db(move |db| {
@@ -762,8 +735,10 @@ pub fn disk_space(path: &std::path::Path) -> (u64, u64) {
     (st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize)
 }
 
-pub async fn health(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
+pub async fn health(
+    state: Data<AppState>,
+    _authed: AdminSession,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(health_data(&state).await?))
 }
 
@@ -771,10 +746,9 @@ pub async fn health(state: Data<AppState>, authed: Authed) -> Result<HttpRespons
 
 pub async fn audit_rows(
     state: Data<AppState>,
-    authed: Authed,
+    _authed: AuditorSession,
     filter: web::Query<audit::Filter>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Auditor)?;
     let filter = filter.into_inner();
     let rows = state
         .with_db(move |db| Ok(audit::search(db.conn(), &filter, 500)?))
@@ -790,10 +764,9 @@ pub struct ExportQuery {
 /// The whole log as a download; the export itself is audited.
 pub async fn audit_export(
     state: Data<AppState>,
-    authed: Authed,
+    authed: AuditorSession,
     q: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Auditor)?;
     let (format, actor) = (q.format, authed.actor());
     let body = state
         .with_db(move |db| {
@@ -823,8 +796,10 @@ pub async fn audit_export(
         .body(body))
 }
 
-pub async fn audit_verify(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Auditor)?;
+pub async fn audit_verify(
+    state: Data<AppState>,
+    _authed: AuditorSession,
+) -> Result<HttpResponse, ApiError> {
     let report = verify_now(&state).await?;
     Ok(HttpResponse::Ok().json(report))
 }

@@ -4,11 +4,24 @@
 //! no Domain). Every state-changing request carries the session's CSRF token
 //! in the `X-CSRF-Token` header (the page's JavaScript reads it from a meta
 //! tag), compared in constant time.
+//!
+//! Both checks happen while the request is extracted, not in the handlers:
+//! `Authed` refuses a POST or DELETE without the token, and `Gated<G>` refuses
+//! a role the route is not for, so no handler can forget either check. The
+//! session itself is looked up by the `resolve_session` middleware, so these
+//! extractors answer at once and a caller who may not use a route is refused
+//! before its body or query is parsed.
 
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
-use futures_util::future::LocalBoxFuture;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::{Ready, ready};
 
 use super::error::ApiError;
 use super::state::{AppState, StateExt};
@@ -36,39 +49,76 @@ impl Authed {
             address: self.address.clone(),
         }
     }
+}
 
-    pub fn require(&self, role: Role) -> Result<(), ApiError> {
-        if self.session.user.role == role {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
+/// Which roles a route is for.
+pub trait Gate: 'static {
+    fn admits(role: Role) -> bool;
+}
 
-    pub fn require_chat(&self) -> Result<(), ApiError> {
-        if self.session.user.role.can_chat() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
+pub struct AdminGate;
+pub struct AuditorGate;
+/// Staff and admins: the roles that ask questions.
+pub struct ChatGate;
 
-    /// Refuse a state-changing request without this session's CSRF token.
-    pub fn check_csrf(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let sent = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if constant_time_eq(sent.as_bytes(), self.session.csrf_token.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                actix_web::http::StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token (reload the page)",
-            ))
-        }
+impl Gate for AdminGate {
+    fn admits(role: Role) -> bool {
+        role == Role::Admin
     }
+}
+
+impl Gate for AuditorGate {
+    fn admits(role: Role) -> bool {
+        role == Role::Auditor
+    }
+}
+
+impl Gate for ChatGate {
+    fn admits(role: Role) -> bool {
+        role.can_chat()
+    }
+}
+
+/// A live session whose role the gate `G` admits; 403 otherwise.
+pub struct Gated<G: Gate>(Authed, PhantomData<G>);
+
+pub type AdminSession = Gated<AdminGate>;
+pub type AuditorSession = Gated<AuditorGate>;
+pub type ChatSession = Gated<ChatGate>;
+
+impl<G: Gate> Deref for Gated<G> {
+    type Target = Authed;
+    fn deref(&self) -> &Authed {
+        &self.0
+    }
+}
+
+impl<G: Gate> FromRequest for Gated<G> {
+    type Error = ApiError;
+    type Future = Ready<Result<Gated<G>, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Authed::from_resolved(req).and_then(|authed| {
+            if G::admits(authed.session.user.role) {
+                Ok(Gated(authed, PhantomData))
+            } else {
+                Err(ApiError::forbidden())
+            }
+        }))
+    }
+}
+
+/// Whether a request may change state, and so must carry the CSRF token.
+/// GET and HEAD never change anything in this server.
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn csrf_refused() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "missing or wrong CSRF token (reload the page)",
+    )
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -99,44 +149,99 @@ pub fn clear_cookie() -> Cookie<'static> {
     c
 }
 
-impl FromRequest for Authed {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Authed, ApiError>>;
+/// What the request's session cookie resolved to. `resolve_session` looks
+/// it up once, before any extractor runs; `Authed` and `Gated` read it.
+#[derive(Clone)]
+enum Resolved {
+    Live(Box<Session>),
+    Expired,
+    Absent,
+}
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = req.cookie(COOKIE).map(|c| c.value().to_string());
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let is_api = req.path().starts_with("/api/");
-        let address = client_address(req);
-        Box::pin(async move {
-            let refuse = |expired: bool| {
-                if is_api {
-                    ApiError::unauthorized(if expired {
-                        "session expired: log in again"
-                    } else {
-                        "log in first"
-                    })
-                } else if expired {
-                    ApiError::redirect("/login?expired=1")
-                } else {
-                    ApiError::redirect("/login")
-                }
-            };
-            let (Some(token), Some(state)) = (token, state) else {
-                return Err(refuse(false));
-            };
-            if token.len() > 100 {
-                return Err(refuse(false));
-            }
+/// Middleware: resolve the session cookie before the handler's extractors
+/// run. actix polls a handler's extractors together, so a session lookup
+/// inside an extractor would race the body and query parsers, and a caller
+/// without the role could get a 400 that describes a route's parameters
+/// instead of the 403. With the session resolved here, the role and CSRF
+/// checks in `Gated`/`Authed` answer at once, ahead of any parsing.
+pub async fn resolve_session(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let token = req
+        .cookie(COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|t| t.len() <= 100);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let resolved = match (token, state) {
+        (Some(token), Some(state)) if !req.path().starts_with("/static/") => {
             let lifetimes = state.lifetimes();
             let found = state
                 .with_db(move |db| Ok(sessions::lookup(db.conn(), &token, lifetimes)?))
-                .await?;
+                .await;
+            // An error answered here, not returned: a middleware's error
+            // would skip the security headers wrapped around it.
+            let found = match found {
+                Ok(found) => found,
+                Err(e) => return Ok(req.error_response(e).map_into_right_body()),
+            };
             match found {
-                Ok(session) => Ok(Authed { session, address }),
-                Err(Lookup::Expired) => Err(refuse(true)),
-                Err(Lookup::Unknown) => Err(refuse(false)),
+                Ok(session) => Resolved::Live(Box::new(session)),
+                Err(Lookup::Expired) => Resolved::Expired,
+                Err(Lookup::Unknown) => Resolved::Absent,
             }
+        }
+        _ => Resolved::Absent,
+    };
+    req.extensions_mut().insert(resolved);
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+impl Authed {
+    fn from_resolved(req: &HttpRequest) -> Result<Authed, ApiError> {
+        let is_api = req.path().starts_with("/api/");
+        let refuse = |expired: bool| {
+            if is_api {
+                ApiError::unauthorized(if expired {
+                    "session expired: log in again"
+                } else {
+                    "log in first"
+                })
+            } else if expired {
+                ApiError::redirect("/login?expired=1")
+            } else {
+                ApiError::redirect("/login")
+            }
+        };
+        let resolved = req.extensions().get::<Resolved>().cloned();
+        let session = match resolved {
+            Some(Resolved::Live(session)) => *session,
+            Some(Resolved::Expired) => return Err(refuse(true)),
+            Some(Resolved::Absent) => return Err(refuse(false)),
+            None => return Err(ApiError::internal("session middleware not installed")),
+        };
+        if changes_state(req.method()) {
+            let sent = req
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !constant_time_eq(sent.as_bytes(), session.csrf_token.as_bytes()) {
+                return Err(csrf_refused());
+            }
+        }
+        Ok(Authed {
+            session,
+            address: client_address(req),
         })
+    }
+}
+
+impl FromRequest for Authed {
+    type Error = ApiError;
+    type Future = Ready<Result<Authed, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Authed::from_resolved(req))
     }
 }

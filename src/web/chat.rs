@@ -7,12 +7,12 @@
 
 use std::time::{Duration, Instant};
 
+use actix_web::HttpResponse;
 use actix_web::web::{self, Bytes, Data};
-use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::auth::Authed;
+use super::auth::ChatSession;
 use super::error::ApiError;
 use super::state::{AppState, StateExt, StreamSlot};
 use crate::accounts;
@@ -69,12 +69,9 @@ fn view<'a>(answer: &'a Answer, status: &'a str) -> AnswerView<'a> {
 
 pub async fn ask(
     state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
+    authed: ChatSession,
     body: web::Json<AskBody>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
-    authed.require_chat()?;
     let question = body.question.trim().to_string();
     let max = state.config.web.max_question_chars;
     if question.is_empty() {

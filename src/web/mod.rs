@@ -125,6 +125,7 @@ pub fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(auth::resolve_session))
             .wrap(security_headers())
             .configure(|cfg| routes(cfg, json_limit))
     })

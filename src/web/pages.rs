@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::api::{self, Health, PassageView};
-use super::auth::Authed;
+use super::auth::{AdminSession, AuditorSession, Authed, ChatSession};
 use super::error::ApiError;
 use super::state::{AppState, StateExt};
 use super::upload::{self, UploadView};
@@ -71,24 +71,23 @@ struct ChatPage {
     max_chars: usize,
 }
 
-pub async fn chat(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    chat_page(state, authed, 0).await
+pub async fn chat(state: Data<AppState>, authed: ChatSession) -> Result<HttpResponse, ApiError> {
+    chat_page(state, &authed, 0).await
 }
 
 pub async fn chat_conversation(
     state: Data<AppState>,
-    authed: Authed,
+    authed: ChatSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    chat_page(state, authed, id.into_inner()).await
+    chat_page(state, &authed, id.into_inner()).await
 }
 
 async fn chat_page(
     state: Data<AppState>,
-    authed: Authed,
+    authed: &Authed,
     current: i64,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require_chat()?;
     let uid = authed.user().id;
     let (convs, messages, collections) = state
         .with_db(move |db| {
@@ -129,10 +128,9 @@ struct PassagePage {
 
 pub async fn passage(
     state: Data<AppState>,
-    authed: Authed,
+    authed: ChatSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require_chat()?;
     let p = api::load_passage(&state, &authed, id.into_inner()).await?;
     render(&PassagePage {
         csrf: authed.session.csrf_token.clone(),
@@ -155,8 +153,10 @@ struct DocumentsPage {
     max_mib: u64,
 }
 
-pub async fn documents(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
+pub async fn documents(
+    state: Data<AppState>,
+    authed: AdminSession,
+) -> Result<HttpResponse, ApiError> {
     let uid = authed.user().id;
     let (documents, uploads, collections) = state
         .with_db(move |db| {
@@ -192,8 +192,7 @@ struct UsersPage {
     collections: Vec<String>,
 }
 
-pub async fn users(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
+pub async fn users(state: Data<AppState>, authed: AdminSession) -> Result<HttpResponse, ApiError> {
     let api::Directory {
         users,
         groups,
@@ -220,8 +219,7 @@ struct HealthPage {
     h: Health,
 }
 
-pub async fn health(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
+pub async fn health(state: Data<AppState>, authed: AdminSession) -> Result<HttpResponse, ApiError> {
     let h = api::health_data(&state).await?;
     render(&HealthPage {
         csrf: authed.session.csrf_token.clone(),
@@ -245,10 +243,9 @@ struct AuditPage {
 
 pub async fn audit_log(
     state: Data<AppState>,
-    authed: Authed,
+    authed: AuditorSession,
     filter: web::Query<audit::Filter>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Auditor)?;
     let filter = filter.into_inner();
     let report = api::verify_now(&state).await?;
     let (f, actor) = (filter.clone(), authed.actor());

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use actix_multipart::Multipart;
+use actix_web::HttpResponse;
 use actix_web::web::{self, Data};
-use actix_web::{HttpRequest, HttpResponse};
 use futures_util::TryStreamExt;
 use rusqlite::params;
 use serde::Serialize;
 
-use super::auth::Authed;
+use super::auth::{AdminSession, Authed};
 use super::error::ApiError;
 use super::state::{AppState, StateExt};
-use crate::accounts::{self, Role};
+use crate::accounts;
 use crate::audit::{Actor, Entry};
 use crate::index::vector::VectorError;
 use crate::library::{self, LibraryError, Outcome};
@@ -48,12 +48,9 @@ pub struct UploadView {
 
 pub async fn upload(
     state: Data<AppState>,
-    authed: Authed,
-    req: HttpRequest,
+    authed: AdminSession,
     mut payload: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    authed.check_csrf(&req)?;
-    authed.require(Role::Admin)?;
     let web_cfg = &state.config.web;
     let per_file = (web_cfg.max_upload_mib << 20).min(state.config.ingest.max_file_bytes);
     let request_cap = per_file.saturating_mul(4);
@@ -374,10 +371,9 @@ pub fn recent_uploads(
 
 pub async fn get_upload(
     state: Data<AppState>,
-    authed: Authed,
+    authed: AdminSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
     let (id, uid) = (id.into_inner(), authed.user().id);
     let view = state
         .with_db(move |db| upload_view(db.conn(), id, uid)?.ok_or_else(ApiError::not_found))
@@ -385,8 +381,10 @@ pub async fn get_upload(
     Ok(HttpResponse::Ok().json(view))
 }
 
-pub async fn list_uploads(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
-    authed.require(Role::Admin)?;
+pub async fn list_uploads(
+    state: Data<AppState>,
+    authed: AdminSession,
+) -> Result<HttpResponse, ApiError> {
     let uid = authed.user().id;
     let views = state
         .with_db(move |db| Ok(recent_uploads(db.conn(), uid, 100)?))
