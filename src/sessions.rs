@@ -228,3 +228,70 @@ pub fn clear_failures(conn: &Connection, username: &str) -> Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE login_failures (key TEXT NOT NULL, at INTEGER NOT NULL);")
+            .unwrap();
+        conn
+    }
+
+    const POLICY: ThrottlePolicy = ThrottlePolicy {
+        per_account: 5,
+        per_address: 50,
+    };
+
+    #[test]
+    fn an_account_waits_longer_after_each_failure_but_never_past_the_cap() {
+        let conn = db();
+        for _ in 0..4 {
+            record_failure(&conn, "dave", "10.0.0.9").unwrap();
+        }
+        assert_eq!(login_wait(&conn, "dave", "10.0.0.9", POLICY).unwrap(), None);
+        record_failure(&conn, "Dave", "10.0.0.9").unwrap();
+        let first = login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap();
+        assert!(first.is_some_and(|w| (1..=15).contains(&w)), "{first:?}");
+        for _ in 0..30 {
+            record_failure(&conn, "dave", "10.0.0.9").unwrap();
+        }
+        let capped = login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap();
+        assert!(
+            capped.is_some_and(|w| w > 15 && w <= MAX_ACCOUNT_WAIT_SECS as u64),
+            "{capped:?}"
+        );
+        // Other accounts are not held back by dave's failures.
+        assert_eq!(login_wait(&conn, "erin", "10.0.0.8", POLICY).unwrap(), None);
+        // A success forgets the account's failures.
+        clear_failures(&conn, "DAVE").unwrap();
+        assert_eq!(login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap(), None);
+    }
+
+    #[test]
+    fn an_address_that_sprays_many_accounts_is_held_back_for_all_of_them() {
+        let conn = db();
+        for i in 0..50 {
+            record_failure(&conn, &format!("user{i}"), "10.0.0.66").unwrap();
+        }
+        let wait = login_wait(&conn, "alice", "10.0.0.66", POLICY).unwrap();
+        assert!(
+            wait.is_some_and(|w| w > 0 && w <= WINDOW_SECS as u64),
+            "{wait:?}"
+        );
+        // The same accounts from another address are not affected.
+        assert_eq!(
+            login_wait(&conn, "user1", "10.0.0.7", POLICY).unwrap(),
+            None
+        );
+        // A success does not forget the address's failures.
+        clear_failures(&conn, "user1").unwrap();
+        assert!(
+            login_wait(&conn, "alice", "10.0.0.66", POLICY)
+                .unwrap()
+                .is_some()
+        );
+    }
+}
