@@ -81,6 +81,8 @@ pub struct User {
     pub role: Role,
     pub disabled: bool,
     pub created_at: String,
+    /// Holds a one-time password: may do nothing but choose their own.
+    pub must_change_password: bool,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -160,7 +162,19 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-const USER_SELECT: &str = "SELECT id, username, role, disabled, created_at FROM users";
+/// The columns `user_from` reads, in its order.
+macro_rules! user_columns {
+    () => {
+        "id, username, role, disabled, created_at, must_change_password"
+    };
+}
+const USER_SELECT: &str = concat!("SELECT ", user_columns!(), " FROM users");
+/// The hash is read here only, for logging in.
+const CREDENTIALS_SELECT: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", password_hash FROM users WHERE username = ?1"
+);
 
 fn user_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(2)?;
@@ -170,10 +184,27 @@ fn user_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         role: Role::parse(&role).unwrap_or(Role::Staff),
         disabled: r.get(3)?,
         created_at: r.get(4)?,
+        must_change_password: r.get(5)?,
     })
 }
 
-pub fn add_user(conn: &Connection, username: &str, role: Role, password_hash: &str) -> Result<i64> {
+/// Whether a password was chosen by its holder or issued to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordOrigin {
+    /// Typed by the user (or piped in by the operator who will hand it over
+    /// in person): kept.
+    Chosen,
+    /// Generated and shown once: must be replaced at the first login.
+    OneTime,
+}
+
+pub fn add_user(
+    conn: &Connection,
+    username: &str,
+    role: Role,
+    password_hash: &str,
+    origin: PasswordOrigin,
+) -> Result<i64> {
     validate_username(username)?;
     let exists: bool = conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
@@ -184,8 +215,14 @@ pub fn add_user(conn: &Connection, username: &str, role: Role, password_hash: &s
         return Err(AccountError::Exists(username.to_string()));
     }
     conn.execute(
-        "INSERT INTO users (username, role, password_hash) VALUES (?1, ?2, ?3)",
-        params![username, role.as_str(), password_hash],
+        "INSERT INTO users (username, role, password_hash, must_change_password)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![
+            username,
+            role.as_str(),
+            password_hash,
+            origin == PasswordOrigin::OneTime
+        ],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -209,12 +246,9 @@ pub fn user_by_name(conn: &Connection, username: &str) -> Result<User> {
 /// The user and their password hash, for logging in.
 pub fn credentials(conn: &Connection, username: &str) -> Result<Option<(User, String)>> {
     Ok(conn
-        .query_row(
-            "SELECT id, username, role, disabled, created_at, password_hash FROM users
-             WHERE username = ?1",
-            [username],
-            |r| Ok((user_from(r)?, r.get(5)?)),
-        )
+        .query_row(CREDENTIALS_SELECT, [username], |r| {
+            Ok((user_from(r)?, r.get(6)?))
+        })
         .optional()?)
 }
 
@@ -264,10 +298,15 @@ pub fn set_role(conn: &Connection, user_id: i64, role: Role) -> Result<()> {
 }
 
 /// Set a new password hash and end the user's sessions.
-pub fn set_password(conn: &Connection, user_id: i64, password_hash: &str) -> Result<()> {
+pub fn set_password(
+    conn: &Connection,
+    user_id: i64,
+    password_hash: &str,
+    origin: PasswordOrigin,
+) -> Result<()> {
     let n = conn.execute(
-        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-        params![user_id, password_hash],
+        "UPDATE users SET password_hash = ?2, must_change_password = ?3 WHERE id = ?1",
+        params![user_id, password_hash, origin == PasswordOrigin::OneTime],
     )?;
     if n == 0 {
         return Err(AccountError::NoSuchUser(user_id.to_string()));

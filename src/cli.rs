@@ -565,7 +565,7 @@ fn extract_cmd(config: &Config, args: ExtractArgs) -> Result<ExitCode> {
 /// The demo's admin: created with a one-time password if there is no admin
 /// yet, and granted the demo collection so it can ask questions at once.
 fn demo_admin(config: &Config) -> Result<()> {
-    use crate::accounts::{self, Grantee, Role};
+    use crate::accounts::{self, Grantee, PasswordOrigin, Role};
     use crate::audit::{Actor, Entry};
     let mut store = crate::store::Store::open(&config.data_dir.join("enclave.sqlite"))?;
     store.set_audit(crate::library::audit_sink(config)?);
@@ -577,7 +577,7 @@ fn demo_admin(config: &Config) -> Result<()> {
     let hash = accounts::hash_password(&password)?;
     let actor = Actor::cli();
     store.transact(|tx| -> Result<_> {
-        let id = accounts::add_user(tx, "admin", Role::Admin, &hash)?;
+        let id = accounts::add_user(tx, "admin", Role::Admin, &hash, PasswordOrigin::OneTime)?;
         let demo = accounts::ensure_collection(tx, "demo")?;
         accounts::grant(tx, demo, Grantee::User(id))?;
         let entry = Entry::new(&actor, "user.add", "user:admin")
@@ -585,7 +585,10 @@ fn demo_admin(config: &Config) -> Result<()> {
         Ok(((), Some(entry)))
     })?;
     println!("\nCreated the first admin. User name: admin   One-time password: {password}");
-    println!("(Shown only now. More accounts: enclave user add NAME --role staff|admin|auditor)");
+    println!(
+        "(Shown only now; you choose your own password at the first login. More accounts: \
+         enclave user add NAME --role staff|admin|auditor)"
+    );
     Ok(())
 }
 

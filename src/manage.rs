@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use crate::accounts::{self, Grantee, Role};
+use crate::accounts::{self, Grantee, PasswordOrigin, Role};
 use crate::audit::{self, Actor, Entry};
 use crate::config::Config;
 use crate::store::Store;
@@ -116,15 +116,25 @@ fn open_store(config: &Config) -> Result<Store> {
     Ok(store)
 }
 
-fn read_password(from_stdin: bool) -> Result<(String, bool)> {
+/// The password from standard input (kept as it is), or a generated one
+/// that its holder must replace at their first login.
+fn read_password(from_stdin: bool) -> Result<(String, PasswordOrigin)> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         let pw = line.trim_end_matches(['\r', '\n']).to_string();
         accounts::validate_password(&pw)?;
-        Ok((pw, false))
+        Ok((pw, PasswordOrigin::Chosen))
     } else {
-        Ok((accounts::generate_password(), true))
+        Ok((accounts::generate_password(), PasswordOrigin::OneTime))
+    }
+}
+
+fn print_one_time(password: &str, origin: PasswordOrigin) {
+    if origin == PasswordOrigin::OneTime {
+        println!(
+            "One-time password (shown only now; it must be changed at the first login): {password}"
+        );
     }
 }
 
@@ -138,18 +148,16 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             password_stdin,
         } => {
             accounts::validate_username(&username)?;
-            let (password, generated) = read_password(password_stdin)?;
+            let (password, origin) = read_password(password_stdin)?;
             let hash = accounts::hash_password(&password)?;
             let id = store.transact(|tx| -> Result<_> {
-                let id = accounts::add_user(tx, &username, role, &hash)?;
+                let id = accounts::add_user(tx, &username, role, &hash, origin)?;
                 let entry = Entry::new(&actor, "user.add", format!("user:{username}"))
                     .detail(serde_json::json!({ "role": role.as_str() }));
                 Ok((id, Some(entry)))
             })?;
             println!("Created {} {username} (id {id}).", role.as_str());
-            if generated {
-                println!("One-time password (shown only now): {password}");
-            }
+            print_one_time(&password, origin);
         }
         UserCommand::List { json } => {
             let users = accounts::users(store.conn())?;
@@ -187,11 +195,11 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             username,
             password_stdin,
         } => {
-            let (password, generated) = read_password(password_stdin)?;
+            let (password, origin) = read_password(password_stdin)?;
             let hash = accounts::hash_password(&password)?;
             store.transact(|tx| -> Result<_> {
                 let u = accounts::user_by_name(tx, &username)?;
-                accounts::set_password(tx, u.id, &hash)?;
+                accounts::set_password(tx, u.id, &hash, origin)?;
                 Ok((
                     (),
                     Some(Entry::new(
@@ -202,9 +210,7 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
                 ))
             })?;
             println!("Password changed for {username}; their sessions were ended.");
-            if generated {
-                println!("One-time password (shown only now): {password}");
-            }
+            print_one_time(&password, origin);
         }
         UserCommand::Join { username, group } => {
             store.transact(|tx| -> Result<_> {

@@ -36,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_accounts_chat_audit",
         include_str!("../migrations/0002_accounts_chat_audit.sql"),
     ),
+    (
+        "0003_one_time_passwords",
+        include_str!("../migrations/0003_one_time_passwords.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

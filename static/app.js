@@ -54,6 +54,26 @@ function initLogin() {
   });
 }
 
+function initPassword() {
+  const form = document.getElementById("password-form");
+  if (!form) return;
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const err = document.getElementById("password-error");
+    err.textContent = "";
+    if (form.new.value !== form.confirm.value) {
+      err.textContent = "The two new passwords differ.";
+      return;
+    }
+    try {
+      await api("POST", "/api/password", { current_password: form.current.value, new_password: form.new.value });
+      location.href = "/";
+    } catch (x) {
+      err.textContent = x.message;
+    }
+  });
+}
+
 function initLogout() {
   const b = document.getElementById("logout");
   if (!b) return;
@@ -339,6 +359,7 @@ function initApiForms() {
 document.addEventListener("DOMContentLoaded", () => {
   initLogin();
   initLogout();
+  initPassword();
   initChat();
   initDocuments();
   initApiForms();

@@ -275,6 +275,14 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     seeded_data_dir(&dir);
+    // The auditor gets a generated password, as a new account would: it is
+    // one-time, and the first login must replace it.
+    let out = common::run_ok(common::enclave(&dir).args(["user", "passwd", "carol"]));
+    let one_time = out
+        .split_whitespace()
+        .last()
+        .expect("the one-time password printed")
+        .to_string();
     let server = Server::start(&dir, &[]);
     let origin = server.base.clone();
     let pdf = tmp.path().join("blood-bank-policy.pdf");
@@ -423,8 +431,16 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
         "the login page after logout",
     );
     d.type_into("#username", "carol");
-    d.type_into("#password", "pw-carol-123");
+    d.type_into("#password", &one_time);
     d.click("#login-button");
+    d.wait_for(
+        "location.pathname === '/account/password'",
+        "the password page for a one-time password",
+    );
+    d.type_into("#current-password", &one_time);
+    d.type_into("#new-password", "carol-chose-this-1");
+    d.type_into("#confirm-password", "carol-chose-this-1");
+    d.click("#password-button");
     d.wait_for("location.pathname === '/audit'", "the audit page");
     let status = d.text("#verify-status");
     assert!(status.starts_with("Verified"), "{status}");

@@ -70,6 +70,8 @@ fn route_grid(
         row("POST", "/api/login", ANYONE),
         row("POST", "/api/logout", ANYONE),
         row("GET", "/api/me", ANYONE),
+        row("GET", "/account/password", ANYONE),
+        row("POST", "/api/password", ANYONE),
         row("GET", "/chat", CHAT),
         row("GET", "/chat/{id}", NOBODY),
         row("GET", "/passages/{id}", NOBODY),
@@ -487,7 +489,64 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
         "a reset ends the sessions"
     );
     assert_eq!(carol.login("carol", "pw-carol-123").status, 401);
-    assert_eq!(carol.login("carol", &new_password).status, 200);
+    let r = carol.login("carol", &new_password);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["user"]["must_change_password"], true, "{}", r.body);
+
+    // --- a one-time password opens nothing but the password page ---------------------------------
+    let r = carol.get("/api/audit/verify");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("choose your own password"), "{}", r.body);
+    for page in ["/", "/audit"] {
+        let r = carol.get(page);
+        assert_eq!(r.status, 303, "{page}");
+        assert_eq!(r.header("location"), Some("/account/password"), "{page}");
+    }
+    let r = carol.get("/account/password");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("one-time password"), "{}", r.body);
+    let change = |current: &str, new: &str| serde_json::json!({ "current_password": current, "new_password": new });
+    let r = carol.post_json(
+        "/api/password",
+        &change(&new_password, "carol-own-pass-1"),
+        false,
+    );
+    assert_eq!(r.status, 403, "CSRF applies here too: {}", r.body);
+    let r = carol.post_json(
+        "/api/password",
+        &change("not-my-password", "carol-own-pass-1"),
+        true,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = carol.post_json("/api/password", &change(&new_password, "short"), true);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = carol.post_json("/api/password", &change(&new_password, &new_password), true);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let mut carol_elsewhere = server.client();
+    assert_eq!(carol_elsewhere.login("carol", &new_password).status, 200);
+    let r = carol.post_json(
+        "/api/password",
+        &change(&new_password, "carol-own-pass-1"),
+        true,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["user"]["must_change_password"], false);
+    carol.csrf = r.json()["csrf_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        carol.get("/api/audit/verify").status,
+        200,
+        "a fresh session, now open"
+    );
+    assert_eq!(
+        carol_elsewhere.get("/api/me").status,
+        401,
+        "the other sessions ended"
+    );
+    assert_eq!(server.client().login("carol", &new_password).status, 401);
+    assert_eq!(
+        server.client().login("carol", "carol-own-pass-1").status,
+        200
+    );
 
     // --- the audit trail of all this verifies, and records what happened ---------------------------------
     let v = carol.get("/api/audit/verify").json();
@@ -510,6 +569,7 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
         "document.reject",
         "document.delete",
         "user.disable",
+        "user.password",
         "grant.add",
     ] {
         let r = carol.get(&format!("/api/audit?action={action}")).json();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{self, AdminSession, AuditorSession, Authed, ChatSession};
 use super::error::ApiError;
 use super::state::{AppState, StateExt};
-use crate::accounts::{self, Grantee, Role};
+use crate::accounts::{self, Grantee, PasswordOrigin, Role};
 use crate::audit::{self, Actor, Entry};
 use crate::conversations;
 use crate::sessions;
@@ -94,27 +94,123 @@ pub async fn login(
             .await?;
         return Err(ApiError::unauthorized("wrong user name or password"));
     };
-    let (token, session) = state
+    let ((token, session), collections) = state
         .with_db(move |db| {
             db.transact(|tx| {
                 sessions::clear_failures(tx, &user.username)?;
                 let created = sessions::create(tx, &user, &address)?;
+                let collections = accounts::granted_collections(tx, user.id)?;
                 let entry = Entry::new(&actor, "login", format!("user:{}", user.username));
-                Ok((created, Some(entry)))
+                Ok(((created, collections), Some(entry)))
             })
         })
         .await?;
     Ok(HttpResponse::Ok()
         .cookie(auth::session_cookie(&token))
-        .json(me_json(&session.user, &session.csrf_token, &[])))
+        .json(me_json(&session.user, &session.csrf_token, &collections)))
 }
 
 fn me_json(user: &accounts::User, csrf: &str, collections: &[String]) -> serde_json::Value {
     serde_json::json!({
-        "user": { "id": user.id, "username": user.username, "role": user.role },
+        "user": {
+            "id": user.id,
+            "username": user.username,
+            "role": user.role,
+            "must_change_password": user.must_change_password,
+        },
         "csrf_token": csrf,
         "collections": collections,
     })
+}
+
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change one's own password, the way out of a one-time password. The
+/// current password is checked as at login (throttled, failures counted, so
+/// a session left open is no way to guess it); the user's sessions end and
+/// this one is replaced by a fresh session.
+pub async fn change_password(
+    state: Data<AppState>,
+    authed: Authed,
+    body: web::Json<PasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let PasswordBody {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    accounts::validate_password(&new_password)?;
+    if new_password == current_password {
+        return Err(ApiError::bad_request(
+            "the new password must differ from the current one",
+        ));
+    }
+    let (actor, user) = (authed.actor(), authed.user().clone());
+    let target = format!("user:{}", user.username);
+    let policy = state.throttle();
+    let (u, a) = (user.username.clone(), actor.address.clone());
+    let (wait, creds) = state
+        .with_db(move |db| {
+            let wait = sessions::login_wait(db.conn(), &u, &a, policy)?;
+            Ok((wait, accounts::credentials(db.conn(), &u)?))
+        })
+        .await?;
+    if let Some(secs) = wait {
+        let entry = Entry::new(&actor, "user.password", target).outcome("throttled");
+        state
+            .with_db(move |db| db.transact(|_| Ok(((), Some(entry)))))
+            .await?;
+        return Err(ApiError::too_many(
+            format!("too many wrong passwords; try again in {secs} s"),
+            secs,
+        ));
+    }
+    let Some((_, current_hash)) = creds else {
+        return Err(ApiError::not_found());
+    };
+    // Both hashings are slow on purpose: off the async threads.
+    let new_hash = web::block(move || {
+        accounts::verify_password(&current_hash, &current_password)
+            .then(|| accounts::hash_password(&new_password))
+            .transpose()
+    })
+    .await??;
+    let Some(new_hash) = new_hash else {
+        let (u, a) = (user.username.clone(), actor.address.clone());
+        state
+            .with_db(move |db| {
+                db.transact(|tx| {
+                    sessions::record_failure(tx, &u, &a)?;
+                    let entry = Entry::new(&actor, "user.password", target).outcome("failed");
+                    Ok(((), Some(entry)))
+                })
+            })
+            .await?;
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "the current password is wrong",
+        ));
+    };
+    let ((token, session), collections) = state
+        .with_db(move |db| {
+            db.transact(|tx| {
+                accounts::set_password(tx, user.id, &new_hash, PasswordOrigin::Chosen)?;
+                sessions::clear_failures(tx, &user.username)?;
+                let fresh = accounts::user(tx, user.id)?;
+                let created = sessions::create(tx, &fresh, &actor.address)?;
+                let collections = accounts::granted_collections(tx, user.id)?;
+                let entry = Entry::new(&actor, "user.password", target)
+                    .detail(serde_json::json!({ "by": "self" }));
+                Ok(((created, collections), Some(entry)))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .cookie(auth::session_cookie(&token))
+        .json(me_json(&session.user, &session.csrf_token, &collections)))
 }
 
 pub async fn logout(state: Data<AppState>, authed: Authed) -> Result<HttpResponse, ApiError> {
@@ -458,7 +554,12 @@ pub async fn create_user(
     let id = state
         .with_db(move |db| {
             db.transact(|tx| {
-                let id = accounts::add_user(tx, &u, role, &hash)?;
+                let origin = if generated {
+                    PasswordOrigin::OneTime
+                } else {
+                    PasswordOrigin::Chosen
+                };
+                let id = accounts::add_user(tx, &u, role, &hash, origin)?;
                 let entry = Entry::new(&actor, "user.add", format!("user:{u}"))
                     .detail(serde_json::json!({ "role": role.as_str() }));
                 Ok((id, Some(entry)))
@@ -508,7 +609,7 @@ pub async fn update_user(
             .with_db(move |db| {
                 db.transact(|tx| {
                     let user = accounts::user(tx, id)?;
-                    accounts::set_password(tx, id, &hash)?;
+                    accounts::set_password(tx, id, &hash, PasswordOrigin::OneTime)?;
                     let entry =
                         Entry::new(&actor, "user.password", format!("user:{}", user.username));
                     Ok((user.username, Some(entry)))

@@ -98,13 +98,32 @@ impl<G: Gate> FromRequest for Gated<G> {
     type Future = Ready<Result<Gated<G>, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let is_api = req.path().starts_with("/api/");
         ready(Authed::from_resolved(req).and_then(|authed| {
-            if G::admits(authed.session.user.role) {
+            if authed.session.user.must_change_password {
+                Err(must_change_password(is_api))
+            } else if G::admits(authed.session.user.role) {
                 Ok(Gated(authed, PhantomData))
             } else {
                 Err(ApiError::forbidden())
             }
         }))
+    }
+}
+
+/// The page where a one-time password is replaced.
+pub const PASSWORD_PAGE: &str = "/account/password";
+
+/// A session opened with a one-time password may only choose a new one (and
+/// read `/api/me`, log out): every role's route sends it there first.
+pub fn must_change_password(is_api: bool) -> ApiError {
+    if is_api {
+        ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "choose your own password first (POST /api/password)",
+        )
+    } else {
+        ApiError::redirect(PASSWORD_PAGE)
     }
 }
 

@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::api::{self, Health, PassageView};
-use super::auth::{AdminSession, AuditorSession, Authed, ChatSession};
+use super::auth::{AdminSession, AuditorSession, Authed, ChatSession, PASSWORD_PAGE};
 use super::error::ApiError;
 use super::state::{AppState, StateExt};
 use super::upload::{self, UploadView};
@@ -47,15 +47,36 @@ pub async fn login(q: web::Query<LoginQuery>) -> Result<HttpResponse, ApiError> 
     })
 }
 
-/// `/`: each role's home.
+/// `/`: each role's home, or the password page while a one-time password
+/// is in use.
 pub async fn home(authed: Authed) -> HttpResponse {
     let to = match authed.user().role {
+        _ if authed.user().must_change_password => PASSWORD_PAGE,
         Role::Auditor => "/audit",
         _ => "/chat",
     };
     HttpResponse::SeeOther()
         .insert_header(("Location", to))
         .finish()
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    csrf: String,
+    username: String,
+    role: String,
+    must_change: bool,
+}
+
+/// Choose a new password; the only page open to a one-time password.
+pub async fn password(authed: Authed) -> Result<HttpResponse, ApiError> {
+    render(&PasswordPage {
+        csrf: authed.session.csrf_token.clone(),
+        username: authed.user().username.clone(),
+        role: authed.user().role.as_str().into(),
+        must_change: authed.user().must_change_password,
+    })
 }
 
 #[derive(Template)]
