@@ -30,47 +30,44 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-// ---- login / logout ----
-function initLogin() {
-  const form = document.getElementById("login-form");
-  if (!form) return;
+// ---- login / logout / password ----
+// Run `action` when the form is submitted, showing any error in `errorId`.
+function onSubmit(form, errorId, action) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const err = document.getElementById("login-error");
+    const err = document.getElementById(errorId);
     err.textContent = "";
     try {
-      const res = await fetch("/api/login", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ username: form.username.value, password: form.password.value }),
-      });
-      const data = await res.json().catch(() => ({}));
-      if (!res.ok) throw new Error(data.error || res.statusText);
-      location.href = "/";
+      await action();
     } catch (x) {
       err.textContent = x.message;
     }
   });
 }
 
+function initLogin() {
+  const form = document.getElementById("login-form");
+  if (!form) return;
+  onSubmit(form, "login-error", async () => {
+    const res = await fetch("/api/login", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: form.username.value, password: form.password.value }),
+    });
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(data.error || res.statusText);
+    location.href = "/";
+  });
+}
+
 function initPassword() {
   const form = document.getElementById("password-form");
   if (!form) return;
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const err = document.getElementById("password-error");
-    err.textContent = "";
-    if (form.new.value !== form.confirm.value) {
-      err.textContent = "The two new passwords differ.";
-      return;
-    }
-    try {
-      await api("POST", "/api/password", { current_password: form.current.value, new_password: form.new.value });
-      location.href = "/";
-    } catch (x) {
-      err.textContent = x.message;
-    }
+  onSubmit(form, "password-error", async () => {
+    if (form.new.value !== form.confirm.value) throw new Error("The two new passwords differ.");
+    await api("POST", "/api/password", { current_password: form.current.value, new_password: form.new.value });
+    location.href = "/";
   });
 }
 

@@ -22,6 +22,70 @@ pub struct LoginBody {
     pub password: String,
 }
 
+/// One try of a password, at login or when changing one's own: both go
+/// through the same throttle and leave the same trail in the audit log.
+struct PasswordAttempt {
+    actor: Actor,
+    username: String,
+    action: &'static str,
+    target: String,
+}
+
+impl PasswordAttempt {
+    fn new(actor: Actor, username: &str, action: &'static str) -> PasswordAttempt {
+        PasswordAttempt {
+            actor,
+            username: username.to_string(),
+            action,
+            target: format!("user:{username}"),
+        }
+    }
+
+    /// The account's credentials, unless the throttle holds this account or
+    /// address back: then the refusal is logged and returned (429). Checked
+    /// before any hashing, so a throttled try costs nothing and teaches nothing.
+    async fn admit(
+        &self,
+        state: &Data<AppState>,
+    ) -> Result<Option<(accounts::User, String)>, ApiError> {
+        let policy = state.throttle();
+        let (u, a) = (self.username.clone(), self.actor.address.clone());
+        let (wait, creds) = state
+            .with_db(move |db| {
+                let wait = sessions::login_wait(db.conn(), &u, &a, policy)?;
+                Ok((wait, accounts::credentials(db.conn(), &u)?))
+            })
+            .await?;
+        let Some(secs) = wait else {
+            return Ok(creds);
+        };
+        let entry = Entry::new(&self.actor, self.action, self.target.clone())
+            .outcome("throttled")
+            .detail(serde_json::json!({ "retry_after_secs": secs }));
+        state
+            .with_db(move |db| db.transact(|_| Ok(((), Some(entry)))))
+            .await?;
+        Err(ApiError::too_many(
+            format!("too many wrong passwords; try again in {secs} s"),
+            secs,
+        ))
+    }
+
+    /// A wrong password: counted against the account and the address, logged.
+    async fn failed(&self, state: &Data<AppState>) -> Result<(), ApiError> {
+        let (u, a) = (self.username.clone(), self.actor.address.clone());
+        let entry = Entry::new(&self.actor, self.action, self.target.clone()).outcome("failed");
+        state
+            .with_db(move |db| {
+                db.transact(|tx| {
+                    sessions::record_failure(tx, &u, &a)?;
+                    Ok(((), Some(entry)))
+                })
+            })
+            .await
+    }
+}
+
 /// Log in. No session yet, so no CSRF token: instead the body must be JSON
 /// (a cross-site form cannot send that without a CORS preflight, which this
 /// server never grants) and a present Origin must be this server's.
@@ -44,31 +108,12 @@ pub async fn login(
     if username.len() > 64 || password.len() > 512 {
         return Err(ApiError::unauthorized("wrong user name or password"));
     }
-    let policy = state.throttle();
-    let (u, a) = (username.clone(), address.clone());
-    let (wait, creds) = state
-        .with_db(move |db| {
-            let wait = sessions::login_wait(db.conn(), &u, &a, policy)?;
-            let creds = accounts::credentials(db.conn(), &u)?;
-            Ok((wait, creds))
-        })
-        .await?;
     let actor = Actor {
         name: username.clone(),
         address: address.clone(),
     };
-    if let Some(secs) = wait {
-        let entry = Entry::new(&actor, "login", format!("user:{username}"))
-            .outcome("throttled")
-            .detail(serde_json::json!({ "retry_after_secs": secs }));
-        state
-            .with_db(move |db| db.transact(|_| Ok(((), Some(entry)))))
-            .await?;
-        return Err(ApiError::too_many(
-            format!("too many failed logins; try again in {secs} s"),
-            secs,
-        ));
-    }
+    let attempt = PasswordAttempt::new(actor.clone(), &username, "login");
+    let creds = attempt.admit(&state).await?;
     // Hash checking is slow on purpose: off the async threads.
     let pw = password.clone();
     let verified = web::block(move || match &creds {
@@ -82,16 +127,7 @@ pub async fn login(
     })
     .await?;
     let Some(user) = verified else {
-        let (u, a) = (username.clone(), address.clone());
-        state
-            .with_db(move |db| {
-                db.transact(|tx| {
-                    sessions::record_failure(tx, &u, &a)?;
-                    let entry = Entry::new(&actor, "login", format!("user:{u}")).outcome("failed");
-                    Ok(((), Some(entry)))
-                })
-            })
-            .await?;
+        attempt.failed(&state).await?;
         return Err(ApiError::unauthorized("wrong user name or password"));
     };
     let ((token, session), collections) = state
@@ -149,26 +185,8 @@ pub async fn change_password(
         ));
     }
     let (actor, user) = (authed.actor(), authed.user().clone());
-    let target = format!("user:{}", user.username);
-    let policy = state.throttle();
-    let (u, a) = (user.username.clone(), actor.address.clone());
-    let (wait, creds) = state
-        .with_db(move |db| {
-            let wait = sessions::login_wait(db.conn(), &u, &a, policy)?;
-            Ok((wait, accounts::credentials(db.conn(), &u)?))
-        })
-        .await?;
-    if let Some(secs) = wait {
-        let entry = Entry::new(&actor, "user.password", target).outcome("throttled");
-        state
-            .with_db(move |db| db.transact(|_| Ok(((), Some(entry)))))
-            .await?;
-        return Err(ApiError::too_many(
-            format!("too many wrong passwords; try again in {secs} s"),
-            secs,
-        ));
-    }
-    let Some((_, current_hash)) = creds else {
+    let attempt = PasswordAttempt::new(actor.clone(), &user.username, "user.password");
+    let Some((_, current_hash)) = attempt.admit(&state).await? else {
         return Err(ApiError::not_found());
     };
     // Both hashings are slow on purpose: off the async threads.
@@ -179,21 +197,13 @@ pub async fn change_password(
     })
     .await??;
     let Some(new_hash) = new_hash else {
-        let (u, a) = (user.username.clone(), actor.address.clone());
-        state
-            .with_db(move |db| {
-                db.transact(|tx| {
-                    sessions::record_failure(tx, &u, &a)?;
-                    let entry = Entry::new(&actor, "user.password", target).outcome("failed");
-                    Ok(((), Some(entry)))
-                })
-            })
-            .await?;
+        attempt.failed(&state).await?;
         return Err(ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
             "the current password is wrong",
         ));
     };
+    let target = attempt.target.clone();
     let ((token, session), collections) = state
         .with_db(move |db| {
             db.transact(|tx| {
