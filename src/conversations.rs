@@ -27,6 +27,8 @@ pub struct Message {
     pub rating: Option<i64>,
     pub comment: String,
     pub created_at: String,
+    /// Found by keyword search alone: the vector store was unreachable.
+    pub degraded: bool,
 }
 
 /// Longest conversation title, from the first question.
@@ -87,7 +89,7 @@ pub fn list(conn: &Connection, user_id: i64, limit: usize) -> Result<Vec<Convers
 pub fn messages(conn: &Connection, conversation_id: i64, user_id: i64) -> Result<Vec<Message>> {
     let mut stmt = conn.prepare(
         "SELECT m.id, m.question, m.answer, m.status, m.citations, f.rating,
-                coalesce(f.comment, ''), m.created_at
+                coalesce(f.comment, ''), m.created_at, m.degraded
          FROM messages m JOIN conversations c ON c.id = m.conversation_id
          LEFT JOIN feedback f ON f.message_id = m.id
          WHERE m.conversation_id = ?1 AND c.user_id = ?2 ORDER BY m.id",
@@ -103,6 +105,7 @@ pub fn messages(conn: &Connection, conversation_id: i64, user_id: i64) -> Result
             rating: r.get(5)?,
             comment: r.get(6)?,
             created_at: r.get(7)?,
+            degraded: r.get(8)?,
         })
     })?
     .collect()
@@ -149,10 +152,11 @@ pub fn finish(
     answer: &str,
     citations: &serde_json::Value,
     sources: &[(i64, i64)],
+    degraded: bool,
 ) -> Result<()> {
     conn.execute(
-        "UPDATE messages SET status = ?2, answer = ?3, citations = ?4 WHERE id = ?1",
-        params![message_id, status, answer, citations.to_string()],
+        "UPDATE messages SET status = ?2, answer = ?3, citations = ?4, degraded = ?5 WHERE id = ?1",
+        params![message_id, status, answer, citations.to_string(), degraded],
     )?;
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO message_sources (message_id, chunk_id, document_id) VALUES (?1, ?2, ?3)",
@@ -199,4 +203,50 @@ pub fn feedback_counts(conn: &Connection) -> Result<(i64, i64)> {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{self, PasswordOrigin, Role};
+
+    #[test]
+    fn a_stored_answer_keeps_its_status_citations_and_degraded_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let conn = store.conn();
+        let uid =
+            accounts::add_user(conn, "dave", Role::Staff, "x", PasswordOrigin::Chosen).unwrap();
+        let conv = create(conn, uid, "When must sickness be reported?").unwrap();
+        let keyword_only = add_question(conn, conv, "When must sickness be reported?").unwrap();
+        let citations = serde_json::json!([{ "number": 1, "chunk_id": 7 }]);
+        finish(
+            conn,
+            keyword_only,
+            "answered",
+            "Before the shift [1].",
+            &citations,
+            &[],
+            true,
+        )
+        .unwrap();
+        let hybrid = add_question(conn, conv, "And absences over a week?").unwrap();
+        finish(
+            conn,
+            hybrid,
+            "answered",
+            "A fit note.",
+            &citations,
+            &[],
+            false,
+        )
+        .unwrap();
+        let stored = messages(conn, conv, uid).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(stored[0].degraded && !stored[1].degraded);
+        assert_eq!(stored[0].status, "answered");
+        assert_eq!(stored[0].citations, citations);
+        // Nobody else's: another user id sees nothing.
+        assert!(messages(conn, conv, uid + 1).unwrap().is_empty());
+    }
 }

@@ -40,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_one_time_passwords",
         include_str!("../migrations/0003_one_time_passwords.sql"),
     ),
+    (
+        "0004_degraded_answers",
+        include_str!("../migrations/0004_degraded_answers.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

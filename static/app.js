@@ -132,6 +132,10 @@ function renderFeedback(article, messageId, rating, comment) {
   article.append(box);
 }
 
+function noteDegraded(article) {
+  article.append(el("p", { class: "degraded", text: "The vector store was unreachable: passages were found by keyword search alone, so this answer may miss relevant documents." }));
+}
+
 function decorateStored() {
   for (const article of document.querySelectorAll("article.message")) {
     let citations = [];
@@ -144,6 +148,7 @@ function decorateStored() {
     }
     renderCitations(article, citations);
     if (["answered", "not_covered"].includes(article.dataset.status)) renderFeedback(article, article.dataset.message);
+    if (article.dataset.degraded === "true") noteDegraded(article);
   }
 }
 
@@ -224,9 +229,7 @@ function initChat() {
           if (a.status === "not_covered") answer.prepend(el("strong", { class: "badge", text: "Not in the documents. " }));
           renderCitations(article, a.citations);
           renderFeedback(article, article.dataset.message);
-          if (data.degraded) {
-            article.append(el("p", { class: "degraded", text: "The vector store was unreachable: passages were found by keyword search alone, so this answer may miss relevant documents." }));
-          }
+          if (data.degraded) noteDegraded(article);
         } else if (event === "error") {
           status.textContent = data.error;
         }

@@ -509,6 +509,18 @@ fn qdrant_outage_degrades_answers_and_recovers_without_a_hand() {
         !answer["answer"]["sources"].as_array().unwrap().is_empty(),
         "BM25 still finds passages: {answer}"
     );
+    // The stored answer keeps the flag, for the history and the audit log.
+    let conv = events.iter().find(|(e, _)| e == "meta").unwrap().1["conversation_id"]
+        .as_i64()
+        .unwrap();
+    let stored = bob.get(&format!("/api/conversations/{conv}")).json();
+    assert_eq!(stored["messages"][0]["degraded"], true, "{stored}");
+    assert!(
+        bob.get(&format!("/chat/{conv}"))
+            .body
+            .contains("data-degraded=\"true\""),
+        "the chat page marks it"
+    );
     let health = alice.get("/api/health").json();
     assert!(health["vectors"].is_null(), "{health}");
     assert!(

@@ -251,7 +251,7 @@ async fn save_answer(
     let actor = actor.clone();
     let answer = answer.clone();
     state
-        .with_db(move |db| store_answer(db, &actor, message_id, status, &answer, outcome))
+        .with_db(move |db| store_answer(db, &actor, message_id, status, &answer, outcome, false))
         .await
 }
 
@@ -262,6 +262,7 @@ fn store_answer(
     status: &'static str,
     answer: &Answer,
     outcome: &'static str,
+    degraded: bool,
 ) -> Result<(), ApiError> {
     db.transact(|tx| {
         let pairs: Vec<(i64, i64)> = answer
@@ -270,7 +271,15 @@ fn store_answer(
             .map(|s| (s.chunk_id, s.document_id))
             .collect();
         let citations = serde_json::to_value(&answer.citations).map_err(ApiError::internal)?;
-        conversations::finish(tx, message_id, status, &answer.text, &citations, &pairs)?;
+        conversations::finish(
+            tx,
+            message_id,
+            status,
+            &answer.text,
+            &citations,
+            &pairs,
+            degraded,
+        )?;
         let mut docs: Vec<i64> = answer.sources.iter().map(|s| s.document_id).collect();
         docs.sort_unstable();
         docs.dedup();
@@ -282,6 +291,7 @@ fn store_answer(
                 "status": status,
                 "cited_chunks": answer.citations.iter().map(|c| c.chunk_id).collect::<Vec<_>>(),
                 "chars": answer.text.chars().count(),
+                "degraded": degraded,
             }));
         Ok(((), Some(entry)))
     })
@@ -363,6 +373,7 @@ impl Relay {
                         "failed",
                         &cancelled,
                         "cancelled",
+                        self.degraded,
                     );
                 }
                 return;
@@ -379,6 +390,7 @@ impl Relay {
                 status,
                 answer,
                 outcome,
+                self.degraded,
             ),
             Err(_) => Err(ApiError::internal("database mutex poisoned")),
         };
