@@ -5,10 +5,10 @@
 //! (19 MiB, 2 passes, 1 lane: OWASP's minimum) and are 8–128 characters.
 //! Grants decide which collections a user's questions may retrieve from; the
 //! retrieval layer filters both indexes by them, so the UI is not the guard.
+//! The rows live in `store::accounts`.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -162,32 +162,6 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-/// The columns `user_from` reads, in its order.
-macro_rules! user_columns {
-    () => {
-        "id, username, role, disabled, created_at, must_change_password"
-    };
-}
-const USER_SELECT: &str = concat!("SELECT ", user_columns!(), " FROM users");
-/// The hash is read here only, for logging in.
-const CREDENTIALS_SELECT: &str = concat!(
-    "SELECT ",
-    user_columns!(),
-    ", password_hash FROM users WHERE username = ?1"
-);
-
-fn user_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    let role: String = r.get(2)?;
-    Ok(User {
-        id: r.get(0)?,
-        username: r.get(1)?,
-        role: Role::parse(&role).unwrap_or(Role::Staff),
-        disabled: r.get(3)?,
-        created_at: r.get(4)?,
-        must_change_password: r.get(5)?,
-    })
-}
-
 /// Whether a password was chosen by its holder or issued to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordOrigin {
@@ -198,187 +172,13 @@ pub enum PasswordOrigin {
     OneTime,
 }
 
-pub fn add_user(
-    conn: &Connection,
-    username: &str,
-    role: Role,
-    password_hash: &str,
-    origin: PasswordOrigin,
-) -> Result<i64> {
-    validate_username(username)?;
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
-        [username],
-        |r| r.get(0),
-    )?;
-    if exists {
-        return Err(AccountError::Exists(username.to_string()));
-    }
-    conn.execute(
-        "INSERT INTO users (username, role, password_hash, must_change_password)
-         VALUES (?1, ?2, ?3, ?4)",
-        params![
-            username,
-            role.as_str(),
-            password_hash,
-            origin == PasswordOrigin::OneTime
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
-}
-
-pub fn user(conn: &Connection, id: i64) -> Result<User> {
-    conn.query_row(&format!("{USER_SELECT} WHERE id = ?1"), [id], user_from)
-        .optional()?
-        .ok_or_else(|| AccountError::NoSuchUser(id.to_string()))
-}
-
-pub fn user_by_name(conn: &Connection, username: &str) -> Result<User> {
-    conn.query_row(
-        &format!("{USER_SELECT} WHERE username = ?1"),
-        [username],
-        user_from,
-    )
-    .optional()?
-    .ok_or_else(|| AccountError::NoSuchUser(username.to_string()))
-}
-
-/// The user and their password hash, for logging in.
-pub fn credentials(conn: &Connection, username: &str) -> Result<Option<(User, String)>> {
-    Ok(conn
-        .query_row(CREDENTIALS_SELECT, [username], |r| {
-            Ok((user_from(r)?, r.get(6)?))
-        })
-        .optional()?)
-}
-
-pub fn users(conn: &Connection) -> Result<Vec<User>> {
-    let mut stmt = conn.prepare(&format!("{USER_SELECT} ORDER BY username"))?;
-    let users = stmt
-        .query_map([], user_from)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(users)
-}
-
-pub fn admin_exists(conn: &Connection) -> Result<bool> {
-    Ok(conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0)",
-        [],
-        |r| r.get(0),
-    )?)
-}
-
-/// Enable or disable an account; disabling ends its sessions in the same
-/// transaction.
-pub fn set_disabled(conn: &Connection, user_id: i64, disabled: bool) -> Result<()> {
-    let n = conn.execute(
-        "UPDATE users SET disabled = ?2 WHERE id = ?1",
-        params![user_id, disabled],
-    )?;
-    if n == 0 {
-        return Err(AccountError::NoSuchUser(user_id.to_string()));
-    }
-    if disabled {
-        crate::sessions::end_all_for(conn, user_id)?;
-    }
-    Ok(())
-}
-
-/// Change a role; the user's sessions end so the new role applies at once.
-pub fn set_role(conn: &Connection, user_id: i64, role: Role) -> Result<()> {
-    let n = conn.execute(
-        "UPDATE users SET role = ?2 WHERE id = ?1",
-        params![user_id, role.as_str()],
-    )?;
-    if n == 0 {
-        return Err(AccountError::NoSuchUser(user_id.to_string()));
-    }
-    crate::sessions::end_all_for(conn, user_id)?;
-    Ok(())
-}
-
-/// Set a new password hash and end the user's sessions.
-pub fn set_password(
-    conn: &Connection,
-    user_id: i64,
-    password_hash: &str,
-    origin: PasswordOrigin,
-) -> Result<()> {
-    let n = conn.execute(
-        "UPDATE users SET password_hash = ?2, must_change_password = ?3 WHERE id = ?1",
-        params![user_id, password_hash, origin == PasswordOrigin::OneTime],
-    )?;
-    if n == 0 {
-        return Err(AccountError::NoSuchUser(user_id.to_string()));
-    }
-    crate::sessions::end_all_for(conn, user_id)?;
-    Ok(())
-}
-
 // ---- groups --------------------------------------------------------------
-
-pub fn group_id(conn: &Connection, name: &str) -> Result<i64> {
-    conn.query_row("SELECT id FROM groups WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })
-    .optional()?
-    .ok_or_else(|| AccountError::NoSuchGroup(name.to_string()))
-}
-
-/// Create the group if needed; returns its id.
-pub fn ensure_group(conn: &Connection, name: &str) -> Result<i64> {
-    validate_name(name)?;
-    conn.execute(
-        "INSERT INTO groups(name) VALUES (?1) ON CONFLICT(name) DO NOTHING",
-        [name],
-    )?;
-    group_id(conn, name)
-}
-
-pub fn add_member(conn: &Connection, group_id: i64, user_id: i64) -> Result<()> {
-    conn.execute(
-        "INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)",
-        params![group_id, user_id],
-    )?;
-    Ok(())
-}
-
-pub fn remove_member(conn: &Connection, group_id: i64, user_id: i64) -> Result<()> {
-    conn.execute(
-        "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2",
-        params![group_id, user_id],
-    )?;
-    Ok(())
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
     pub id: i64,
     pub name: String,
     pub members: Vec<String>,
-}
-
-pub fn groups(conn: &Connection) -> Result<Vec<Group>> {
-    let mut stmt = conn.prepare(
-        "SELECT g.id, g.name, coalesce(group_concat(u.username, ', '), '')
-         FROM groups g LEFT JOIN group_members m ON m.group_id = g.id
-         LEFT JOIN users u ON u.id = m.user_id GROUP BY g.id ORDER BY g.name",
-    )?;
-    let v = stmt
-        .query_map([], |r| {
-            let members: String = r.get(2)?;
-            Ok(Group {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                members: members
-                    .split(", ")
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(v)
 }
 
 // ---- collections and grants ---------------------------------------------
@@ -397,96 +197,6 @@ pub struct Grant {
     /// "user" or "group"
     pub kind: &'static str,
     pub grantee: String,
-}
-
-pub fn collection_id(conn: &Connection, name: &str) -> Result<i64> {
-    conn.query_row("SELECT id FROM collections WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })
-    .optional()?
-    .ok_or_else(|| AccountError::NoSuchCollection(name.to_string()))
-}
-
-/// Create the collection if needed (admins create collections by naming them).
-pub fn ensure_collection(conn: &Connection, name: &str) -> Result<i64> {
-    validate_name(name)?;
-    conn.execute(
-        "INSERT INTO collections(name) VALUES (?1) ON CONFLICT(name) DO NOTHING",
-        [name],
-    )?;
-    collection_id(conn, name)
-}
-
-pub fn collections(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT name FROM collections ORDER BY name")?;
-    let v = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(v)
-}
-
-pub fn grant(conn: &Connection, collection_id: i64, to: Grantee) -> Result<()> {
-    let (user, group) = match to {
-        Grantee::User(id) => (Some(id), None),
-        Grantee::Group(id) => (None, Some(id)),
-    };
-    conn.execute(
-        "INSERT INTO grants (collection_id, user_id, group_id)
-         SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM grants WHERE collection_id = ?1
-             AND user_id IS ?2 AND group_id IS ?3)",
-        params![collection_id, user, group],
-    )?;
-    Ok(())
-}
-
-/// Remove a grant; returns it (for the audit row) if it existed.
-pub fn revoke(conn: &Connection, grant_id: i64) -> Result<Option<Grant>> {
-    let found = grants_where(conn, Some(grant_id))?.pop();
-    conn.execute("DELETE FROM grants WHERE id = ?1", [grant_id])?;
-    Ok(found)
-}
-
-pub fn grants(conn: &Connection) -> Result<Vec<Grant>> {
-    grants_where(conn, None)
-}
-
-/// All grants, or the one with `id`.
-fn grants_where(conn: &Connection, id: Option<i64>) -> Result<Vec<Grant>> {
-    let mut stmt = conn.prepare(
-        "SELECT g.id, c.name, CASE WHEN g.user_id IS NULL THEN 'group' ELSE 'user' END,
-                coalesce(u.username, gr.name)
-         FROM grants g JOIN collections c ON c.id = g.collection_id
-         LEFT JOIN users u ON u.id = g.user_id LEFT JOIN groups gr ON gr.id = g.group_id
-         WHERE ?1 IS NULL OR g.id = ?1
-         ORDER BY c.name, 3, 4",
-    )?;
-    let v = stmt
-        .query_map([id], |r| {
-            let kind: String = r.get(2)?;
-            Ok(Grant {
-                id: r.get(0)?,
-                collection: r.get(1)?,
-                kind: if kind == "user" { "user" } else { "group" },
-                grantee: r.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(v)
-}
-
-/// Names of the collections `user_id` may retrieve from: granted to them
-/// directly or to a group they are in.
-pub fn granted_collections(conn: &Connection, user_id: i64) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT c.name FROM grants g JOIN collections c ON c.id = g.collection_id
-         WHERE g.user_id = ?1
-            OR g.group_id IN (SELECT group_id FROM group_members WHERE user_id = ?1)
-         ORDER BY c.name",
-    )?;
-    let v = stmt
-        .query_map([user_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(v)
 }
 
 #[cfg(test)]

@@ -198,7 +198,7 @@ pub struct LlmConfig {
     pub queue_capacity: usize,
     /// Sampling: temperature 0 is greedy (the default: answers from documents
     /// should not vary run to run).
-    pub sampling: crate::llm::SamplingParams,
+    pub sampling: SamplingParams,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,7 +279,7 @@ pub struct SearchConfig {
     /// How BM25 and dense rankings are combined: "convex" (min-max normalised
     /// weighted sum), "rrf" (weighted reciprocal-rank fusion) or "dbsf"
     /// (distribution-based score fusion).
-    pub fusion: crate::retrieve::Fusion,
+    pub fusion: Fusion,
     /// Reciprocal-rank-fusion constant k (score = Σ 1/(k + rank)).
     pub rrf_k: f32,
     /// Weight of the dense side in fusion (0..1; 0.5 weighs both equally).
@@ -327,7 +327,7 @@ impl Default for LlmConfig {
             max_new_tokens: 384,
             deadline_secs: 120,
             queue_capacity: 32,
-            sampling: crate::llm::SamplingParams::default(),
+            sampling: SamplingParams::default(),
         }
     }
 }
@@ -391,7 +391,7 @@ impl Default for SearchConfig {
         SearchConfig {
             language: "english".into(),
             candidates: 100,
-            fusion: crate::retrieve::Fusion::Convex,
+            fusion: Fusion::Convex,
             rrf_k: 60.0,
             dense_weight: 0.8,
             default_limit: 10,
@@ -407,6 +407,30 @@ impl Default for LogConfig {
         }
     }
 }
+
+/// The values `search.language` accepts: the stemmers the BM25 index has,
+/// and "none".
+pub const SEARCH_LANGUAGES: &[&str] = &[
+    "none",
+    "arabic",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hungarian",
+    "italian",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+];
 
 impl Config {
     /// Load the configuration: defaults, then `path` if given (or `enclave.toml`
@@ -556,12 +580,17 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
-        crate::index::lexical::stemmer_language(&self.search.language).map_err(|reason| {
-            ConfigError::Invalid {
+        let language = self.search.language.to_ascii_lowercase();
+        if !SEARCH_LANGUAGES.contains(&language.as_str()) {
+            return Err(ConfigError::Invalid {
                 name: "search.language",
-                reason,
-            }
-        })?;
+                reason: format!(
+                    "unknown language {:?} (one of: {})",
+                    self.search.language,
+                    SEARCH_LANGUAGES.join(", ")
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -607,5 +636,57 @@ mod tests {
         assert!(bad.is_err());
         c.chunk.overlap_words = 1000;
         assert!(c.validate().is_err());
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingParams {
+    /// 0 means greedy (always the most likely token).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0: no limit).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1: no limit).
+    pub top_p: f32,
+    /// Divide the logits of recently seen tokens by this (1: off).
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 40,
+            top_p: 0.95,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Σ w / (k + rank) over the two rankings.
+    Rrf,
+    /// w · dense + (1 − w) · bm25, each min-max normalised over its candidates.
+    #[default]
+    Convex,
+    /// Distribution-based score fusion: each side's scores scaled by the
+    /// μ ± 3σ of its candidate scores, then combined as in `Convex`.
+    Dbsf,
+}
+
+impl Fusion {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fusion::Rrf => "rrf",
+            Fusion::Convex => "convex",
+            Fusion::Dbsf => "dbsf",
+        }
     }
 }

@@ -1,29 +1,27 @@
 //! Enclave: a private, on-premise RAG appliance. See ARCHITECTURE.md for the
 //! bird's-eye view; each module's header says what it owns.
+//!
+//! Layers, from the bottom: the leaves (`config`, `time`, `os`, `linalg`,
+//! `llm`, `embed`, `extract`, `audit`), the `store` (all SQL) and the
+//! `index`es, then the `library` (documents kept consistent across store and
+//! indexes), then the use cases (`ingest`, `rag`) and `accounts`, and at the
+//! edges the `web` server, the `cli` definitions and the `cmd` bodies. A
+//! layer imports only from below; `tests/it/architecture.rs` enforces it.
 
 pub mod accounts;
-pub mod ask;
 pub mod audit;
-pub mod backup;
-pub mod bench;
-pub mod chunk;
 pub mod cli;
+pub mod cmd;
 pub mod config;
-pub mod conversations;
-pub mod doctor;
 pub mod embed;
-pub mod eval;
 pub mod extract;
 pub mod index;
+pub mod ingest;
 pub mod library;
 pub mod linalg;
 pub mod llm;
-pub mod manage;
-pub mod models;
+pub mod os;
 pub mod rag;
-pub mod retrieve;
-pub mod sessions;
 pub mod store;
 pub mod time;
-pub mod vectors;
 pub mod web;

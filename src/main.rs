@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use enclave::{cli, extract};
+use enclave::{cli, cmd, extract};
 
 /// Keep freed buffers in the heap for reuse. By default glibc serves every
 /// allocation over 128 KiB with a fresh mmap and unmaps it on free, so the
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
             std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
         }
     }
-    match cli::run(cli) {
+    match cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -9,10 +9,8 @@
 
 use std::io::{BufRead, Write};
 
-use rusqlite::Connection;
-
 use super::verify::{ExportEnd, Report, Verifier};
-use super::{AuditError, AuditKey, Checkpoint, Result, Row};
+use super::{AuditError, AuditKey, Checkpoint, LogSource, Result, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,25 +53,22 @@ const CSV_HEADER: [&str; 15] = [
     "signature",
 ];
 
-/// Write the whole log to `out`. Signs the head first (so the export ends on a
-/// checkpoint) and ends with a signed end line. Returns the row count.
-pub fn export(
-    conn: &mut Connection,
+/// Write the whole log read from `log` to `out`, ending with a signed end
+/// line. Returns the row count.
+pub fn write(
+    log: &dyn LogSource,
     key: &AuditKey,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    super::checkpoint_head(conn, key)?;
-    // One read transaction: rows appended meanwhile are not half included.
-    let tx = conn.transaction()?;
-    let checkpoints = super::checkpoints(&tx)?;
+    let checkpoints = log.checkpoints()?;
     let mut pending = checkpoints.iter().peekable();
     if format == Format::Csv {
         write_csv_line(out, &CSV_HEADER)?;
     }
     let mut rows = 0u64;
     let mut head = (0i64, super::GENESIS.to_string());
-    super::for_each_row(&tx, |row| {
+    log.for_each_row(&mut |row| {
         // A retention anchor (a checkpoint before the first row) comes first.
         while let Some(cp) = pending.next_if(|cp| cp.upto_id < row.id) {
             write_checkpoint(out, format, cp)?;
@@ -86,7 +81,6 @@ pub fn export(
         head = (row.id, row.hash);
         Ok(())
     })?;
-    drop(tx);
     let mut end = ExportEnd {
         rows,
         head_id: head.0,

@@ -249,12 +249,12 @@ impl ExportEnd {
     }
 }
 
-/// Verify the live log: rows in id order, each checkpoint after its row.
-pub fn verify_db(conn: &rusqlite::Connection, pinned_key: Option<String>) -> super::Result<Report> {
-    let checkpoints = super::checkpoints(conn)?;
+/// Verify a log: rows in id order, each checkpoint after its row.
+pub fn verify_log(log: &dyn super::LogSource, pinned_key: Option<String>) -> super::Result<Report> {
+    let checkpoints = log.checkpoints()?;
     let mut pending = checkpoints.iter().peekable();
     let mut v = Verifier::new(pinned_key);
-    super::for_each_row(conn, |row| {
+    log.for_each_row(&mut |row| {
         while let Some(cp) = pending.next_if(|cp| cp.upto_id < row.id) {
             v.checkpoint(cp);
         }

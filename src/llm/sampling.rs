@@ -1,35 +1,6 @@
 //! Choosing the next token from the logits.
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SamplingParams {
-    /// 0 means greedy (always the most likely token).
-    pub temperature: f32,
-    /// Keep only the k most likely tokens (0: no limit).
-    pub top_k: usize,
-    /// Keep the smallest set of tokens whose probability reaches p (1: no limit).
-    pub top_p: f32,
-    /// Divide the logits of recently seen tokens by this (1: off).
-    pub repeat_penalty: f32,
-    /// How many recent tokens the penalty looks at.
-    pub repeat_last_n: usize,
-    pub seed: u64,
-}
-
-impl Default for SamplingParams {
-    fn default() -> Self {
-        SamplingParams {
-            temperature: 0.0,
-            top_k: 40,
-            top_p: 0.95,
-            repeat_penalty: 1.1,
-            repeat_last_n: 64,
-            seed: 42,
-        }
-    }
-}
+pub use crate::config::SamplingParams;
 
 /// A small, seedable generator (SplitMix64): reproducible across platforms,
 /// which is what a `seed` setting promises.

@@ -27,7 +27,8 @@ use super::error::ApiError;
 use super::state::{AppState, StateExt};
 use crate::accounts::{Role, User};
 use crate::audit::Actor;
-use crate::sessions::{self, Lookup, Session};
+use crate::store;
+use crate::store::sessions::{Lookup, Session};
 
 pub const COOKIE: &str = "__Host-enclave";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -196,7 +197,9 @@ pub async fn resolve_session(
         (Some(token), Some(state)) if !req.path().starts_with("/static/") => {
             let lifetimes = state.lifetimes();
             let found = state
-                .with_db(move |db| Ok(sessions::lookup(db.conn(), &token, lifetimes)?))
+                .with_db(move |db| {
+                    Ok(db.autocommit(|c| store::sessions::lookup(c, &token, lifetimes))?)
+                })
                 .await;
             // An error answered here, not returned: a middleware's error
             // would skip the security headers wrapped around it.

@@ -5,8 +5,6 @@
 //! Events: `meta` {conversation_id, message_id}, `queued` {position},
 //! `started`, `token` {text}, `done` {answer}, `error` {error}.
 
-use std::time::{Duration, Instant};
-
 use actix_web::HttpResponse;
 use actix_web::web::{self, Bytes, Data};
 use serde::{Deserialize, Serialize};
@@ -15,11 +13,10 @@ use sha2::{Digest, Sha256};
 use super::auth::ChatSession;
 use super::error::ApiError;
 use super::state::{AppState, StateExt, StreamSlot};
-use crate::accounts;
 use crate::audit::{Actor, Entry};
-use crate::conversations;
-use crate::llm::{Event, GenerationRequest, Prompt, SubmitError, Ticket};
-use crate::rag::{self, Answer, Plan, Source};
+use crate::llm::{Event, SubmitError, Ticket};
+use crate::rag::{self, Answer, AnswerStatus, Plan, Planned, Source};
+use crate::store;
 
 #[derive(Deserialize)]
 pub struct AskBody {
@@ -35,7 +32,7 @@ pub struct AskBody {
 struct AnswerView<'a> {
     text: &'a str,
     grounded: bool,
-    status: &'a str,
+    status: AnswerStatus,
     citations: &'a [rag::Citation],
     sources: Vec<SourceView<'a>>,
 }
@@ -48,7 +45,7 @@ struct SourceView<'a> {
     page: i64,
 }
 
-fn view<'a>(answer: &'a Answer, status: &'a str) -> AnswerView<'a> {
+fn view(answer: &Answer, status: AnswerStatus) -> AnswerView<'_> {
     AnswerView {
         text: &answer.text,
         grounded: answer.grounded,
@@ -96,73 +93,37 @@ pub async fn ask(
     let (conversation_id, message_id, collections) =
         record_question(&state, &actor, user_id, body.conversation_id, &question).await?;
 
-    let (plan, degraded) = if collections.is_empty() {
-        (
-            Plan::NotCovered {
-                best_similarity: None,
-            },
-            false,
-        )
-    } else {
-        let (st, q) = (state.clone(), question.clone());
-        state
-            .with_library(move |lib| {
-                let count = |t: &str| st.tokenizer.encode(t, false, false).len();
-                let budget = st
-                    .config
-                    .llm
-                    .context_window
-                    .saturating_sub(st.config.llm.max_new_tokens);
-                rag::plan(
-                    lib,
-                    &q,
-                    Some(&collections),
-                    &st.config.rag,
-                    &count,
-                    budget,
-                    &st.controls,
-                )
+    let st = state.clone();
+    let Planned { plan, degraded } = state
+        .with_library(move |lib| {
+            st.asker
+                .plan(lib, &question, Some(&collections))
                 .map_err(ApiError::internal)
-            })
-            .await?
-    };
+        })
+        .await?;
 
     let (ticket, sources) = match plan {
         Plan::NotCovered { .. } => (None, Vec::new()),
-        Plan::Generate { messages, sources } => {
-            let request = GenerationRequest {
-                prompt: Prompt::Chat(messages),
-                max_new_tokens: state.config.llm.max_new_tokens,
-                sampling: state.config.llm.sampling.clone(),
-                deadline: Some(
-                    Instant::now() + Duration::from_secs(state.config.llm.deadline_secs),
-                ),
-                ignore_end: false,
-            };
-            match state.worker.submit(request) {
-                Ok(t) => (Some(t), sources),
-                Err(SubmitError::QueueFull(waiting)) => {
-                    let failed =
-                        Answer::failed("The server was too busy to answer; please ask again.");
-                    save_answer(
-                        &state,
-                        &actor,
-                        message_id,
-                        "failed",
-                        &failed,
-                        "refused_busy",
-                    )
-                    .await?;
-                    return Err(ApiError::unavailable(
-                        format!(
-                            "the model is busy ({waiting} questions waiting); try again shortly"
-                        ),
-                        10,
-                    ));
-                }
-                Err(e) => return Err(ApiError::internal(e)),
+        Plan::Generate { messages, sources } => match state.asker.submit(&state.worker, messages) {
+            Ok(t) => (Some(t), sources),
+            Err(SubmitError::QueueFull(waiting)) => {
+                let failed = Answer::failed("The server was too busy to answer; please ask again.");
+                save_answer(
+                    &state,
+                    &actor,
+                    message_id,
+                    AnswerStatus::Failed,
+                    &failed,
+                    "refused_busy",
+                )
+                .await?;
+                return Err(ApiError::unavailable(
+                    format!("the model is busy ({waiting} questions waiting); try again shortly"),
+                    10,
+                ));
             }
-        }
+            Err(e) => return Err(ApiError::internal(e)),
+        },
     };
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
@@ -214,14 +175,14 @@ async fn record_question(
             db.transact(|tx| {
                 let conv = match conversation {
                     Some(id) => {
-                        conversations::owned(tx, id, user_id)?
+                        store::conversations::owned(tx, id, user_id)?
                             .ok_or_else(ApiError::not_found)?
                             .id
                     }
-                    None => conversations::create(tx, user_id, &q)?,
+                    None => store::conversations::create(tx, user_id, &q)?,
                 };
-                let msg = conversations::add_question(tx, conv, &q)?;
-                let collections = accounts::granted_collections(tx, user_id)?;
+                let msg = store::conversations::add_question(tx, conv, &q)?;
+                let collections = store::accounts::granted_collections(tx, user_id)?;
                 let mut detail = serde_json::json!({
                     "conversation": conv,
                     "collections": collections,
@@ -244,7 +205,7 @@ async fn save_answer(
     state: &Data<AppState>,
     actor: &Actor,
     message_id: i64,
-    status: &'static str,
+    status: AnswerStatus,
     answer: &Answer,
     outcome: &'static str,
 ) -> Result<(), ApiError> {
@@ -256,10 +217,10 @@ async fn save_answer(
 }
 
 fn store_answer(
-    db: &mut crate::store::Store,
+    db: &mut store::Store,
     actor: &Actor,
     message_id: i64,
-    status: &'static str,
+    status: AnswerStatus,
     answer: &Answer,
     outcome: &'static str,
     degraded: bool,
@@ -271,7 +232,7 @@ fn store_answer(
             .map(|s| (s.chunk_id, s.document_id))
             .collect();
         let citations = serde_json::to_value(&answer.citations).map_err(ApiError::internal)?;
-        conversations::finish(
+        store::conversations::finish(
             tx,
             message_id,
             status,
@@ -288,7 +249,7 @@ fn store_answer(
             .documents(docs)
             .chunks(answer.sources.iter().map(|s| s.chunk_id))
             .detail(serde_json::json!({
-                "status": status,
+                "status": status.as_str(),
                 "cited_chunks": answer.citations.iter().map(|c| c.chunk_id).collect::<Vec<_>>(),
                 "chars": answer.text.chars().count(),
                 "degraded": degraded,
@@ -322,7 +283,11 @@ impl Relay {
 
     fn run(self, ticket: Option<Ticket>, sources: Vec<Source>) {
         let Some(ticket) = ticket else {
-            return self.finish(&Answer::not_covered(), "not_covered", "not_covered");
+            return self.finish(
+                &Answer::not_covered(),
+                AnswerStatus::NotCovered,
+                "not_covered",
+            );
         };
         loop {
             let alive = match ticket.recv() {
@@ -334,12 +299,8 @@ impl Relay {
                     self.send("token", &serde_json::json!({ "text": piece }))
                 }
                 Some(Event::Finished { text, stats }) => {
-                    let answer = rag::finish(&text, &sources);
-                    let status = if answer.grounded {
-                        "answered"
-                    } else {
-                        "not_covered"
-                    };
+                    let answer = self.state.asker.finish(&text, &sources);
+                    let status = answer.status();
                     tracing::info!(
                         message = self.message_id,
                         ttft_ms = stats.time_to_first_token_ms,
@@ -352,11 +313,11 @@ impl Relay {
                     tracing::warn!(message = self.message_id, error = %e, "generation failed");
                     let failed =
                         Answer::failed("The answer could not be generated; please ask again.");
-                    return self.finish(&failed, "failed", "failed");
+                    return self.finish(&failed, AnswerStatus::Failed, "failed");
                 }
                 None => {
                     let failed = Answer::failed("The model stopped; please ask again.");
-                    return self.finish(&failed, "failed", "failed");
+                    return self.finish(&failed, AnswerStatus::Failed, "failed");
                 }
             };
             if !alive {
@@ -370,7 +331,7 @@ impl Relay {
                         &mut store,
                         &self.actor,
                         self.message_id,
-                        "failed",
+                        AnswerStatus::Failed,
                         &cancelled,
                         "cancelled",
                         self.degraded,
@@ -381,7 +342,7 @@ impl Relay {
         }
     }
 
-    fn finish(&self, answer: &Answer, status: &'static str, outcome: &'static str) {
+    fn finish(&self, answer: &Answer, status: AnswerStatus, outcome: &'static str) {
         let saved = match self.state.db.lock() {
             Ok(mut store) => store_answer(
                 &mut store,

@@ -21,25 +21,16 @@ use std::time::Instant;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
-use clap::Args;
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{Actor, Entry};
 use crate::config::Config;
+use crate::ingest::queue::{IngestContext, UploadQueue};
 use crate::library::Library;
-use crate::llm::gguf::Gguf;
-use crate::llm::tokenizer::Tokenizer;
 use crate::llm::{Llm, Worker};
-use crate::store::Store;
+use crate::rag::Asker;
+use crate::store::{self, Store};
 use state::AppState;
-
-#[derive(Args, Debug, Default)]
-pub struct ServeArgs {
-    /// Address to listen on (default: web.listen from the config).
-    #[arg(long)]
-    pub listen: Option<String>,
-}
 
 /// The Content-Security-Policy of every response: our own origin only, no
 /// inline script or style, no framing, no plugins.
@@ -78,44 +69,61 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
         .route("/audit", web::get().to(pages::audit_log))
         .route("/account/password", web::get().to(pages::password))
         .route("/static/{file}", web::get().to(pages::static_file))
-        .route("/api/login", web::post().to(api::login))
-        .route("/api/logout", web::post().to(api::logout))
-        .route("/api/me", web::get().to(api::me))
-        .route("/api/password", web::post().to(api::change_password))
+        .route("/api/login", web::post().to(api::session::login))
+        .route("/api/logout", web::post().to(api::session::logout))
+        .route("/api/me", web::get().to(api::session::me))
+        .route(
+            "/api/password",
+            web::post().to(api::session::change_password),
+        )
         .route("/api/ask", web::post().to(chat::ask))
-        .route("/api/conversations", web::get().to(api::conversations_list))
-        .route("/api/conversations/{id}", web::get().to(api::conversation))
-        .route("/api/messages/{id}/feedback", web::post().to(api::feedback))
-        .route("/api/passages/{id}", web::get().to(api::passage))
-        .route("/api/documents", web::get().to(api::documents))
-        .route("/api/documents/{id}", web::get().to(api::document))
+        .route(
+            "/api/conversations",
+            web::get().to(api::conversations::conversations_list),
+        )
+        .route(
+            "/api/conversations/{id}",
+            web::get().to(api::conversations::conversation),
+        )
+        .route(
+            "/api/messages/{id}/feedback",
+            web::post().to(api::conversations::feedback),
+        )
+        .route("/api/passages/{id}", web::get().to(api::passages::passage))
+        .route("/api/documents", web::get().to(api::documents::documents))
         .route(
             "/api/documents/{id}",
-            web::delete().to(api::delete_document),
+            web::get().to(api::documents::document),
         )
-        .route("/api/documents/{id}/original", web::get().to(api::original))
+        .route(
+            "/api/documents/{id}",
+            web::delete().to(api::documents::delete_document),
+        )
+        .route(
+            "/api/documents/{id}/original",
+            web::get().to(api::passages::original),
+        )
         .route("/api/uploads", web::post().to(upload::upload))
         .route("/api/uploads", web::get().to(upload::list_uploads))
         .route("/api/uploads/{id}", web::get().to(upload::get_upload))
-        .route("/api/users", web::get().to(api::users))
-        .route("/api/users", web::post().to(api::create_user))
-        .route("/api/users/{id}", web::post().to(api::update_user))
-        .route("/api/grants", web::post().to(api::create_grant))
-        .route("/api/grants/{id}", web::delete().to(api::delete_grant))
-        .route("/api/health", web::get().to(api::health))
-        .route("/api/audit", web::get().to(api::audit_rows))
-        .route("/api/audit/export", web::get().to(api::audit_export))
-        .route("/api/audit/verify", web::get().to(api::audit_verify))
+        .route("/api/users", web::get().to(api::users::users))
+        .route("/api/users", web::post().to(api::users::create_user))
+        .route("/api/users/{id}", web::post().to(api::users::update_user))
+        .route("/api/grants", web::post().to(api::users::create_grant))
+        .route(
+            "/api/grants/{id}",
+            web::delete().to(api::users::delete_grant),
+        )
+        .route("/api/health", web::get().to(api::health::health))
+        .route("/api/audit", web::get().to(api::audit::audit_rows))
+        .route("/api/audit/export", web::get().to(api::audit::audit_export))
+        .route("/api/audit/verify", web::get().to(api::audit::audit_verify))
         .default_service(web::to(pages::not_found));
 }
 
-pub fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
-    let mut config = config.clone();
-    if let Some(listen) = args.listen {
-        config.web.listen = listen;
-    }
-    let state = build_state(&config)?;
-    let (cert, key, self_signed) = tls::material(&config)?;
+pub fn serve(config: &Config) -> Result<ExitCode> {
+    let state = build_state(config)?;
+    let (cert, key, self_signed) = tls::material(config)?;
     let tls = tls::server_config(&cert, &key)?;
     let workers = if config.web.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -140,7 +148,10 @@ pub fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let has_admin = state
         .db
         .lock()
-        .map(|db| crate::accounts::admin_exists(db.conn()).unwrap_or(false))
+        .map(|db| {
+            db.autocommit(store::accounts::admin_exists)
+                .unwrap_or(false)
+        })
         .unwrap_or(false);
     for a in &addrs {
         println!("Enclave is listening on https://{a}/");
@@ -159,9 +170,7 @@ pub fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     if let Ok(mut db) = state.db.lock() {
         let entry = Entry::new(&Actor::system(), "server.stop", "server");
         let _ = db.record(entry);
-        if let Some(sink) = db.audit_sink().cloned() {
-            let _ = crate::audit::checkpoint_head(db.conn_mut(), &sink.key);
-        }
+        let _ = db.sign_audit_head();
     }
     result.context("web server")?;
     Ok(ExitCode::SUCCESS)
@@ -169,15 +178,7 @@ pub fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
 
 /// Apply `audit.retention_days` (at start and daily).
 fn prune_audit(db: &mut Store, config: &Config) {
-    let Some(sink) = db.audit_sink().cloned() else {
-        return;
-    };
-    match crate::audit::prune(
-        db.conn_mut(),
-        &sink.key,
-        sink.checkpoint_every,
-        config.audit.retention_days,
-    ) {
+    match db.prune_audit(config.audit.retention_days) {
         Ok(0) => {}
         Ok(n) => tracing::info!(rows = n, "audit rows past retention removed"),
         Err(e) => tracing::error!(error = %e, "audit retention failed"),
@@ -188,35 +189,20 @@ fn prune_audit(db: &mut Store, config: &Config) {
 /// lock), a database connection, the model and its worker, the upload thread.
 pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
     let model_path = config.llm_model_path();
-    let gguf = Gguf::open(&model_path)
-        .with_context(|| format!("opening chat model {}", model_path.display()))?;
-    let tokenizer = Tokenizer::from_gguf(&gguf)?;
-    drop(gguf);
-    let controls: Vec<String> = tokenizer.control_texts().map(str::to_string).collect();
+    let asker = Asker::open(config, &model_path)?;
     let library = Library::open(config)?;
     let mut db = Store::open(&config.data_dir.join("enclave.sqlite"))?;
     db.set_audit(crate::library::audit_sink(config)?);
-    let abandoned = crate::conversations::fail_abandoned(db.conn())?;
+    let abandoned = db.autocommit(store::conversations::fail_abandoned)?;
     if abandoned > 0 {
         tracing::warn!(
             abandoned,
             "answers interrupted by the last stop marked failed"
         );
     }
-    db.conn().execute(
-        "UPDATE uploads SET state = 'failed', detail = 'interrupted (server stopped)'
-         WHERE state IN ('queued', 'extracting', 'indexing') AND document_id IS NULL",
-        [],
-    )?;
+    db.autocommit(store::uploads::fail_interrupted)?;
     let config_hash = hex::encode(Sha256::digest(config.to_toml().as_bytes()));
-    let previous: Option<String> = db
-        .conn()
-        .query_row(
-            "SELECT detail FROM audit_log WHERE action = 'server.start' ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let previous = db.autocommit(|c| store::audit::last_detail(c, "server.start"))?;
     let previous_hash = previous
         .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
         .and_then(|v| v["config_sha256"].as_str().map(str::to_string));
@@ -240,16 +226,21 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
     let llm = Llm::load(&model_path, config.llm.context_window)
         .with_context(|| format!("loading chat model {}", model_path.display()))?;
     let worker = Worker::start(llm, config.llm.queue_capacity);
-    let (tx, rx) = std::sync::mpsc::sync_channel(upload::QUEUE_CAPACITY);
+    let library = Arc::new(Mutex::new(library));
+    let db = Arc::new(Mutex::new(db));
+    let uploads = UploadQueue::start(IngestContext {
+        config: config.clone(),
+        library: library.clone(),
+        db: db.clone(),
+    })
+    .context("starting the ingest threads")?;
     let state = web::Data::new(AppState {
         config: config.clone(),
-        library: Mutex::new(library),
-        db: Mutex::new(db),
+        library,
+        db,
         worker,
-        tokenizer,
-        controls,
-        uploads: tx,
-        uploads_waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        asker,
+        uploads,
         streams: Mutex::new(HashMap::new()),
         started: Instant::now(),
         model_bytes,
@@ -262,63 +253,11 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
                 std::thread::sleep(std::time::Duration::from_secs(24 * 3600));
                 if let Ok(mut db) = for_pruning.db.lock() {
                     prune_audit(&mut db, &for_pruning.config);
-                    let _ = crate::sessions::purge_expired(db.conn(), for_pruning.lifetimes());
+                    let lifetimes = for_pruning.lifetimes();
+                    let _ = db.autocommit(|c| store::sessions::purge_expired(c, lifetimes));
                 }
             }
         })
         .context("starting the audit retention thread")?;
-    let for_thread = state.clone();
-    std::thread::Builder::new()
-        .name("ingest".into())
-        .spawn(move || upload::run_ingest(for_thread, rx))
-        .context("starting the ingest thread")?;
-    let for_retry = state.clone();
-    std::thread::Builder::new()
-        .name("index-retry".into())
-        .spawn(move || {
-            loop {
-                retry_stranded(&for_retry);
-                std::thread::sleep(RETRY_EVERY);
-            }
-        })
-        .context("starting the index retry thread")?;
     Ok(state)
-}
-
-/// How often stored-but-unindexed documents are retried.
-const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Index documents left `indexing` (the vector store was unreachable when
-/// they were uploaded, or a crash), then finish their uploads.
-fn retry_stranded(state: &AppState) {
-    let indexed = match state.library.lock() {
-        Ok(mut lib) => match lib.index_stranded() {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::debug!(error = %e, "stranded documents not indexed yet");
-                return;
-            }
-        },
-        Err(_) => return,
-    };
-    if let Ok(db) = state.db.lock() {
-        let finished = db.conn().execute(
-            "UPDATE uploads SET state = 'done', detail = 'indexed (after waiting for the vector store)',
-                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-             WHERE state = 'indexing' AND document_id IN
-                 (SELECT id FROM documents WHERE status = 'indexed')",
-            [],
-        );
-        match finished {
-            Ok(n) if n > 0 || !indexed.is_empty() => {
-                tracing::info!(
-                    documents = indexed.len(),
-                    uploads = n,
-                    "indexed stranded documents"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not finish waiting uploads"),
-        }
-    }
 }

@@ -6,15 +6,18 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::api::{self, Health, PassageView};
+use super::api::health::{self, Health};
+use super::api::passages::{self, PassageView};
+use super::api::{audit as audit_api, users};
 use super::auth::{AdminSession, AuditorSession, Authed, ChatSession, PASSWORD_PAGE};
 use super::error::ApiError;
 use super::state::{AppState, StateExt};
-use super::upload::{self, UploadView};
-use crate::accounts::{self, Grant, Group, Role, User};
+use crate::accounts::{Grant, Group, Role, User};
 use crate::audit::{self, Entry};
-use crate::conversations::{self, Conversation, Message};
+use crate::store;
 use crate::store::Document;
+use crate::store::conversations::{Conversation, Message};
+use crate::store::uploads::UploadView;
 
 fn render(t: &impl Template) -> Result<HttpResponse, ApiError> {
     let html = t.render().map_err(ApiError::internal)?;
@@ -112,18 +115,20 @@ async fn chat_page(
     let uid = authed.user().id;
     let (convs, messages, collections) = state
         .with_db(move |db| {
-            let c = db.conn();
-            let messages = if current > 0 {
-                conversations::owned(c, current, uid)?.ok_or_else(ApiError::not_found)?;
-                conversations::messages(c, current, uid)?
-            } else {
-                Vec::new()
-            };
-            Ok((
-                conversations::list(c, uid, 200)?,
-                messages,
-                accounts::granted_collections(c, uid)?,
-            ))
+            db.autocommit(|c| {
+                let messages = if current > 0 {
+                    store::conversations::owned(c, current, uid)?
+                        .ok_or_else(ApiError::not_found)?;
+                    store::conversations::messages(c, current, uid)?
+                } else {
+                    Vec::new()
+                };
+                Ok((
+                    store::conversations::list(c, uid, 200)?,
+                    messages,
+                    store::accounts::granted_collections(c, uid)?,
+                ))
+            })
         })
         .await?;
     render(&ChatPage {
@@ -152,7 +157,7 @@ pub async fn passage(
     authed: ChatSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = api::load_passage(&state, &authed, id.into_inner()).await?;
+    let p = passages::load_passage(&state, &authed, id.into_inner()).await?;
     render(&PassagePage {
         csrf: authed.session.csrf_token.clone(),
         username: authed.user().username.clone(),
@@ -183,8 +188,8 @@ pub async fn documents(
         .with_db(move |db| {
             Ok((
                 db.documents(None)?,
-                upload::recent_uploads(db.conn(), uid, 20)?,
-                accounts::collections(db.conn())?,
+                db.autocommit(|c| store::uploads::recent(c, uid, 20))?,
+                db.autocommit(store::accounts::collections)?,
             ))
         })
         .await?;
@@ -214,12 +219,12 @@ struct UsersPage {
 }
 
 pub async fn users(state: Data<AppState>, authed: AdminSession) -> Result<HttpResponse, ApiError> {
-    let api::Directory {
+    let users::Directory {
         users,
         groups,
         grants,
         collections,
-    } = api::directory(&state).await?;
+    } = users::directory(&state).await?;
     render(&UsersPage {
         csrf: authed.session.csrf_token.clone(),
         username: authed.user().username.clone(),
@@ -241,7 +246,7 @@ struct HealthPage {
 }
 
 pub async fn health(state: Data<AppState>, authed: AdminSession) -> Result<HttpResponse, ApiError> {
-    let h = api::health_data(&state).await?;
+    let h = health::health_data(&state).await?;
     render(&HealthPage {
         csrf: authed.session.csrf_token.clone(),
         username: authed.user().username.clone(),
@@ -268,7 +273,7 @@ pub async fn audit_log(
     filter: web::Query<audit::Filter>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = filter.into_inner();
-    let report = api::verify_now(&state).await?;
+    let report = audit_api::verify_now(&state).await?;
     let (f, actor) = (filter.clone(), authed.actor());
     let (rows, actions) = state
         .with_db(move |db| {
@@ -276,7 +281,7 @@ pub async fn audit_log(
                 "actor": f.actor, "action": f.action, "document": f.document, "from": f.from, "to": f.to,
             }));
             db.record(entry)?;
-            Ok((audit::search(db.conn(), &f, 200)?, audit::actions(db.conn())?))
+            Ok((db.autocommit(|c| store::audit::search(c, &f, 200))?, db.autocommit(store::audit::actions)?))
         })
         .await?;
     render(&AuditPage {

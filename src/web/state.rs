@@ -11,23 +11,22 @@ use actix_web::web;
 
 use super::error::ApiError;
 use crate::config::Config;
+use crate::ingest::queue::UploadQueue;
 use crate::library::Library;
 use crate::llm::Worker;
-use crate::llm::tokenizer::Tokenizer;
-use crate::sessions::{Lifetimes, ThrottlePolicy};
+use crate::rag::Asker;
 use crate::store::Store;
+use crate::store::sessions::{Lifetimes, ThrottlePolicy};
 
 pub struct AppState {
     pub config: Config,
-    pub library: Mutex<Library>,
-    pub db: Mutex<Store>,
+    /// Shared with the ingest threads.
+    pub library: Arc<Mutex<Library>>,
+    pub db: Arc<Mutex<Store>>,
     pub worker: Worker,
-    pub tokenizer: Tokenizer,
-    /// Control-token texts stripped from questions and passages.
-    pub controls: Vec<String>,
-    pub uploads: std::sync::mpsc::SyncSender<super::upload::UploadJob>,
-    /// Uploads accepted and not yet finished.
-    pub uploads_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Turns questions into plans, requests and answers.
+    pub asker: Asker,
+    pub uploads: UploadQueue,
     /// Answers streaming now, per user.
     pub streams: Mutex<HashMap<i64, usize>>,
     pub started: Instant,

@@ -1,6 +1,6 @@
 """Compute reference embeddings with sentence-transformers, once.
 
-Writes tests/fixtures/minilm_reference.json, which tests/embeddings.rs compares
+Writes tests/fixtures/minilm_reference.json, which tests/it/embeddings.rs compares
 against Enclave's candle embedder (cosine >= 0.999). Run from the repository
 root after models/fetch.sh, in a virtualenv with sentence-transformers:
 

@@ -1,0 +1,211 @@
+//! `enclave backup DEST` and `enclave restore SRC`.
+//!
+//! A backup is what cannot be rebuilt: a consistent snapshot of the SQLite
+//! database (SQLite's online backup, so the server keeps running), the stored
+//! originals that snapshot references, the audit signing key and the TLS
+//! material, with a `BACKUP.json` listing every file's SHA-256. The BM25 and
+//! vector indexes are derived data and are not copied; restore rebuilds them
+//! from the restored chunks, so a backup taken mid-ingest restores to a
+//! consistent library (documents that were still `indexing` are indexed).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Actor, Entry};
+use crate::cli::{BackupArgs, RestoreArgs};
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub enclave_version: String,
+    pub created_at: String,
+    pub documents: i64,
+    pub chunks: i64,
+    pub audit_rows: i64,
+    /// Relative path → SHA-256 of every file in the backup but this one.
+    pub files: std::collections::BTreeMap<String, String>,
+    /// Originals the snapshot referenced that were gone by the time they were
+    /// copied (deleted meanwhile).
+    pub missing_originals: Vec<String>,
+}
+
+const DB: &str = "enclave.sqlite";
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+fn empty_or_new(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let mut entries =
+            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!("{} exists and is not empty", dir.display());
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(())
+}
+
+fn copy_into(src_root: &Path, dest_root: &Path, rel: &str) -> Result<()> {
+    let (from, to) = (src_root.join(rel), dest_root.join(rel));
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+    Ok(())
+}
+
+pub fn backup(config: &Config, args: BackupArgs) -> Result<ExitCode> {
+    let data = &config.data_dir;
+    let dest = &args.dest;
+    let db_path = data.join(DB);
+    if !db_path.is_file() {
+        bail!("no database at {} (nothing to back up)", db_path.display());
+    }
+    empty_or_new(dest)?;
+    let mut live = Store::open(&db_path)?;
+    live.set_audit(crate::library::audit_sink(config)?);
+    // Recorded first, so the backup holds its own record.
+    live.record(
+        Entry::new(&Actor::cli(), "backup", format!("{}", dest.display()))
+            .detail(serde_json::json!({ "dest": dest.display().to_string() })),
+    )?;
+    live.sign_audit_head()?;
+    eprintln!("Copying the database (online backup)…");
+    let snapshot = live.snapshot_to(&dest.join(DB))?;
+    let stored = &snapshot.stored_paths;
+    let (documents, chunks, audit_rows) =
+        (snapshot.documents, snapshot.chunks, snapshot.audit_rows);
+    eprintln!("Copying {} stored originals…", stored.len());
+    let mut missing_originals = Vec::new();
+    for rel in stored {
+        if rel.contains("..") || rel.starts_with('/') {
+            bail!("refusing a stored path outside the data dir: {rel}");
+        }
+        if data.join(rel).is_file() {
+            copy_into(data, dest, rel)?;
+        } else {
+            missing_originals.push(rel.clone());
+        }
+    }
+    let mut extra = vec![crate::audit::key::FILE_NAME.to_string()];
+    for name in ["tls/self-signed.crt", "tls/self-signed.key"] {
+        if data.join(name).is_file() {
+            extra.push(name.to_string());
+        }
+    }
+    for rel in &extra {
+        copy_into(data, dest, rel)?;
+    }
+    let mut files = std::collections::BTreeMap::new();
+    for rel in std::iter::once(DB.to_string())
+        .chain(
+            stored
+                .iter()
+                .filter(|r| !missing_originals.contains(r))
+                .cloned(),
+        )
+        .chain(extra)
+    {
+        files.insert(rel.clone(), sha256_file(&dest.join(&rel))?);
+    }
+    let manifest = Manifest {
+        format: 1,
+        enclave_version: env!("CARGO_PKG_VERSION").into(),
+        created_at: crate::time::now_utc(),
+        documents,
+        chunks,
+        audit_rows,
+        files,
+        missing_originals,
+    };
+    std::fs::write(
+        dest.join("BACKUP.json"),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
+    println!(
+        "Backed up {documents} documents, {chunks} passages, {audit_rows} audit rows and {} originals to {}.",
+        stored.len() - manifest.missing_originals.len(),
+        dest.display()
+    );
+    if !manifest.missing_originals.is_empty() {
+        println!(
+            "{} originals were deleted while the backup ran; their documents will be restored without them.",
+            manifest.missing_originals.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
+    let src = &args.src;
+    let text = std::fs::read_to_string(src.join("BACKUP.json")).with_context(|| {
+        format!(
+            "{} is not an Enclave backup (no BACKUP.json)",
+            src.display()
+        )
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text).context("reading BACKUP.json")?;
+    eprintln!("Checking {} files…", manifest.files.len());
+    for (rel, sha) in &manifest.files {
+        if rel.contains("..") || rel.starts_with('/') {
+            bail!("BACKUP.json names a path outside the backup: {rel}");
+        }
+        let actual = sha256_file(&src.join(rel))?;
+        if actual != *sha {
+            bail!("{rel} does not match its checksum in BACKUP.json: the backup is damaged");
+        }
+    }
+    let data = &config.data_dir;
+    empty_or_new(data).context("restore needs an empty or new data dir")?;
+    for rel in manifest.files.keys() {
+        copy_into(src, data, rel)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = data.join(crate::audit::key::FILE_NAME);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    }
+    eprintln!(
+        "Rebuilding the BM25 and vector indexes from {} passages…",
+        manifest.chunks
+    );
+    let library = crate::library::Library::reindex(config)?;
+    let (docs, chunks) = library.store().counts()?;
+    drop(library);
+    let mut store = Store::open(&data.join(DB))?;
+    store.set_audit(crate::library::audit_sink(config)?);
+    store.record(
+        Entry::new(&Actor::cli(), "restore", src.display().to_string()).detail(serde_json::json!({
+            "backup_created_at": manifest.created_at,
+            "documents": docs,
+            "chunks": chunks,
+        })),
+    )?;
+    let key = store.audit_sink().map(|s| s.key.public_hex());
+    let report = store.verify_audit(key)?;
+    println!(
+        "Restored {docs} searchable documents ({chunks} passages) into {}; audit log: {}.",
+        data.display(),
+        match &report.failure {
+            None => format!("{} rows verified", report.rows),
+            Some(f) => format!("FAILED at row {}: {}", f.row, f.reason),
+        }
+    );
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

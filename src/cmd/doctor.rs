@@ -1,0 +1,295 @@
+//! `enclave doctor`: checks an installation and says what to fix. Each check
+//! prints ok, warn or FAIL with one line of detail; the exit status is 1 if
+//! any check failed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
+use crate::config::Config;
+use crate::store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub level: Level,
+    pub detail: String,
+}
+
+fn check(name: &'static str, level: Level, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        level,
+        detail: detail.into(),
+    }
+}
+
+pub fn run(config: &Config, args: DoctorArgs) -> Result<ExitCode> {
+    let checks = checks(config);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            let tag = match c.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            println!("{tag}  {:<18} {}", c.name, c.detail);
+        }
+    }
+    Ok(if checks.iter().any(|c| c.level == Level::Fail) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn checks(config: &Config) -> Vec<Check> {
+    let mut out = vec![check(
+        "config",
+        Level::Ok,
+        "loaded and valid (enclave config prints it)",
+    )];
+    out.push(data_dir(&config.data_dir));
+    out.push(models(config));
+    out.push(disk(&config.data_dir));
+    out.push(tls(config));
+    out.push(audit(config));
+    out.push(indexes(config));
+    out.push(outbound(config));
+    out
+}
+
+/// The one outbound connection Enclave may make: an external Qdrant.
+fn outbound(config: &Config) -> Check {
+    let Some(url) = config.vector.outbound() else {
+        return check(
+            "outbound",
+            Level::Ok,
+            format!(
+                "no outbound address configured: the vector store is embedded; Enclave only listens on {}",
+                config.web.listen
+            ),
+        );
+    };
+    let reach =
+        crate::index::qdrant::QdrantVectorIndex::open(&config.vector, 0).and_then(|q| q.probe());
+    match reach {
+        Ok(version) => check(
+            "outbound",
+            Level::Ok,
+            format!(
+                "vector store {url} (Qdrant {version}, collection {}) is the only outbound address; allow it in the unit's IPAddressAllow",
+                config.vector.collection
+            ),
+        ),
+        Err(e) => check(
+            "outbound",
+            Level::Fail,
+            format!("vector store {url} is the only outbound address, and it is unreachable: {e}"),
+        ),
+    }
+}
+
+fn data_dir(dir: &Path) -> Check {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) => return check("data dir", Level::Fail, format!("{}: {e}", dir.display())),
+    };
+    let probe = dir.join(".doctor-write-test");
+    if let Err(e) = std::fs::write(&probe, b"x") {
+        return check(
+            "data dir",
+            Level::Fail,
+            format!("{} is not writable: {e}", dir.display()),
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return check(
+            "data dir",
+            Level::Warn,
+            format!(
+                "{} is accessible to all users (mode {mode:o}); chmod o-rwx",
+                dir.display()
+            ),
+        );
+    }
+    let key = dir.join(crate::audit::key::FILE_NAME);
+    if let Ok(m) = std::fs::metadata(&key)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        return check(
+            "data dir",
+            Level::Warn,
+            format!("{} is readable by others; chmod 600", key.display()),
+        );
+    }
+    check(
+        "data dir",
+        Level::Ok,
+        format!("{} writable, mode {mode:o}", dir.display()),
+    )
+}
+
+fn models(config: &Config) -> Check {
+    match super::models::inventory(config) {
+        Ok(inv) if inv.problems.is_empty() => check(
+            "models",
+            Level::Ok,
+            format!(
+                "{} files verified against MANIFEST.tsv in {}",
+                inv.files.iter().filter(|f| f.status == "ok").count(),
+                inv.models_dir.display()
+            ),
+        ),
+        Ok(inv) => check("models", Level::Fail, inv.problems.join("; ")),
+        Err(e) => check("models", Level::Fail, e.to_string()),
+    }
+}
+
+fn disk(dir: &Path) -> Check {
+    let (free, total) = crate::os::disk_space(dir);
+    if total == 0 {
+        return check("disk", Level::Warn, "cannot read free space");
+    }
+    let pct = free as f64 * 100.0 / total as f64;
+    let text = format!("{} MiB free ({pct:.0}%)", free >> 20);
+    if free < 1 << 30 {
+        check("disk", Level::Fail, format!("{text}: under 1 GiB"))
+    } else if pct < 10.0 {
+        check("disk", Level::Warn, format!("{text}: under 10%"))
+    } else {
+        check("disk", Level::Ok, text)
+    }
+}
+
+fn tls(config: &Config) -> Check {
+    let configured = !config.web.tls_cert.as_os_str().is_empty();
+    let (cert, key) = if configured {
+        (config.web.tls_cert.clone(), config.web.tls_key.clone())
+    } else {
+        let dir = config.data_dir.join("tls");
+        (dir.join("self-signed.crt"), dir.join("self-signed.key"))
+    };
+    if !configured && !cert.is_file() {
+        return check(
+            "tls",
+            Level::Warn,
+            "no certificate configured; a self-signed one is generated at first start (set web.tls_cert/web.tls_key)",
+        );
+    }
+    match crate::web::tls::server_config(&cert, &key) {
+        Ok(_) if configured => check(
+            "tls",
+            Level::Ok,
+            format!("{} loads with its key", cert.display()),
+        ),
+        Ok(_) => check(
+            "tls",
+            Level::Warn,
+            format!(
+                "self-signed certificate {} in use; browsers will warn",
+                cert.display()
+            ),
+        ),
+        Err(e) => check("tls", Level::Fail, format!("{e:#}")),
+    }
+}
+
+fn audit(config: &Config) -> Check {
+    let db = config.data_dir.join("enclave.sqlite");
+    if !db.is_file() {
+        return check("audit log", Level::Warn, "no database yet");
+    }
+    let store = match store::Store::open(&db) {
+        Ok(s) => s,
+        Err(e) => return check("audit log", Level::Fail, e.to_string()),
+    };
+    // Only read the key; doctor creates nothing.
+    let key = config
+        .data_dir
+        .join(crate::audit::key::FILE_NAME)
+        .is_file()
+        .then(|| crate::audit::AuditKey::load_or_create(&config.data_dir).ok())
+        .flatten()
+        .map(|k| k.public_hex());
+    match store.verify_audit(key) {
+        Ok(r) if r.ok() => check(
+            "audit log",
+            Level::Ok,
+            format!(
+                "{} rows, chain and {} checkpoints verified",
+                r.rows, r.checkpoints
+            ),
+        ),
+        Ok(r) => {
+            let f = r.failure.unwrap_or(crate::audit::verify::Failure {
+                row: 0,
+                reason: String::new(),
+            });
+            check(
+                "audit log",
+                Level::Fail,
+                format!("row {}: {}", f.row, f.reason),
+            )
+        }
+        Err(e) => check("audit log", Level::Fail, e.to_string()),
+    }
+}
+
+/// SQLite against both indexes, per document. Needs the data-dir lock, so it
+/// is skipped (with a warning) while a server runs.
+fn indexes(config: &Config) -> Check {
+    match crate::library::Library::open_without_recovery(config) {
+        Ok(library) => match library.consistency() {
+            Ok(docs) => {
+                let bad: Vec<i64> = docs
+                    .iter()
+                    .filter(|d| !d.is_consistent())
+                    .map(|d| d.document_id)
+                    .collect();
+                let (bm25, vectors) = library.index_counts().unwrap_or((0, 0));
+                if bad.is_empty() {
+                    check(
+                        "indexes",
+                        Level::Ok,
+                        format!(
+                            "{} documents consistent across SQLite, BM25 ({bm25} entries) and vectors ({vectors})",
+                            docs.len()
+                        ),
+                    )
+                } else {
+                    check(
+                        "indexes",
+                        Level::Fail,
+                        format!(
+                            "documents {bad:?} differ between SQLite and the indexes; run enclave reindex"
+                        ),
+                    )
+                }
+            }
+            Err(e) => check("indexes", Level::Fail, e.to_string()),
+        },
+        Err(crate::library::LibraryError::Locked(_)) => check(
+            "indexes",
+            Level::Warn,
+            "the server holds the data dir: consistency not checked (stop it, or see the health page)",
+        ),
+        Err(e) => check("indexes", Level::Fail, e.to_string()),
+    }
+}

@@ -1,0 +1,58 @@
+//! `enclave extract FILE`: the text the extractor gets, page by page, or why
+//! it rejects the file.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::ExtractArgs;
+use crate::config::Config;
+use crate::extract::{self, Rejection};
+
+pub fn extract_cmd(config: &Config, args: ExtractArgs) -> Result<ExitCode> {
+    let result: std::result::Result<extract::Extracted, Rejection> =
+        extract::worker::extract_isolated(
+            &args.file,
+            &config.extract,
+            config.ingest.max_file_bytes,
+        );
+    if args.json {
+        let value = match &result {
+            Ok(e) => serde_json::json!({ "accepted": true, "extracted": e }),
+            Err(r) => serde_json::json!({ "accepted": false, "reason": r.to_string() }),
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        match &result {
+            Ok(e) => {
+                println!(
+                    "format: {}  pages: {}  title: {}",
+                    e.format.mime(),
+                    e.pages.len(),
+                    e.title.as_deref().unwrap_or("-")
+                );
+                for w in &e.warnings {
+                    println!("warning: {w}");
+                }
+                for p in &e.pages {
+                    println!(
+                        "--- page {}{} ---",
+                        p.number,
+                        if p.has_text_layer {
+                            ""
+                        } else {
+                            " (no text layer)"
+                        }
+                    );
+                    println!("{}", p.text);
+                }
+            }
+            Err(r) => println!("rejected: {r}"),
+        }
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

@@ -1,0 +1,17 @@
+//! What the operating system tells us about the machine (file-system space),
+//! shared by `doctor` and the health page.
+
+/// Free and total bytes of the file system holding `path`.
+pub fn disk_space(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return (0, 0);
+    };
+    // SAFETY: statvfs writes into a zeroed struct we own; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return (0, 0);
+    }
+    let frsize = st.f_frsize as u64;
+    (st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize)
+}

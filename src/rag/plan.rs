@@ -1,0 +1,120 @@
+//! The plan for one question: retrieve, close the evidence gate when the
+//! best passage is too weakly related to the question (then the model is
+//! not called at all: a small model asked to answer without evidence makes
+//! something up), else choose the passages that fit the prompt budget.
+
+use crate::config::RagConfig;
+use crate::library::{Library, LibraryError};
+use crate::llm::Message;
+
+use super::answer::Source;
+use super::prompt::{SYSTEM_PROMPT, fit_tokens, neutralise, user_message};
+use super::retrieve::{self, Mode, Search, SearchHit};
+
+/// What to do with a question.
+#[derive(Debug)]
+pub enum Plan {
+    /// The evidence gate closed: answer without the model.
+    NotCovered { best_similarity: Option<f32> },
+    Generate {
+        messages: Vec<Message>,
+        sources: Vec<Source>,
+    },
+}
+
+/// Retrieve, gate and build the prompt. `count_tokens` is the chat model's
+/// tokenizer; `prompt_budget` the tokens available for the whole prompt. The
+/// flag is true when the vector store was unreachable and retrieval was BM25's
+/// alone; answers then say so.
+pub fn plan(
+    library: &Library,
+    question: &str,
+    collections: Option<&[String]>,
+    config: &RagConfig,
+    count_tokens: &dyn Fn(&str) -> usize,
+    prompt_budget: usize,
+    control_tokens: &[String],
+) -> Result<(Plan, bool), LibraryError> {
+    let question = neutralise(question.trim(), control_tokens);
+    let search = Search::new(&question, collections, config.passages * 2, Mode::Hybrid);
+    let found = retrieve::search(library, &search)?;
+    let degraded = found.degraded;
+    let plan = gate_and_prompt(
+        found.hits,
+        &question,
+        config,
+        count_tokens,
+        prompt_budget,
+        control_tokens,
+    );
+    Ok((plan, degraded))
+}
+
+fn gate_and_prompt(
+    hits: Vec<SearchHit>,
+    question: &str,
+    config: &RagConfig,
+    count_tokens: &dyn Fn(&str) -> usize,
+    prompt_budget: usize,
+    control_tokens: &[String],
+) -> Plan {
+    let similarity = |h: &SearchHit| h.scores.dense.map(|d| d.score).unwrap_or(0.0);
+    let best = hits
+        .iter()
+        .map(similarity)
+        .fold(None, |best: Option<f32>, s| {
+            Some(best.map_or(s, |b| b.max(s)))
+        });
+    if hits.is_empty() || best.is_none_or(|b| b < config.min_similarity) {
+        return Plan::NotCovered {
+            best_similarity: best,
+        };
+    }
+    let best = best.unwrap_or(0.0);
+    let fixed = count_tokens(SYSTEM_PROMPT) + count_tokens(question) + 48;
+    let mut budget = prompt_budget.saturating_sub(fixed);
+    let mut sources = Vec::new();
+    for hit in hits {
+        if sources.len() == config.passages {
+            break;
+        }
+        let sim = similarity(&hit);
+        if sim < best * config.relative_cutoff {
+            continue;
+        }
+        let text = fit_tokens(
+            &neutralise(&hit.chunk.text, control_tokens),
+            config.max_passage_tokens,
+            count_tokens,
+        );
+        let cost = count_tokens(&text) + 24;
+        if cost > budget {
+            continue;
+        }
+        budget -= cost;
+        let c = hit.chunk;
+        sources.push(Source {
+            number: sources.len() + 1,
+            chunk_id: c.chunk_id,
+            document_id: c.document_id,
+            document_title: c.document_title,
+            collection: c.collection,
+            page: c.page,
+            heading: c.heading,
+            char_start: c.char_start,
+            char_end: c.char_end,
+            text,
+            similarity: sim,
+        });
+    }
+    if sources.is_empty() {
+        return Plan::NotCovered {
+            best_similarity: Some(best),
+        };
+    }
+    let messages = vec![
+        Message::new("system", SYSTEM_PROMPT),
+        Message::new("user", user_message(question, &sources)),
+    ];
+    Plan::Generate { messages, sources }
+}

@@ -1,0 +1,140 @@
+//! Hybrid retrieval, the one search entry point: BM25 and dense candidates
+//! from the library (both filtered by collection inside the index), fused,
+//! then checked visible in SQLite. When the vector store is unreachable the
+//! ranking is BM25's alone and each hit's dense similarity is computed here
+//! from its text, so the evidence gate and the relative cut-off still work.
+
+use serde::Serialize;
+
+use crate::library::{Library, LibraryError};
+use crate::store::ChunkView;
+
+use super::fusion::{self, FusedHit, FusionParams, SideScore};
+pub use crate::index::Mode;
+
+/// One search: what to look for, where, how many, and how to rank.
+#[derive(Debug, Clone, Copy)]
+pub struct Search<'a> {
+    pub query: &'a str,
+    /// Collections to search (`None`: all; an empty list finds nothing).
+    pub collections: Option<&'a [String]>,
+    pub limit: usize,
+    pub mode: Mode,
+    /// Fusion settings; the configured ones when `None`.
+    pub fusion: Option<FusionParams>,
+}
+
+impl<'a> Search<'a> {
+    /// A search of `mode` over `collections` with the configured fusion.
+    pub fn new(
+        query: &'a str,
+        collections: Option<&'a [String]>,
+        limit: usize,
+        mode: Mode,
+    ) -> Search<'a> {
+        Search {
+            query,
+            collections,
+            limit,
+            mode,
+            fusion: None,
+        }
+    }
+}
+
+/// Search results, and whether they are BM25's alone (vector store unreachable).
+pub struct SearchOutcome {
+    pub hits: Vec<SearchHit>,
+    pub degraded: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    pub chunk: ChunkView,
+    #[serde(flatten)]
+    pub scores: FusedHit,
+}
+
+/// The fusion settings of `library`'s configuration.
+pub fn configured_fusion(library: &Library) -> FusionParams {
+    let search = &library.config().search;
+    FusionParams {
+        fusion: search.fusion,
+        rrf_k: search.rrf_k,
+        dense_weight: search.dense_weight,
+    }
+}
+
+/// Ranked passages for `search`, restricted to its collections inside both
+/// indexes, and checked visible in SQLite.
+pub fn search(library: &Library, search: &Search<'_>) -> Result<SearchOutcome, LibraryError> {
+    let params = search.fusion.unwrap_or_else(|| configured_fusion(library));
+    let (fused, degraded) = ranked(library, search, params)?;
+    // Ask SQLite about a few more than needed, in case some are invisible.
+    let window: Vec<i64> = fused
+        .iter()
+        .take(search.limit.saturating_mul(2).saturating_add(10))
+        .map(|h| h.chunk_id)
+        .collect();
+    let mut visible = library.store().visible_chunks(&window)?;
+    let mut hits: Vec<SearchHit> = fused
+        .into_iter()
+        .filter_map(|scores| {
+            visible
+                .remove(&scores.chunk_id)
+                .map(|chunk| SearchHit { chunk, scores })
+        })
+        .take(search.limit)
+        .collect();
+    if degraded {
+        score_locally(library, search.query, &mut hits)?;
+    }
+    Ok(SearchOutcome { hits, degraded })
+}
+
+/// The fused ranking, and whether it is BM25's alone because the vector
+/// store could not be reached (hybrid mode only; dense mode fails then).
+fn ranked(
+    library: &Library,
+    search: &Search<'_>,
+    params: FusionParams,
+) -> Result<(Vec<FusedHit>, bool), LibraryError> {
+    let (lexical, dense, degraded) =
+        library.candidates(search.query, search.collections, search.mode)?;
+    library.note_vector_outage(degraded);
+    if degraded {
+        return Ok((fusion::single_side(&lexical, &[]), true));
+    }
+    let fused = match search.mode {
+        Mode::Hybrid => {
+            let params = FusionParams {
+                dense_weight: fusion::dense_weight_for(search.query, params.dense_weight),
+                ..params
+            };
+            fusion::fuse(&lexical, &dense, params)
+        }
+        Mode::Bm25 | Mode::Dense => fusion::single_side(&lexical, &dense),
+    };
+    Ok((fused, false))
+}
+
+/// Dense similarity of each hit's passage to the query, by the embedder.
+fn score_locally(
+    library: &Library,
+    query: &str,
+    hits: &mut [SearchHit],
+) -> Result<(), LibraryError> {
+    if hits.is_empty() {
+        return Ok(());
+    }
+    let embedder = library.embedder();
+    let q = embedder.embed_one(query)?;
+    let texts: Vec<&str> = hits.iter().map(|h| h.chunk.text.as_str()).collect();
+    let (vectors, _) = embedder.embed_counted(&texts)?;
+    for (hit, v) in hits.iter_mut().zip(vectors) {
+        let score: f32 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
+        hit.scores.dense = Some(SideScore { rank: 0, score });
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The SQLite store: the source of truth, and the only module that runs SQL.
+//! One file per table family: `documents` (documents, pages, chunks,
+//! collections), `jobs`, `uploads`, `accounts` (users, groups, grants),
+//! `sessions` (sessions, login failures), `conversations` (chat history,
+//! feedback) and `audit` (the hash-chained log and its checkpoints).
+//!
+//! Opened in WAL mode with `synchronous=FULL`, so a committed transaction
+//! survives power loss. Schema changes are versioned SQL files in
+//! `migrations/`, applied in order and recorded in `PRAGMA user_version`.
+
+pub mod accounts;
+pub mod audit;
+mod backup;
+pub mod conversations;
+mod documents;
+mod jobs;
+pub mod sessions;
+pub mod uploads;
+
+pub use backup::Snapshot;
+pub use documents::{
+    ChunkView, DocStatus, Document, IndexableChunk, NewChunk, NewDocument, NewPage, PassageLocation,
+};
+pub use jobs::{JobKind, JobState};
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "database schema version {found} is newer than this binary knows ({known}); upgrade Enclave"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("no such document: {0}")]
+    NoSuchDocument(i64),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Migrations, in order. The index in this list + 1 is the schema version.
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_documents_chunks_jobs",
+        include_str!("../../migrations/0001_documents_chunks_jobs.sql"),
+    ),
+    (
+        "0002_accounts_chat_audit",
+        include_str!("../../migrations/0002_accounts_chat_audit.sql"),
+    ),
+    (
+        "0003_one_time_passwords",
+        include_str!("../../migrations/0003_one_time_passwords.sql"),
+    ),
+    (
+        "0004_degraded_answers",
+        include_str!("../../migrations/0004_degraded_answers.sql"),
+    ),
+];
+
+pub struct Store {
+    conn: Connection,
+    audit: Option<AuditSink>,
+}
+
+/// Where audit rows for this store's actions go: the key that signs
+/// checkpoints and how often.
+#[derive(Clone)]
+pub struct AuditSink {
+    pub key: std::sync::Arc<crate::audit::AuditKey>,
+    pub checkpoint_every: u64,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn, audit: None };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Record uploads and deletions in the audit log from now on.
+    pub fn set_audit(&mut self, sink: AuditSink) {
+        self.audit = Some(sink);
+    }
+
+    pub fn audit_sink(&self) -> Option<&AuditSink> {
+        self.audit.as_ref()
+    }
+
+    /// Run `f` on the connection outside any transaction (each statement
+    /// commits on its own): reads, and single-statement writes. `f` is one of
+    /// this module's table-family functions; nothing outside `store` writes SQL.
+    pub fn autocommit<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.conn)
+    }
+
+    /// Write one audit row on its own (an event with no other write).
+    pub fn record(&mut self, entry: crate::audit::Entry) -> Result<()> {
+        self.transact(|_| Ok(((), Some(entry))))
+    }
+
+    /// Run `f` in an IMMEDIATE transaction and append the audit entry it
+    /// returns in the same transaction: the action and its record commit
+    /// together or not at all.
+    pub fn transact<T, E>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> std::result::Result<(T, Option<crate::audit::Entry>), E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| E::from(StoreError::from(e)))?;
+        let (value, entry) = f(&tx)?;
+        audit_in(self.audit.as_ref(), &tx, entry.as_ref()).map_err(E::from)?;
+        tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
+        Ok(value)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+            tracing::info!(migration = name, "applied database migration");
+        }
+        Ok(())
+    }
+}
+
+/// Append `entry` to the audit log inside `tx`, if auditing is on.
+fn audit_in(
+    sink: Option<&AuditSink>,
+    tx: &Connection,
+    entry: Option<&crate::audit::Entry>,
+) -> Result<()> {
+    if let (Some(sink), Some(entry)) = (sink, entry) {
+        audit::append(tx, &sink.key, sink.checkpoint_every, entry)?;
+    }
+    Ok(())
+}

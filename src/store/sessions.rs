@@ -1,0 +1,302 @@
+//! Server-side sessions and login throttling.
+//!
+//! A session is a random 256-bit token in a `__Host-` cookie; the database
+//! keeps only its SHA-256, with the user, a per-session CSRF token and two
+//! clocks: it ends after `idle` without a request or `absolute` after login,
+//! whichever comes first. Logout, disabling the user, or changing their role
+//! or password deletes the rows, which ends the sessions at once.
+
+use base64::Engine;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::accounts::User;
+
+pub type Result<T> = std::result::Result<T, rusqlite::Error>;
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// 32 random bytes, URL-safe base64.
+pub fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A live session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token_hash: String,
+    pub user: User,
+    pub csrf_token: String,
+    pub created_at: i64,
+}
+
+/// Session lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub idle_secs: i64,
+    pub absolute_secs: i64,
+}
+
+/// Start a session; returns the cookie token (never stored) and the session.
+pub fn create(conn: &Connection, user: &User, address: &str) -> Result<(String, Session)> {
+    let token = random_token();
+    let csrf = random_token();
+    let now = now_secs();
+    let hash = token_hash(&token);
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen, address)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+        params![hash, user.id, csrf, now, address],
+    )?;
+    Ok((
+        token,
+        Session {
+            token_hash: hash,
+            user: user.clone(),
+            csrf_token: csrf,
+            created_at: now,
+        },
+    ))
+}
+
+/// Why a cookie did not give a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// No such session (never existed, logged out, or ended by an admin).
+    Unknown,
+    /// It existed and timed out (idle or absolute); it is deleted now.
+    Expired,
+}
+
+/// The live session for `token`, refreshing its idle clock; expired sessions
+/// are deleted on sight. A disabled user has no live session.
+pub fn lookup(
+    conn: &Connection,
+    token: &str,
+    lifetimes: Lifetimes,
+) -> Result<std::result::Result<Session, Lookup>> {
+    let hash = token_hash(token);
+    let row: Option<(i64, String, i64, i64)> = conn
+        .query_row(
+            "SELECT user_id, csrf_token, created_at, last_seen FROM sessions WHERE token_hash = ?1",
+            [&hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((user_id, csrf_token, created_at, last_seen)) = row else {
+        return Ok(Err(Lookup::Unknown));
+    };
+    let now = now_secs();
+    if now - last_seen > lifetimes.idle_secs || now - created_at > lifetimes.absolute_secs {
+        conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])?;
+        return Ok(Err(Lookup::Expired));
+    }
+    let user = match super::accounts::user(conn, user_id) {
+        Ok(u) if !u.disabled => u,
+        _ => {
+            conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])?;
+            return Ok(Err(Lookup::Unknown));
+        }
+    };
+    // Writing on every request would serialise all readers on the database's
+    // write lock; a few seconds' slack on a 15-minute clock is harmless.
+    if now - last_seen >= 5 {
+        conn.execute(
+            "UPDATE sessions SET last_seen = ?2 WHERE token_hash = ?1",
+            params![hash, now],
+        )?;
+    }
+    Ok(Ok(Session {
+        token_hash: hash,
+        user,
+        csrf_token,
+        created_at,
+    }))
+}
+
+pub fn end(conn: &Connection, token_hash: &str) -> Result<()> {
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
+    Ok(())
+}
+
+pub fn end_all_for(conn: &Connection, user_id: i64) -> Result<usize> {
+    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
+}
+
+pub fn count_for(conn: &Connection, user_id: i64) -> Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM sessions WHERE user_id = ?1",
+        [user_id],
+        |r| r.get(0),
+    )
+}
+
+/// Sessions open now, for the health page.
+pub fn count_all(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+}
+
+/// Remove sessions past either limit (housekeeping; lookups also do it).
+pub fn purge_expired(conn: &Connection, lifetimes: Lifetimes) -> Result<usize> {
+    let now = now_secs();
+    conn.execute(
+        "DELETE FROM sessions WHERE ?1 - last_seen > ?2 OR ?1 - created_at > ?3",
+        params![now, lifetimes.idle_secs, lifetimes.absolute_secs],
+    )
+}
+
+// ---- login throttling -----------------------------------------------------
+
+/// The window over which failures count.
+const WINDOW_SECS: i64 = 15 * 60;
+/// The longest an account is held back: short, so that an attacker
+/// hammering someone's account cannot keep them out for long.
+const MAX_ACCOUNT_WAIT_SECS: i64 = 5 * 60;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlePolicy {
+    pub per_account: u32,
+    pub per_address: u32,
+}
+
+fn failures_since(conn: &Connection, key: &str, since: i64) -> Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT count(*), coalesce(max(at), 0) FROM login_failures WHERE key = ?1 AND at > ?2",
+        params![key, since],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Seconds to wait before another login attempt for this account or from
+/// this address, or `None` if one may be tried now. Checked before the
+/// password, so a throttled attempt costs no hashing and teaches nothing.
+pub fn login_wait(
+    conn: &Connection,
+    username: &str,
+    address: &str,
+    policy: ThrottlePolicy,
+) -> Result<Option<u64>> {
+    let now = now_secs();
+    let since = now - WINDOW_SECS;
+    let (by_addr, last_addr) = failures_since(conn, &format!("addr:{address}"), since)?;
+    if by_addr >= policy.per_address as i64 {
+        return Ok(Some((last_addr + WINDOW_SECS - now).max(1) as u64));
+    }
+    let key = format!("user:{}", username.to_lowercase());
+    let (by_user, last_user) = failures_since(conn, &key, since)?;
+    if by_user >= policy.per_account as i64 {
+        let over = (by_user - policy.per_account as i64).min(20) as u32;
+        let wait = (15i64 << over).min(MAX_ACCOUNT_WAIT_SECS);
+        let until = last_user + wait;
+        if until > now {
+            return Ok(Some((until - now) as u64));
+        }
+    }
+    Ok(None)
+}
+
+pub fn record_failure(conn: &Connection, username: &str, address: &str) -> Result<()> {
+    let now = now_secs();
+    conn.execute(
+        "DELETE FROM login_failures WHERE at <= ?1",
+        [now - WINDOW_SECS],
+    )?;
+    for key in [
+        format!("user:{}", username.to_lowercase()),
+        format!("addr:{address}"),
+    ] {
+        conn.execute(
+            "INSERT INTO login_failures (key, at) VALUES (?1, ?2)",
+            params![key, now],
+        )?;
+    }
+    Ok(())
+}
+
+/// A successful login forgets the account's failures (not the address's).
+pub fn clear_failures(conn: &Connection, username: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM login_failures WHERE key = ?1",
+        [format!("user:{}", username.to_lowercase())],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE login_failures (key TEXT NOT NULL, at INTEGER NOT NULL);")
+            .unwrap();
+        conn
+    }
+
+    const POLICY: ThrottlePolicy = ThrottlePolicy {
+        per_account: 5,
+        per_address: 50,
+    };
+
+    #[test]
+    fn an_account_waits_longer_after_each_failure_but_never_past_the_cap() {
+        let conn = db();
+        for _ in 0..4 {
+            record_failure(&conn, "dave", "10.0.0.9").unwrap();
+        }
+        assert_eq!(login_wait(&conn, "dave", "10.0.0.9", POLICY).unwrap(), None);
+        record_failure(&conn, "Dave", "10.0.0.9").unwrap();
+        let first = login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap();
+        assert!(first.is_some_and(|w| (1..=15).contains(&w)), "{first:?}");
+        for _ in 0..30 {
+            record_failure(&conn, "dave", "10.0.0.9").unwrap();
+        }
+        let capped = login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap();
+        assert!(
+            capped.is_some_and(|w| w > 15 && w <= MAX_ACCOUNT_WAIT_SECS as u64),
+            "{capped:?}"
+        );
+        // Other accounts are not held back by dave's failures.
+        assert_eq!(login_wait(&conn, "erin", "10.0.0.8", POLICY).unwrap(), None);
+        // A success forgets the account's failures.
+        clear_failures(&conn, "DAVE").unwrap();
+        assert_eq!(login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap(), None);
+    }
+
+    #[test]
+    fn an_address_that_sprays_many_accounts_is_held_back_for_all_of_them() {
+        let conn = db();
+        for i in 0..50 {
+            record_failure(&conn, &format!("user{i}"), "10.0.0.66").unwrap();
+        }
+        let wait = login_wait(&conn, "alice", "10.0.0.66", POLICY).unwrap();
+        assert!(
+            wait.is_some_and(|w| w > 0 && w <= WINDOW_SECS as u64),
+            "{wait:?}"
+        );
+        // The same accounts from another address are not affected.
+        assert_eq!(
+            login_wait(&conn, "user1", "10.0.0.7", POLICY).unwrap(),
+            None
+        );
+        // A success does not forget the address's failures.
+        clear_failures(&conn, "user1").unwrap();
+        assert!(
+            login_wait(&conn, "alice", "10.0.0.66", POLICY)
+                .unwrap()
+                .is_some()
+        );
+    }
+}

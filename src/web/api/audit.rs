@@ -1,0 +1,79 @@
+//! The audit log (auditor): search, export, verification.
+
+use super::super::auth::AuditorSession;
+use super::super::error::ApiError;
+use super::super::state::{AppState, StateExt};
+use crate::audit::{self, Entry};
+use crate::store;
+use actix_web::HttpResponse;
+use actix_web::web::{self, Data};
+use serde::Deserialize;
+
+pub async fn audit_rows(
+    state: Data<AppState>,
+    _authed: AuditorSession,
+    filter: web::Query<audit::Filter>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = filter.into_inner();
+    let rows = state
+        .with_db(move |db| Ok(db.autocommit(|c| store::audit::search(c, &filter, 500))?))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "rows": rows })))
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    pub format: audit::export::Format,
+}
+
+/// The whole log as a download; the export itself is audited.
+pub async fn audit_export(
+    state: Data<AppState>,
+    authed: AuditorSession,
+    q: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (format, actor) = (q.format, authed.actor());
+    let body = state
+        .with_db(move |db| {
+            let key = db
+                .audit_sink()
+                .map(|s| s.key.clone())
+                .ok_or_else(|| ApiError::internal("audit key not loaded"))?;
+            let entry = Entry::new(&actor, "audit.export", "audit_log")
+                .detail(serde_json::json!({ "format": format.extension() }));
+            db.record(entry)?;
+            let mut out = Vec::new();
+            db.export_audit(&key, format, &mut out)?;
+            Ok(out)
+        })
+        .await?;
+    let name = format!(
+        "enclave-audit-{}.{}",
+        crate::time::now_utc().get(..10).unwrap_or("export"),
+        format.extension()
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .body(body))
+}
+
+pub async fn audit_verify(
+    state: Data<AppState>,
+    _authed: AuditorSession,
+) -> Result<HttpResponse, ApiError> {
+    let report = verify_now(&state).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+pub async fn verify_now(state: &Data<AppState>) -> Result<audit::verify::Report, ApiError> {
+    state
+        .with_db(|db| {
+            let key = db.audit_sink().map(|s| s.key.public_hex());
+            Ok(db.verify_audit(key)?)
+        })
+        .await
+}

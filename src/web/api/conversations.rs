@@ -1,0 +1,83 @@
+//! A user's own conversations and feedback on answers.
+
+use super::super::auth::ChatSession;
+use super::super::error::ApiError;
+use super::super::state::{AppState, StateExt};
+use crate::audit::Entry;
+use crate::store;
+use actix_web::HttpResponse;
+use actix_web::web::{self, Data};
+use serde::Deserialize;
+
+pub async fn conversations_list(
+    state: Data<AppState>,
+    authed: ChatSession,
+) -> Result<HttpResponse, ApiError> {
+    let uid = authed.user().id;
+    let list = state
+        .with_db(move |db| Ok(db.autocommit(|c| store::conversations::list(c, uid, 200))?))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "conversations": list })))
+}
+
+pub async fn conversation(
+    state: Data<AppState>,
+    authed: ChatSession,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, uid) = (id.into_inner(), authed.user().id);
+    let (conv, messages) = state
+        .with_db(move |db| {
+            let conv = db
+                .autocommit(|c| store::conversations::owned(c, id, uid))?
+                .ok_or_else(ApiError::not_found)?;
+            Ok((
+                conv,
+                db.autocommit(|c| store::conversations::messages(c, id, uid))?,
+            ))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "conversation": conv, "messages": messages })))
+}
+
+#[derive(Deserialize)]
+pub struct FeedbackBody {
+    pub rating: i64,
+    #[serde(default)]
+    pub comment: String,
+}
+
+pub async fn feedback(
+    state: Data<AppState>,
+    authed: ChatSession,
+    id: web::Path<i64>,
+    body: web::Json<FeedbackBody>,
+) -> Result<HttpResponse, ApiError> {
+    let FeedbackBody { rating, comment } = body.into_inner();
+    if rating != 1 && rating != -1 {
+        return Err(ApiError::bad_request(
+            "rating is 1 (helpful) or -1 (not helpful)",
+        ));
+    }
+    if comment.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "comments are at most 2000 characters",
+        ));
+    }
+    let (id, uid, actor) = (id.into_inner(), authed.user().id, authed.actor());
+    state
+        .with_db(move |db| {
+            db.transact(|tx| {
+                if !store::conversations::owns_message(tx, id, uid)? {
+                    return Err(ApiError::not_found());
+                }
+                store::conversations::set_feedback(tx, id, rating, &comment)?;
+                let entry = Entry::new(&actor, "feedback", format!("message:{id}")).detail(
+                    serde_json::json!({ "rating": rating, "has_comment": !comment.is_empty() }),
+                );
+                Ok(((), Some(entry)))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
+}

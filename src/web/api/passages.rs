@@ -1,0 +1,146 @@
+//! Cited passages and stored originals, served only from granted collections.
+
+use super::super::auth::{Authed, ChatSession};
+use super::super::error::ApiError;
+use super::super::state::{AppState, StateExt};
+use crate::audit::Entry;
+use crate::store::{self, PassageLocation};
+use actix_web::HttpResponse;
+use actix_web::web::{self, Data};
+use serde::Serialize;
+
+/// A cited passage in its page, for a user granted its collection.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassageView {
+    pub chunk_id: i64,
+    pub document_id: i64,
+    pub document_title: String,
+    pub collection: String,
+    pub page: i64,
+    pub heading: String,
+    /// The page text split around the passage, for highlighting.
+    pub before: String,
+    pub passage: String,
+    pub after: String,
+}
+
+/// Load a passage if `user_id` may see it (its document is indexed and in a
+/// collection granted to them), writing the view to the audit log.
+pub async fn load_passage(
+    state: &Data<AppState>,
+    authed: &Authed,
+    chunk_id: i64,
+) -> Result<PassageView, ApiError> {
+    let (uid, actor) = (authed.user().id, authed.actor());
+    state
+        .with_db(move |db| {
+            let row = db.passage_location(chunk_id)?;
+            let Some(PassageLocation {
+                document_id: doc,
+                title,
+                collection,
+                page,
+                char_start: start,
+                char_end: end,
+                heading,
+            }) = row
+            else {
+                return Err(ApiError::not_found());
+            };
+            if !db
+                .autocommit(|c| store::accounts::granted_collections(c, uid))?
+                .contains(&collection)
+            {
+                let entry = Entry::new(&actor, "passage.view", format!("chunk:{chunk_id}"))
+                    .outcome("denied")
+                    .documents([doc])
+                    .chunks([chunk_id]);
+                db.record(entry)?;
+                return Err(ApiError::not_found());
+            }
+            let text = db.page_text(doc, page)?;
+            let chars: Vec<char> = text.chars().collect();
+            let (s, e) = (
+                (start.max(0) as usize).min(chars.len()),
+                (end.max(0) as usize).min(chars.len()),
+            );
+            let e = e.max(s);
+            let view = PassageView {
+                chunk_id,
+                document_id: doc,
+                document_title: title,
+                collection,
+                page,
+                heading,
+                before: chars[..s].iter().collect(),
+                passage: chars[s..e].iter().collect(),
+                after: chars[e..].iter().collect(),
+            };
+            let entry = Entry::new(&actor, "passage.view", format!("chunk:{chunk_id}"))
+                .documents([doc])
+                .chunks([chunk_id]);
+            db.record(entry)?;
+            Ok(view)
+        })
+        .await
+}
+
+pub async fn passage(
+    state: Data<AppState>,
+    authed: ChatSession,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let view = load_passage(&state, &authed, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Download a stored original (granted users only), as an attachment that
+/// the browser never renders in our origin.
+pub async fn original(
+    state: Data<AppState>,
+    authed: ChatSession,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let (doc_id, uid, actor) = (id.into_inner(), authed.user().id, authed.actor());
+    let data_dir = state.config.data_dir.clone();
+    let (path, name, mime) = state
+        .with_db(move |db| {
+            let doc = match db.document(doc_id) {
+                Ok(d) if d.status == store::DocStatus::Indexed => d,
+                _ => return Err(ApiError::not_found()),
+            };
+            let granted = db
+                .autocommit(|c| store::accounts::granted_collections(c, uid))?
+                .contains(&doc.collection);
+            let entry = Entry::new(&actor, "document.download", format!("document:{doc_id}"))
+                .outcome(if granted { "ok" } else { "denied" })
+                .documents([doc_id]);
+            db.record(entry)?;
+            if !granted || doc.stored_path.is_empty() {
+                return Err(ApiError::not_found());
+            }
+            Ok((data_dir.join(&doc.stored_path), doc.source_name, doc.mime))
+        })
+        .await?;
+    let bytes = web::block(move || std::fs::read(path))
+        .await?
+        .map_err(|_| ApiError::not_found())?;
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .content_type(mime)
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{ascii}\""),
+        ))
+        .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
+        .body(bytes))
+}

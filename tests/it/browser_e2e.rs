@@ -1,0 +1,509 @@
+//! The whole flow in a real browser: headless Debian Chromium, driven over
+//! WebDriver (chromedriver), against a real `enclave serve` on localhost.
+//! An admin grants themselves a collection, uploads a PDF (and a file whose
+//! name and text are XSS payloads), asks about the PDF, opens the cited
+//! passage and gives feedback; an auditor exports and verifies the log.
+//! Every request the page makes is recorded from Chromium's network log and
+//! must go to the Enclave origin; no script may run from a payload and no
+//! CSP violation may occur.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::server::{Server, seeded_data_dir};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A one-page PDF with a text layer (Helvetica), built by hand.
+fn pdf_with_lines(lines: &[&str]) -> Vec<u8> {
+    let mut content = String::from("BT /F1 12 Tf 16 TL 72 720 Td\n");
+    for l in lines {
+        let escaped = l
+            .replace('\\', "\\\\")
+            .replace('(', "\\(")
+            .replace(')', "\\)");
+        content.push_str(&format!("({escaped}) Tj T*\n"));
+    }
+    content.push_str("ET\n");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{content}endstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+struct Driver {
+    child: Child,
+    agent: ureq::Agent,
+    base: String,
+    session: String,
+}
+
+impl Driver {
+    fn start(profile: &std::path::Path) -> Driver {
+        let port = free_port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while agent.get(format!("{base}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:loggingPrefs": { "performance": "ALL", "browser": "ALL" },
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-default-apps",
+                    "--disable-extensions", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        }}});
+        let mut d = Driver {
+            child,
+            agent,
+            base,
+            session: String::new(),
+        };
+        let v = d.call("POST", "/session", Some(caps));
+        d.session = v["sessionId"].as_str().expect("session id").to_string();
+        d
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let resp = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            _ => self
+                .agent
+                .post(&url)
+                .send_json(body.unwrap_or_else(|| json!({}))),
+        }
+        .expect("webdriver reachable");
+        let status = resp.status().as_u16();
+        let v: Value = resp.into_body().read_json().unwrap_or(Value::Null);
+        assert!(status < 400, "webdriver {method} {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    fn s(&self, path: &str) -> String {
+        format!("/session/{}{path}", self.session)
+    }
+
+    fn goto(&self, url: &str) {
+        self.call("POST", &self.s("/url"), Some(json!({ "url": url })));
+    }
+
+    fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let url = format!("{}{}", self.base, self.s("/element"));
+            let resp = self
+                .agent
+                .post(&url)
+                .send_json(json!({ "using": "css selector", "value": css }))
+                .expect("webdriver reachable");
+            let ok = resp.status().as_u16() < 400;
+            let v: Value = resp.into_body().read_json().unwrap_or(Value::Null);
+            if ok
+                && let Some(id) = v["value"]
+                    .as_object()
+                    .and_then(|obj| obj.values().next())
+                    .and_then(|x| x.as_str())
+            {
+                return id.to_string();
+            }
+            assert!(Instant::now() < deadline, "no element {css}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.call("POST", &self.s(&format!("/element/{id}/clear")), None);
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{id}/value")),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.call("POST", &self.s(&format!("/element/{id}/click")), None);
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.call("GET", &self.s(&format!("/element/{id}/text")), None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn script(&self, body: &str) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/sync"),
+            Some(json!({ "script": body, "args": [] })),
+        )
+    }
+
+    fn script_async(&self, body: &str) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/async"),
+            Some(json!({ "script": body, "args": [] })),
+        )
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", &self.s("/url"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Wait until `js` (an expression) is truthy.
+    fn wait_for(&self, js: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let v = self.script(&format!("return !!({js});"));
+            if v == Value::Bool(true) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn logs(&self, kind: &str) -> Vec<Value> {
+        self.call("POST", &self.s("/se/log"), Some(json!({ "type": kind })))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self
+                .agent
+                .delete(format!("{}/session/{}", self.base, self.session))
+                .call();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Every request in Chromium's network log: (the document that made it, its URL).
+fn requests(logs: &[Value]) -> Vec<(String, String)> {
+    logs.iter()
+        .filter_map(|entry| {
+            let msg: Value = serde_json::from_str(entry["message"].as_str()?).ok()?;
+            if msg["message"]["method"] != "Network.requestWillBeSent" {
+                return None;
+            }
+            let p = &msg["message"]["params"];
+            Some((
+                p["documentURL"].as_str().unwrap_or("").to_string(),
+                p["request"]["url"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn browser_flow_upload_ask_cite_audit_all_same_origin() {
+    if !std::path::Path::new(CHROMEDRIVER).exists() {
+        panic!(
+            "chromium-driver is not installed (apt-get install chromium chromium-driver; .ci/run does this)"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    // The auditor gets a generated password, as a new account would: it is
+    // one-time, and the first login must replace it.
+    let out = crate::common::run_ok(crate::common::enclave(&dir).args(["user", "passwd", "carol"]));
+    let one_time = out
+        .split_whitespace()
+        .last()
+        .expect("the one-time password printed")
+        .to_string();
+    let server = Server::start(&dir, &[]);
+    let origin = server.base.clone();
+    let pdf = tmp.path().join("blood-bank-policy.pdf");
+    std::fs::write(
+        &pdf,
+        pdf_with_lines(&[
+            "Blood Bank Reserve Policy",
+            "The Northfield blood bank keeps a reserve of 42 units of O negative blood.",
+            "The reserve is checked every Monday by the transfusion lead.",
+        ]),
+    )
+    .unwrap();
+    let xss_file = tmp.path().join("<img src=x onerror=window.__xss=1>.md");
+    std::fs::write(
+        &xss_file,
+        "# Visitor policy\n\n<script>window.__xss=2</script><img src=x onerror=\"window.__xss=3\">\
+         Visitors sign in at reception between 9am and 8pm.\n",
+    )
+    .unwrap();
+
+    let profile = tmp.path().join("chromium-profile");
+    let d = Driver::start(&profile);
+
+    // Log in as the admin.
+    d.goto(&format!("{origin}/login"));
+    d.type_into("#username", "alice");
+    d.type_into("#password", "pw-alice-123");
+    d.click("#login-button");
+    d.wait_for("location.pathname === '/chat'", "the chat page after login");
+
+    // Grant the admin the demo collection through the users page.
+    d.goto(&format!("{origin}/admin/users"));
+    d.type_into(
+        "form[data-url='/api/grants'] input[name=collection]",
+        "demo",
+    );
+    d.type_into("form[data-url='/api/grants'] input[name=user]", "alice");
+    d.click("form[data-url='/api/grants'] button[type=submit]");
+    d.wait_for(
+        "document.body.innerText.includes('user alice')",
+        "the grant listed",
+    );
+
+    // Upload the PDF and the hostile file; wait for both to finish.
+    d.goto(&format!("{origin}/admin/documents"));
+    d.type_into("#upload-collection", "demo");
+    let files = format!("{}\n{}", pdf.display(), xss_file.display());
+    d.type_into("#upload-files", &files);
+    d.click("#upload-button");
+    d.wait_for(
+        "document.querySelectorAll('#upload-progress li[data-state=done]').length === 2",
+        "both uploads indexed",
+    );
+    d.goto(&format!("{origin}/admin/documents"));
+    let listed = d.text("#documents");
+    assert!(
+        listed.contains("<img src=x onerror=window.__xss=1>.md"),
+        "hostile name shown as text: {listed}"
+    );
+    assert!(listed.contains("blood-bank-policy.pdf"), "{listed}");
+
+    // Ask about the PDF; the answer streams in with citations.
+    d.goto(&format!("{origin}/chat"));
+    d.type_into(
+        "#question",
+        "How many units of O negative blood does the blood bank keep in reserve?",
+    );
+    d.click("#ask-button");
+    d.wait_for(
+        "document.querySelector('.citations a')",
+        "an answer with citations",
+    );
+    // The words are SmolLM2-135M's (it garbles figures at times); what must
+    // hold is that the answer is there and cites the PDF's passage.
+    let answer = d.text("article.message .answer");
+    assert!(!answer.trim().is_empty(), "an answer streamed in");
+    let citation = d.text(".citations a");
+    assert!(
+        citation.contains("Blood Bank Reserve Policy") || citation.contains("blood"),
+        "{citation}"
+    );
+    // Feedback.
+    d.type_into(".feedback-comment", "clear <b>answer</b>");
+    d.click(".thumb-up");
+    d.wait_for(
+        "document.querySelector('.feedback-status').textContent.includes('helpful')",
+        "feedback saved",
+    );
+    // A question that is itself a payload renders as text.
+    d.type_into(
+        "#question",
+        "<img src=x onerror=\"window.__xss=4\"> what are visiting hours?",
+    );
+    d.click("#ask-button");
+    d.wait_for(
+        "document.querySelectorAll('article.message .feedback').length === 2",
+        "second answer",
+    );
+    let questions = d.text("#messages");
+    assert!(
+        questions.contains("<img src=x onerror=\"window.__xss=4\">"),
+        "{questions}"
+    );
+    // Open the cited passage: title, page, highlighted passage.
+    d.click(".citations a");
+    d.wait_for("document.querySelector('#highlight')", "the passage page");
+    assert!(d.url().starts_with(&format!("{origin}/passages/")));
+    let highlighted = d.text("#highlight");
+    assert!(highlighted.contains("42 units"), "{highlighted}");
+    let title = d.text("#doc-title");
+    assert!(
+        title.to_lowercase().contains("blood"),
+        "document title: {title}"
+    );
+    // History survives a reload of the chat page. Model output is text too:
+    // make the stored answer a payload (as if the model had written it,
+    // citation marker included) and reload the conversation.
+    let db = rusqlite::Connection::open(dir.join("enclave.sqlite")).unwrap();
+    db.execute(
+        "UPDATE messages SET answer = '<img src=x onerror=\"window.__xss=5\"><script>window.__xss=6</script> [1]'
+         WHERE id = (SELECT max(id) FROM messages)",
+        [],
+    )
+    .unwrap();
+    d.goto(&format!("{origin}/chat"));
+    d.click("#conversations a");
+    d.wait_for(
+        "document.querySelectorAll('article.message').length === 2",
+        "the stored conversation",
+    );
+    let shown = d.text("#messages");
+    assert!(
+        shown.contains("<img src=x onerror=\"window.__xss=5\">"),
+        "model output shown as text: {shown}"
+    );
+    assert_eq!(
+        d.script("return window.__xss === undefined;"),
+        Value::Bool(true),
+        "no payload ran"
+    );
+
+    // Log out; the auditor exports and verifies.
+    d.click("#logout");
+    d.wait_for(
+        "location.pathname === '/login'",
+        "the login page after logout",
+    );
+    d.type_into("#username", "carol");
+    d.type_into("#password", &one_time);
+    d.click("#login-button");
+    d.wait_for(
+        "location.pathname === '/account/password'",
+        "the password page for a one-time password",
+    );
+    d.type_into("#current-password", &one_time);
+    d.type_into("#new-password", "carol-chose-this-1");
+    d.type_into("#confirm-password", "carol-chose-this-1");
+    d.click("#password-button");
+    d.wait_for("location.pathname === '/audit'", "the audit page");
+    let status = d.text("#verify-status");
+    assert!(status.starts_with("Verified"), "{status}");
+    let rows = d.text("#audit-rows");
+    for action in [
+        "login",
+        "document.upload",
+        "question",
+        "answer",
+        "passage.view",
+        "grant.add",
+        "feedback",
+    ] {
+        assert!(rows.contains(action), "{action} in the audit page");
+    }
+    let export = d.script_async(
+        "const done = arguments[arguments.length - 1];
+         fetch(document.getElementById('export-jsonl').href).then(r => r.text()).then(done);",
+    );
+    let file = tmp.path().join("audit.jsonl");
+    std::fs::write(&file, export.as_str().expect("export text")).unwrap();
+    let out = crate::common::enclave(&dir)
+        .args(["audit", "verify"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        d.script("return window.__xss === undefined;"),
+        Value::Bool(true)
+    );
+
+    // Every request went to the Enclave origin; no CSP violation was reported.
+    // (Chromium's own new-tab page, shown before the first navigation, loads
+    // chrome:// resources; those are not the network and not our pages.)
+    let all = requests(&d.logs("performance"));
+    let ours = format!("{origin}/");
+    let from_our_pages: Vec<&(String, String)> = all
+        .iter()
+        .filter(|(doc, _)| doc.starts_with(&ours))
+        .collect();
+    assert!(from_our_pages.len() > 20, "network log recorded: {all:?}");
+    let foreign: Vec<&(String, String)> = all
+        .iter()
+        .filter(|(doc, url)| {
+            let network = ["http:", "https:", "ws:", "wss:", "ftp:"]
+                .iter()
+                .any(|s| url.starts_with(s));
+            (doc.starts_with(&ours) || network) && !url.starts_with(&ours)
+        })
+        .collect();
+    assert!(foreign.is_empty(), "requests outside {origin}: {foreign:?}");
+    let console = d.logs("browser");
+    let csp: Vec<&Value> = console
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Content Security Policy")
+        })
+        .collect();
+    assert!(csp.is_empty(), "CSP violations: {csp:?}");
+}

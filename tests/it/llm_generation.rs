@@ -1,0 +1,268 @@
+//! Generation with the real SmolLM2 model, every architecture on synthetic
+//! files, and the inference worker's queue.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use enclave::llm::synth::{self, SynthQuant, SynthShape};
+use enclave::llm::{
+    Event, GenerationRequest, GenerationStats, Llm, Message, Prompt, SamplingParams, StopReason,
+    SubmitError, Ticket, Worker,
+};
+
+fn model_path() -> PathBuf {
+    crate::common::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Wait for a ticket's final answer and statistics.
+fn finished(ticket: &Ticket) -> (String, GenerationStats) {
+    loop {
+        match ticket.recv() {
+            Some(Event::Finished { text, stats }) => return (text, stats),
+            Some(Event::Failed(e)) => panic!("{e}"),
+            None => panic!("no final event"),
+            _ => {}
+        }
+    }
+}
+
+fn greedy() -> SamplingParams {
+    SamplingParams {
+        temperature: 0.0,
+        ..SamplingParams::default()
+    }
+}
+
+fn chat(question: &str, max_new_tokens: usize) -> GenerationRequest {
+    GenerationRequest {
+        prompt: Prompt::Chat(vec![
+            Message::new("system", "You are a helpful assistant. Answer briefly."),
+            Message::new("user", question),
+        ]),
+        max_new_tokens,
+        sampling: greedy(),
+        deadline: None,
+        ignore_end: false,
+    }
+}
+
+#[test]
+fn answers_stop_at_end_of_turn_and_reuse_the_cached_prefix() {
+    let mut llm = Llm::load(&model_path(), 1024).unwrap();
+    let mut streamed = String::new();
+    let (text, stats) = llm
+        .generate(&chat("What is the capital of France?", 64), &mut |piece| {
+            streamed.push_str(piece);
+            true
+        })
+        .unwrap();
+    assert_eq!(streamed, text, "the stream carries the whole answer");
+    assert!(text.contains("Paris"), "unexpected answer: {text:?}");
+    assert_eq!(stats.stop, StopReason::EndOfTurn);
+    assert_eq!(stats.reused_tokens, 0);
+
+    // Same system prompt, another question: its tokens come from the cache.
+    let (_, stats2) = llm
+        .generate(&chat("What is the capital of Italy?", 64), &mut |_| true)
+        .unwrap();
+    assert!(stats2.reused_tokens >= 10, "prefix not reused: {stats2:?}");
+
+    // Reusing a cached prefix gives the logits a cold run gives (up to the
+    // rounding of the quantized path short suffixes take).
+    let Prompt::Chat(messages) = chat("What is the capital of Italy?", 64).prompt else {
+        unreachable!()
+    };
+    let prompt = llm.chat_tokens(&messages).unwrap();
+    let cold = llm.bench_forward(&prompt, true).unwrap();
+    llm.bench_forward(&prompt[..prompt.len() - 5], true)
+        .unwrap();
+    let warm = llm
+        .bench_forward(&prompt[prompt.len() - 5..], false)
+        .unwrap();
+    let range = cold.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = cold
+        .iter()
+        .zip(&warm)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= 0.05 * range,
+        "cached prefix changed the logits: {worst} of {range}"
+    );
+}
+
+#[test]
+fn limits_stop_generation() {
+    let mut llm = Llm::load(&model_path(), 1024).unwrap();
+    let long = "Write a long story about a lighthouse keeper.";
+    let (_, stats) = llm.generate(&chat(long, 5), &mut |_| true).unwrap();
+    assert_eq!(stats.stop, StopReason::MaxTokens);
+    assert_eq!(stats.generated_tokens, 5);
+    let mut request = chat(long, 500);
+    request.deadline = Some(Instant::now());
+    let (_, stats) = llm.generate(&request, &mut |_| true).unwrap();
+    assert_eq!(stats.stop, StopReason::Deadline);
+    let mut calls = 0;
+    let (_, stats) = llm
+        .generate(&chat(long, 500), &mut |_| {
+            calls += 1;
+            calls < 4
+        })
+        .unwrap();
+    assert_eq!(stats.stop, StopReason::Cancelled);
+    // A prompt longer than the window is refused, not truncated silently.
+    let huge = "word ".repeat(3000);
+    assert!(llm.generate(&chat(&huge, 5), &mut |_| true).is_err());
+}
+
+#[test]
+fn every_architecture_loads_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shape, quant) in [
+        (SynthShape::TinyLlama, SynthQuant::Q4KM),
+        (SynthShape::TinyQwen2, SynthQuant::Q8_0),
+        (SynthShape::TinyGemma3, SynthQuant::F32),
+        (SynthShape::TinyGemma3, SynthQuant::Q4KM),
+    ] {
+        let path = dir.path().join(format!("{shape:?}-{quant:?}.gguf"));
+        synth::write(&path, shape, quant).unwrap();
+        let mut llm = Llm::load(&path, 256)
+            .unwrap_or_else(|e| panic!("{shape:?}/{quant:?} does not load: {e}"));
+        let request = GenerationRequest {
+            prompt: Prompt::Chat(vec![Message::new("user", "hello there")]),
+            max_new_tokens: 12,
+            sampling: greedy(),
+            deadline: None,
+            ignore_end: true,
+        };
+        let (_, stats) = llm.generate(&request, &mut |_| true).unwrap();
+        assert_eq!(stats.generated_tokens, 12, "{shape:?}/{quant:?}");
+        // gemma3's sliding window (4 in the tiny file) is crossed here.
+        let logits = llm
+            .bench_forward(&[5, 6, 7, 8, 9, 10, 11, 12], true)
+            .unwrap();
+        assert!(
+            logits.iter().all(|l| l.is_finite()),
+            "{shape:?}/{quant:?}: non-finite logits"
+        );
+    }
+}
+
+#[test]
+fn worker_serves_ten_concurrent_requests_in_order_and_cancels_at_once() {
+    let llm = Llm::load(&model_path(), 1024).unwrap();
+    let worker = Worker::start(llm, 16);
+    let questions = [
+        "What is the capital of France?",
+        "Name a primary colour.",
+        "What is two plus two?",
+        "What is the opposite of hot?",
+        "Name a fruit.",
+        "What colour is the sky?",
+        "How many legs does a cat have?",
+        "What is frozen water called?",
+        "Name a planet.",
+        "What do bees make?",
+    ];
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tickets: Vec<_> = questions
+        .iter()
+        .map(|q| worker.submit(chat(q, 24)).expect("queue has room"))
+        .collect();
+    let handles: Vec<_> = tickets
+        .into_iter()
+        .enumerate()
+        .map(|(i, ticket)| {
+            let order = order.clone();
+            std::thread::spawn(move || {
+                let mut first_position = None;
+                loop {
+                    match ticket.recv() {
+                        Some(Event::Queued { position }) => {
+                            first_position.get_or_insert(position);
+                        }
+                        Some(Event::Started) => order.lock().unwrap().push(i),
+                        Some(Event::Finished { text, stats }) => {
+                            return (first_position, text, stats);
+                        }
+                        Some(Event::Failed(e)) => panic!("request {i} failed: {e}"),
+                        Some(Event::Text(_)) => {}
+                        None => panic!("request {i}: worker went away"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let (position, text, stats) = h.join().unwrap();
+        assert_eq!(
+            position,
+            Some(i),
+            "request {i} was told the wrong queue position"
+        );
+        assert!(
+            stats.generated_tokens > 0 && !text.is_empty(),
+            "request {i} empty"
+        );
+    }
+    assert_eq!(
+        *order.lock().unwrap(),
+        (0..10).collect::<Vec<_>>(),
+        "not served in queue order"
+    );
+
+    // Cancel a long request mid-answer: it stops at the next token and the
+    // request queued behind it runs.
+    let mut long = chat("Write a very long story about the sea.", 2000);
+    long.ignore_end = true;
+    let running = worker.submit(long).unwrap();
+    let queued = worker
+        .submit(chat("What is the capital of France?", 24))
+        .unwrap();
+    loop {
+        match running.recv() {
+            Some(Event::Text(t)) if !t.is_empty() => break,
+            Some(Event::Failed(e)) => panic!("{e}"),
+            None => panic!("worker went away"),
+            _ => {}
+        }
+    }
+    running.cancel();
+    let stats = finished(&running).1;
+    assert_eq!(stats.stop, StopReason::Cancelled);
+    assert!(
+        stats.generated_tokens < 100,
+        "cancel took {} tokens",
+        stats.generated_tokens
+    );
+    let answered = finished(&queued).0;
+    assert!(answered.contains("Paris"), "{answered}");
+
+    // Dropping a ticket (client gone) also frees the worker.
+    let mut long = chat("Write a very long story about the sea.", 2000);
+    long.ignore_end = true;
+    drop(worker.submit(long).unwrap());
+    let after = worker
+        .submit(chat("What is the capital of France?", 24))
+        .unwrap();
+    let stats = finished(&after).1;
+    assert!(stats.generated_tokens > 0);
+}
+
+#[test]
+fn a_full_queue_refuses_instead_of_growing() {
+    let llm = Llm::load(&model_path(), 1024).unwrap();
+    let worker = Worker::start(llm, 2);
+    let mut long = chat("Write a very long story about the sea.", 2000);
+    long.ignore_end = true;
+    let running = worker.submit(long.clone()).unwrap();
+    // Wait until it runs, so the queue itself is empty.
+    while !matches!(running.recv(), Some(Event::Started)) {}
+    let a = worker.submit(chat("a", 4)).unwrap();
+    let b = worker.submit(chat("b", 4)).unwrap();
+    match worker.submit(chat("c", 4)) {
+        Err(SubmitError::QueueFull(2)) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("queue grew past its capacity"),
+    }
+    drop((running, a, b));
+}
