@@ -47,7 +47,7 @@ fn whole_flow_works_with_only_loopback() {
         .arg(&exe)
         .args([
             "--exact",
-            "inner_flow_in_namespace",
+            "egress::inner_flow_in_namespace",
             "--ignored",
             "--nocapture",
         ])
