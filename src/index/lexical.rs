@@ -293,6 +293,14 @@ fn sanitise_query(q: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_language_the_config_accepts_has_a_stemmer_here() {
+        for name in crate::config::SEARCH_LANGUAGES {
+            assert!(stemmer_language(name).is_ok(), "{name}");
+        }
+        assert!(stemmer_language("klingon").is_err());
+    }
+
     fn chunk(id: i64, doc: i64, col: &str, text: &str) -> IndexableChunk {
         IndexableChunk {
             id,
