@@ -177,8 +177,14 @@ struct Document<'a> {
     uploaded_by: &'a str,
 }
 
-/// Chunk the pages and hand the document to the library.
+/// Chunk the pages and hand the document to the library (unless the same
+/// bytes are there already: then nothing is chunked).
 fn write(library: &mut Library, doc: &Document<'_>, audit: Option<Entry>) -> Result<Outcome> {
+    if let Some(existing) = library.duplicate_of(doc.collection, doc.content_hash)? {
+        return Ok(Outcome::Duplicate {
+            document_id: existing,
+        });
+    }
     let extracted = doc.extracted;
     let chunks = chunk::chunk_pages(
         extracted.pages.iter().map(|p| (p.number, p.text.as_str())),

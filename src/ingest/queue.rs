@@ -126,7 +126,15 @@ fn process(ctx: &IngestContext, job: &UploadJob) {
     };
     set_state(ctx, job, UploadState::Indexing, "", None);
     let outcome = match ctx.library.lock() {
-        Ok(mut lib) => add_and_index(&mut lib, prepared, job),
+        Ok(mut lib) => match add_and_index(&mut lib, prepared, job) {
+            Ok(Indexing::Waiting(document_id)) => {
+                // Recorded before the library is released, so the retry loop
+                // (which takes the library first) cannot index the document and
+                // look for this upload before it names its document.
+                return set_state(ctx, job, UploadState::Indexing, WAITING_DETAIL, document_id);
+            }
+            other => other,
+        },
         Err(_) => {
             return set_state(ctx, job, UploadState::Failed, "library unavailable", None);
         }
@@ -157,9 +165,7 @@ fn process(ctx: &IngestContext, job: &UploadJob) {
         Ok(Indexing::Done(Outcome::Rejected { reason })) => {
             set_state(ctx, job, UploadState::Rejected, &reason, None)
         }
-        Ok(Indexing::Waiting(document_id)) => {
-            set_state(ctx, job, UploadState::Indexing, WAITING_DETAIL, document_id)
-        }
+        Ok(Indexing::Waiting(_)) => {} // recorded above, under the library lock
         Err(e) => {
             tracing::error!(error = %e, file = job.file_name, "ingest failed");
             set_state(

@@ -15,7 +15,7 @@ use super::plan::{self, Plan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AskError {
-    #[error("chat model {path}: {source}")]
+    #[error("opening chat model {path}: {source}")]
     Model { path: String, source: GgufError },
     #[error("chat model {path}: {source}")]
     Tokenizer {
@@ -42,6 +42,18 @@ pub struct Planned {
     /// The vector store was unreachable: the passages were found by BM25
     /// alone (the answer says so).
     pub degraded: bool,
+}
+
+impl Planned {
+    /// Nothing to search (no collection granted): not covered.
+    pub fn not_covered() -> Planned {
+        Planned {
+            plan: Plan::NotCovered {
+                best_similarity: None,
+            },
+            degraded: false,
+        }
+    }
 }
 
 impl Asker {
@@ -83,12 +95,7 @@ impl Asker {
         collections: Option<&[String]>,
     ) -> Result<Planned, LibraryError> {
         if collections.is_some_and(|c| c.is_empty()) {
-            return Ok(Planned {
-                plan: Plan::NotCovered {
-                    best_similarity: None,
-                },
-                degraded: false,
-            });
+            return Ok(Planned::not_covered());
         }
         let count = |t: &str| self.tokenizer.encode(t, false, false).len();
         let budget = self

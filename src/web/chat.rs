@@ -93,14 +93,19 @@ pub async fn ask(
     let (conversation_id, message_id, collections) =
         record_question(&state, &actor, user_id, body.conversation_id, &question).await?;
 
-    let st = state.clone();
-    let Planned { plan, degraded } = state
-        .with_library(move |lib| {
-            st.asker
-                .plan(lib, &question, Some(&collections))
-                .map_err(ApiError::internal)
-        })
-        .await?;
+    let Planned { plan, degraded } = if collections.is_empty() {
+        // Granted nothing: not covered, without waiting for the library.
+        Planned::not_covered()
+    } else {
+        let st = state.clone();
+        state
+            .with_library(move |lib| {
+                st.asker
+                    .plan(lib, &question, Some(&collections))
+                    .map_err(ApiError::internal)
+            })
+            .await?
+    };
 
     let (ticket, sources) = match plan {
         Plan::NotCovered { .. } => (None, Vec::new()),

@@ -1,13 +1,14 @@
 //! The audit log (auditor): search, export, verification.
 
-use super::super::auth::AuditorSession;
-use super::super::error::ApiError;
-use super::super::state::{AppState, StateExt};
-use crate::audit::{self, Entry};
-use crate::store;
 use actix_web::HttpResponse;
 use actix_web::web::{self, Data};
 use serde::Deserialize;
+
+use crate::audit::{self, Entry};
+use crate::store;
+use crate::web::auth::AuditorSession;
+use crate::web::error::ApiError;
+use crate::web::state::{AppState, StateExt};
 
 pub async fn audit_rows(
     state: Data<AppState>,

@@ -1,13 +1,14 @@
 //! A user's own conversations and feedback on answers.
 
-use super::super::auth::ChatSession;
-use super::super::error::ApiError;
-use super::super::state::{AppState, StateExt};
-use crate::audit::Entry;
-use crate::store;
 use actix_web::HttpResponse;
 use actix_web::web::{self, Data};
 use serde::Deserialize;
+
+use crate::audit::Entry;
+use crate::store;
+use crate::web::auth::ChatSession;
+use crate::web::error::ApiError;
+use crate::web::state::{AppState, StateExt};
 
 pub async fn conversations_list(
     state: Data<AppState>,

@@ -1,10 +1,11 @@
 //! Documents (admin): list, show, erase.
 
-use super::super::auth::AdminSession;
-use super::super::error::ApiError;
-use super::super::state::{AppState, StateExt};
 use actix_web::HttpResponse;
 use actix_web::web::{self, Data};
+
+use crate::web::auth::AdminSession;
+use crate::web::error::ApiError;
+use crate::web::state::{AppState, StateExt};
 
 pub async fn documents(
     state: Data<AppState>,

@@ -1,12 +1,13 @@
 //! The health page's figures (admin).
 
-use super::super::auth::AdminSession;
-use super::super::error::ApiError;
-use super::super::state::{AppState, StateExt};
-use crate::store;
 use actix_web::HttpResponse;
 use actix_web::web::Data;
 use serde::Serialize;
+
+use crate::store;
+use crate::web::auth::AdminSession;
+use crate::web::error::ApiError;
+use crate::web::state::{AppState, StateExt};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {

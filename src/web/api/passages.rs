@@ -1,13 +1,14 @@
 //! Cited passages and stored originals, served only from granted collections.
 
-use super::super::auth::{Authed, ChatSession};
-use super::super::error::ApiError;
-use super::super::state::{AppState, StateExt};
-use crate::audit::Entry;
-use crate::store::{self, PassageLocation};
 use actix_web::HttpResponse;
 use actix_web::web::{self, Data};
 use serde::Serialize;
+
+use crate::audit::Entry;
+use crate::store::{self, PassageLocation};
+use crate::web::auth::{Authed, ChatSession};
+use crate::web::error::ApiError;
+use crate::web::state::{AppState, StateExt};
 
 /// A cited passage in its page, for a user granted its collection.
 #[derive(Debug, Clone, Serialize)]

@@ -1,14 +1,15 @@
 //! Logging in and out, the current user, changing one's password.
 
-use super::super::auth::{self, Authed};
-use super::super::error::ApiError;
-use super::super::state::{AppState, StateExt};
-use crate::accounts::{self, PasswordOrigin};
-use crate::audit::{Actor, Entry};
-use crate::store;
 use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
+
+use crate::accounts::{self, PasswordOrigin};
+use crate::audit::{Actor, Entry};
+use crate::store;
+use crate::web::auth::{self, Authed};
+use crate::web::error::ApiError;
+use crate::web::state::{AppState, StateExt};
 
 #[derive(Deserialize)]
 pub struct LoginBody {

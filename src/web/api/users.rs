@@ -1,14 +1,15 @@
 //! Users, groups and grants (admin).
 
-use super::super::auth::AdminSession;
-use super::super::error::ApiError;
-use super::super::state::{AppState, StateExt};
-use crate::accounts::{self, Grantee, PasswordOrigin, Role};
-use crate::audit::Entry;
-use crate::store;
 use actix_web::HttpResponse;
 use actix_web::web::{self, Data};
 use serde::{Deserialize, Serialize};
+
+use crate::accounts::{self, Grantee, PasswordOrigin, Role};
+use crate::audit::Entry;
+use crate::store;
+use crate::web::auth::AdminSession;
+use crate::web::error::ApiError;
+use crate::web::state::{AppState, StateExt};
 
 /// Everything the users page and `GET /api/users` show.
 #[derive(Debug, Clone, Serialize)]
