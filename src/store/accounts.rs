@@ -3,7 +3,9 @@
 //! `crate::accounts`; these functions only read and write rows, inside the
 //! caller's transaction.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::Db;
 
 use crate::accounts::{
     AccountError, Grant, Grantee, Group, PasswordOrigin, Result, Role, User, validate_name,
@@ -39,12 +41,13 @@ fn user_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 pub fn add_user(
-    conn: &Connection,
+    db: &Db<'_>,
     username: &str,
     role: Role,
     password_hash: &str,
     origin: PasswordOrigin,
 ) -> Result<i64> {
+    let conn = db.0;
     validate_username(username)?;
     let exists: bool = conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
@@ -67,13 +70,15 @@ pub fn add_user(
     Ok(conn.last_insert_rowid())
 }
 
-pub fn user(conn: &Connection, id: i64) -> Result<User> {
+pub fn user(db: &Db<'_>, id: i64) -> Result<User> {
+    let conn = db.0;
     conn.query_row(&format!("{USER_SELECT} WHERE id = ?1"), [id], user_from)
         .optional()?
         .ok_or_else(|| AccountError::NoSuchUser(id.to_string()))
 }
 
-pub fn user_by_name(conn: &Connection, username: &str) -> Result<User> {
+pub fn user_by_name(db: &Db<'_>, username: &str) -> Result<User> {
+    let conn = db.0;
     conn.query_row(
         &format!("{USER_SELECT} WHERE username = ?1"),
         [username],
@@ -84,7 +89,8 @@ pub fn user_by_name(conn: &Connection, username: &str) -> Result<User> {
 }
 
 /// The user and their password hash, for logging in.
-pub fn credentials(conn: &Connection, username: &str) -> Result<Option<(User, String)>> {
+pub fn credentials(db: &Db<'_>, username: &str) -> Result<Option<(User, String)>> {
+    let conn = db.0;
     Ok(conn
         .query_row(CREDENTIALS_SELECT, [username], |r| {
             Ok((user_from(r)?, r.get(6)?))
@@ -92,7 +98,8 @@ pub fn credentials(conn: &Connection, username: &str) -> Result<Option<(User, St
         .optional()?)
 }
 
-pub fn users(conn: &Connection) -> Result<Vec<User>> {
+pub fn users(db: &Db<'_>) -> Result<Vec<User>> {
+    let conn = db.0;
     let mut stmt = conn.prepare(&format!("{USER_SELECT} ORDER BY username"))?;
     let users = stmt
         .query_map([], user_from)?
@@ -100,7 +107,8 @@ pub fn users(conn: &Connection) -> Result<Vec<User>> {
     Ok(users)
 }
 
-pub fn admin_exists(conn: &Connection) -> Result<bool> {
+pub fn admin_exists(db: &Db<'_>) -> Result<bool> {
+    let conn = db.0;
     Ok(conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0)",
         [],
@@ -110,7 +118,8 @@ pub fn admin_exists(conn: &Connection) -> Result<bool> {
 
 /// Enable or disable an account; disabling ends its sessions in the same
 /// transaction.
-pub fn set_disabled(conn: &Connection, user_id: i64, disabled: bool) -> Result<()> {
+pub fn set_disabled(db: &Db<'_>, user_id: i64, disabled: bool) -> Result<()> {
+    let conn = db.0;
     let n = conn.execute(
         "UPDATE users SET disabled = ?2 WHERE id = ?1",
         params![user_id, disabled],
@@ -119,13 +128,14 @@ pub fn set_disabled(conn: &Connection, user_id: i64, disabled: bool) -> Result<(
         return Err(AccountError::NoSuchUser(user_id.to_string()));
     }
     if disabled {
-        super::sessions::end_all_for(conn, user_id)?;
+        super::sessions::end_all_for(db, user_id)?;
     }
     Ok(())
 }
 
 /// Change a role; the user's sessions end so the new role applies at once.
-pub fn set_role(conn: &Connection, user_id: i64, role: Role) -> Result<()> {
+pub fn set_role(db: &Db<'_>, user_id: i64, role: Role) -> Result<()> {
+    let conn = db.0;
     let n = conn.execute(
         "UPDATE users SET role = ?2 WHERE id = ?1",
         params![user_id, role.as_str()],
@@ -133,17 +143,18 @@ pub fn set_role(conn: &Connection, user_id: i64, role: Role) -> Result<()> {
     if n == 0 {
         return Err(AccountError::NoSuchUser(user_id.to_string()));
     }
-    super::sessions::end_all_for(conn, user_id)?;
+    super::sessions::end_all_for(db, user_id)?;
     Ok(())
 }
 
 /// Set a new password hash and end the user's sessions.
 pub fn set_password(
-    conn: &Connection,
+    db: &Db<'_>,
     user_id: i64,
     password_hash: &str,
     origin: PasswordOrigin,
 ) -> Result<()> {
+    let conn = db.0;
     let n = conn.execute(
         "UPDATE users SET password_hash = ?2, must_change_password = ?3 WHERE id = ?1",
         params![user_id, password_hash, origin == PasswordOrigin::OneTime],
@@ -151,11 +162,12 @@ pub fn set_password(
     if n == 0 {
         return Err(AccountError::NoSuchUser(user_id.to_string()));
     }
-    super::sessions::end_all_for(conn, user_id)?;
+    super::sessions::end_all_for(db, user_id)?;
     Ok(())
 }
 
-pub fn group_id(conn: &Connection, name: &str) -> Result<i64> {
+pub fn group_id(db: &Db<'_>, name: &str) -> Result<i64> {
+    let conn = db.0;
     conn.query_row("SELECT id FROM groups WHERE name = ?1", [name], |r| {
         r.get(0)
     })
@@ -164,16 +176,18 @@ pub fn group_id(conn: &Connection, name: &str) -> Result<i64> {
 }
 
 /// Create the group if needed; returns its id.
-pub fn ensure_group(conn: &Connection, name: &str) -> Result<i64> {
+pub fn ensure_group(db: &Db<'_>, name: &str) -> Result<i64> {
+    let conn = db.0;
     validate_name(name)?;
     conn.execute(
         "INSERT INTO groups(name) VALUES (?1) ON CONFLICT(name) DO NOTHING",
         [name],
     )?;
-    group_id(conn, name)
+    group_id(db, name)
 }
 
-pub fn add_member(conn: &Connection, group_id: i64, user_id: i64) -> Result<()> {
+pub fn add_member(db: &Db<'_>, group_id: i64, user_id: i64) -> Result<()> {
+    let conn = db.0;
     conn.execute(
         "INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)",
         params![group_id, user_id],
@@ -181,7 +195,8 @@ pub fn add_member(conn: &Connection, group_id: i64, user_id: i64) -> Result<()> 
     Ok(())
 }
 
-pub fn remove_member(conn: &Connection, group_id: i64, user_id: i64) -> Result<()> {
+pub fn remove_member(db: &Db<'_>, group_id: i64, user_id: i64) -> Result<()> {
+    let conn = db.0;
     conn.execute(
         "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2",
         params![group_id, user_id],
@@ -189,7 +204,8 @@ pub fn remove_member(conn: &Connection, group_id: i64, user_id: i64) -> Result<(
     Ok(())
 }
 
-pub fn groups(conn: &Connection) -> Result<Vec<Group>> {
+pub fn groups(db: &Db<'_>) -> Result<Vec<Group>> {
+    let conn = db.0;
     let mut stmt = conn.prepare(
         "SELECT g.id, g.name, coalesce(group_concat(u.username, ', '), '')
          FROM groups g LEFT JOIN group_members m ON m.group_id = g.id
@@ -212,7 +228,8 @@ pub fn groups(conn: &Connection) -> Result<Vec<Group>> {
     Ok(v)
 }
 
-pub fn collection_id(conn: &Connection, name: &str) -> Result<i64> {
+pub fn collection_id(db: &Db<'_>, name: &str) -> Result<i64> {
+    let conn = db.0;
     conn.query_row("SELECT id FROM collections WHERE name = ?1", [name], |r| {
         r.get(0)
     })
@@ -221,16 +238,18 @@ pub fn collection_id(conn: &Connection, name: &str) -> Result<i64> {
 }
 
 /// Create the collection if needed (admins create collections by naming them).
-pub fn ensure_collection(conn: &Connection, name: &str) -> Result<i64> {
+pub fn ensure_collection(db: &Db<'_>, name: &str) -> Result<i64> {
+    let conn = db.0;
     validate_name(name)?;
     conn.execute(
         "INSERT INTO collections(name) VALUES (?1) ON CONFLICT(name) DO NOTHING",
         [name],
     )?;
-    collection_id(conn, name)
+    collection_id(db, name)
 }
 
-pub fn collections(conn: &Connection) -> Result<Vec<String>> {
+pub fn collections(db: &Db<'_>) -> Result<Vec<String>> {
+    let conn = db.0;
     let mut stmt = conn.prepare("SELECT name FROM collections ORDER BY name")?;
     let v = stmt
         .query_map([], |r| r.get(0))?
@@ -238,7 +257,8 @@ pub fn collections(conn: &Connection) -> Result<Vec<String>> {
     Ok(v)
 }
 
-pub fn grant(conn: &Connection, collection_id: i64, to: Grantee) -> Result<()> {
+pub fn grant(db: &Db<'_>, collection_id: i64, to: Grantee) -> Result<()> {
+    let conn = db.0;
     let (user, group) = match to {
         Grantee::User(id) => (Some(id), None),
         Grantee::Group(id) => (None, Some(id)),
@@ -253,18 +273,20 @@ pub fn grant(conn: &Connection, collection_id: i64, to: Grantee) -> Result<()> {
 }
 
 /// Remove a grant; returns it (for the audit row) if it existed.
-pub fn revoke(conn: &Connection, grant_id: i64) -> Result<Option<Grant>> {
-    let found = grants_where(conn, Some(grant_id))?.pop();
+pub fn revoke(db: &Db<'_>, grant_id: i64) -> Result<Option<Grant>> {
+    let conn = db.0;
+    let found = grants_where(db, Some(grant_id))?.pop();
     conn.execute("DELETE FROM grants WHERE id = ?1", [grant_id])?;
     Ok(found)
 }
 
-pub fn grants(conn: &Connection) -> Result<Vec<Grant>> {
-    grants_where(conn, None)
+pub fn grants(db: &Db<'_>) -> Result<Vec<Grant>> {
+    grants_where(db, None)
 }
 
 /// All grants, or the one with `id`.
-fn grants_where(conn: &Connection, id: Option<i64>) -> Result<Vec<Grant>> {
+fn grants_where(db: &Db<'_>, id: Option<i64>) -> Result<Vec<Grant>> {
+    let conn = db.0;
     let mut stmt = conn.prepare(
         "SELECT g.id, c.name, CASE WHEN g.user_id IS NULL THEN 'group' ELSE 'user' END,
                 coalesce(u.username, gr.name)
@@ -289,7 +311,8 @@ fn grants_where(conn: &Connection, id: Option<i64>) -> Result<Vec<Grant>> {
 
 /// Names of the collections `user_id` may retrieve from: granted to them
 /// directly or to a group they are in.
-pub fn granted_collections(conn: &Connection, user_id: i64) -> Result<Vec<String>> {
+pub fn granted_collections(db: &Db<'_>, user_id: i64) -> Result<Vec<String>> {
+    let conn = db.0;
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT c.name FROM grants g JOIN collections c ON c.id = g.collection_id
          WHERE g.user_id = ?1

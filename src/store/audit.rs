@@ -8,6 +8,8 @@ use std::io::Write;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::Db;
+
 use crate::audit::export::Format;
 use crate::audit::verify::Report;
 use crate::audit::{Actor, AuditKey, Checkpoint, Entry, Filter, GENESIS, LogSource, Result, Row};
@@ -182,7 +184,8 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 /// Newest first, at most `limit` rows matching `filter`.
-pub fn search(conn: &Connection, filter: &Filter, limit: usize) -> Result<Vec<Row>> {
+pub fn search(db: &Db<'_>, filter: &Filter, limit: usize) -> Result<Vec<Row>> {
+    let conn = db.0;
     let to = if filter.to.len() == 10 {
         format!("{}T99", filter.to) // a bare date includes that whole day
     } else {
@@ -243,7 +246,8 @@ pub fn checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>> {
 }
 
 /// Distinct action names present, for the filter menu.
-pub fn actions(conn: &Connection) -> Result<Vec<String>> {
+pub fn actions(db: &Db<'_>) -> Result<Vec<String>> {
+    let conn = db.0;
     let mut stmt = conn.prepare("SELECT DISTINCT action FROM audit_log ORDER BY action")?;
     let v = stmt
         .query_map([], |r| r.get(0))?
@@ -287,7 +291,8 @@ impl LogSource for Log<'_> {
 }
 
 /// The `detail` of the newest row of `action`, if any.
-pub fn last_detail(conn: &Connection, action: &str) -> Result<Option<String>> {
+pub fn last_detail(db: &Db<'_>, action: &str) -> Result<Option<String>> {
+    let conn = db.0;
     Ok(conn
         .query_row(
             "SELECT detail FROM audit_log WHERE action = ?1 ORDER BY id DESC LIMIT 1",

@@ -3,7 +3,9 @@
 //! owner's id and finds nothing that belongs to someone else, so a guessed id
 //! gives "not found", never another user's text.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::Db;
 use serde::Serialize;
 
 pub type Result<T> = std::result::Result<T, rusqlite::Error>;
@@ -56,7 +58,8 @@ pub struct Message {
 /// Longest conversation title, from the first question.
 const TITLE_CHARS: usize = 80;
 
-pub fn create(conn: &Connection, user_id: i64, first_question: &str) -> Result<i64> {
+pub fn create(db: &Db<'_>, user_id: i64, first_question: &str) -> Result<i64> {
+    let conn = db.0;
     let mut title: String = first_question
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -75,7 +78,8 @@ pub fn create(conn: &Connection, user_id: i64, first_question: &str) -> Result<i
 }
 
 /// The conversation if `user_id` owns it.
-pub fn owned(conn: &Connection, id: i64, user_id: i64) -> Result<Option<Conversation>> {
+pub fn owned(db: &Db<'_>, id: i64, user_id: i64) -> Result<Option<Conversation>> {
+    let conn = db.0;
     conn.query_row(
         "SELECT id, title, created_at, updated_at FROM conversations WHERE id = ?1 AND user_id = ?2",
         params![id, user_id],
@@ -91,7 +95,8 @@ pub fn owned(conn: &Connection, id: i64, user_id: i64) -> Result<Option<Conversa
     .optional()
 }
 
-pub fn list(conn: &Connection, user_id: i64, limit: usize) -> Result<Vec<Conversation>> {
+pub fn list(db: &Db<'_>, user_id: i64, limit: usize) -> Result<Vec<Conversation>> {
+    let conn = db.0;
     let mut stmt = conn.prepare(
         "SELECT id, title, created_at, updated_at FROM conversations WHERE user_id = ?1
          ORDER BY updated_at DESC, id DESC LIMIT ?2",
@@ -108,7 +113,8 @@ pub fn list(conn: &Connection, user_id: i64, limit: usize) -> Result<Vec<Convers
 }
 
 /// Messages of a conversation `user_id` owns, oldest first.
-pub fn messages(conn: &Connection, conversation_id: i64, user_id: i64) -> Result<Vec<Message>> {
+pub fn messages(db: &Db<'_>, conversation_id: i64, user_id: i64) -> Result<Vec<Message>> {
+    let conn = db.0;
     let mut stmt = conn.prepare(
         "SELECT m.id, m.question, m.answer, m.status, m.citations, f.rating,
                 coalesce(f.comment, ''), m.created_at, m.degraded
@@ -134,11 +140,8 @@ pub fn messages(conn: &Connection, conversation_id: i64, user_id: i64) -> Result
 }
 
 /// Earlier answered turns of a conversation, for the model's context.
-pub fn history(
-    conn: &Connection,
-    conversation_id: i64,
-    turns: usize,
-) -> Result<Vec<(String, String)>> {
+pub fn history(db: &Db<'_>, conversation_id: i64, turns: usize) -> Result<Vec<(String, String)>> {
+    let conn = db.0;
     let mut stmt = conn.prepare(
         "SELECT question, answer FROM messages WHERE conversation_id = ?1 AND status = 'answered'
          ORDER BY id DESC LIMIT ?2",
@@ -152,7 +155,8 @@ pub fn history(
     Ok(v)
 }
 
-pub fn add_question(conn: &Connection, conversation_id: i64, question: &str) -> Result<i64> {
+pub fn add_question(db: &Db<'_>, conversation_id: i64, question: &str) -> Result<i64> {
+    let conn = db.0;
     conn.execute(
         "INSERT INTO messages (conversation_id, question, status) VALUES (?1, ?2, 'pending')",
         params![conversation_id, question],
@@ -168,7 +172,7 @@ pub fn add_question(conn: &Connection, conversation_id: i64, question: &str) -> 
 /// Store the outcome of a question with the passages the model was given
 /// (`(chunk_id, document_id)`), so erasing a document erases this answer.
 pub fn finish(
-    conn: &Connection,
+    db: &Db<'_>,
     message_id: i64,
     status: AnswerStatus,
     answer: &str,
@@ -176,6 +180,7 @@ pub fn finish(
     sources: &[(i64, i64)],
     degraded: bool,
 ) -> Result<()> {
+    let conn = db.0;
     conn.execute(
         "UPDATE messages SET status = ?2, answer = ?3, citations = ?4, degraded = ?5 WHERE id = ?1",
         params![
@@ -196,7 +201,8 @@ pub fn finish(
 }
 
 /// Whether `user_id` owns message `message_id`.
-pub fn owns_message(conn: &Connection, message_id: i64, user_id: i64) -> Result<bool> {
+pub fn owns_message(db: &Db<'_>, message_id: i64, user_id: i64) -> Result<bool> {
+    let conn = db.0;
     conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
          WHERE m.id = ?1 AND c.user_id = ?2)",
@@ -205,7 +211,8 @@ pub fn owns_message(conn: &Connection, message_id: i64, user_id: i64) -> Result<
     )
 }
 
-pub fn set_feedback(conn: &Connection, message_id: i64, rating: i64, comment: &str) -> Result<()> {
+pub fn set_feedback(db: &Db<'_>, message_id: i64, rating: i64, comment: &str) -> Result<()> {
+    let conn = db.0;
     conn.execute(
         "INSERT INTO feedback (message_id, rating, comment) VALUES (?1, ?2, ?3)
          ON CONFLICT(message_id) DO UPDATE SET rating = excluded.rating,
@@ -216,7 +223,8 @@ pub fn set_feedback(conn: &Connection, message_id: i64, rating: i64, comment: &s
 }
 
 /// Answers left `pending` by a process that stopped mid-generation.
-pub fn fail_abandoned(conn: &Connection) -> Result<usize> {
+pub fn fail_abandoned(db: &Db<'_>) -> Result<usize> {
+    let conn = db.0;
     conn.execute(
         "UPDATE messages SET status = 'failed', answer = 'The server stopped before this answer was finished.'
          WHERE status = 'pending'",
@@ -225,7 +233,8 @@ pub fn fail_abandoned(conn: &Connection) -> Result<usize> {
 }
 
 /// Feedback counts (up, down) for the health page.
-pub fn feedback_counts(conn: &Connection) -> Result<(i64, i64)> {
+pub fn feedback_counts(db: &Db<'_>) -> Result<(i64, i64)> {
+    let conn = db.0;
     conn.query_row(
         "SELECT coalesce(sum(rating = 1), 0), coalesce(sum(rating = -1), 0) FROM feedback",
         [],
@@ -242,7 +251,7 @@ mod tests {
     fn a_stored_answer_keeps_its_status_citations_and_degraded_flag() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("db.sqlite")).unwrap();
-        let conn = &store.conn;
+        let conn = &Db(&store.conn);
         let uid = crate::store::accounts::add_user(
             conn,
             "dave",

@@ -63,6 +63,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The database as code outside this module sees it, inside
+/// [`Store::transact`] or [`Store::autocommit`]: a handle it can only pass to
+/// the table families' functions. Its connection is private to `store`, so
+/// only the store can run SQL (the compiler enforces it).
+pub struct Db<'a>(&'a Connection);
+
 pub struct Store {
     conn: Connection,
     audit: Option<AuditSink>,
@@ -97,11 +103,11 @@ impl Store {
         self.audit.as_ref()
     }
 
-    /// Run `f` on the connection outside any transaction (each statement
-    /// commits on its own): reads, and single-statement writes. `f` is one of
-    /// this module's table-family functions; nothing outside `store` writes SQL.
-    pub fn autocommit<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        f(&self.conn)
+    /// Run `f` outside any transaction (each statement commits on its own):
+    /// reads, and single-statement writes, through the table families'
+    /// functions.
+    pub fn autocommit<T>(&self, f: impl FnOnce(&Db<'_>) -> T) -> T {
+        f(&Db(&self.conn))
     }
 
     /// Write one audit row on its own (an event with no other write).
@@ -114,7 +120,7 @@ impl Store {
     /// together or not at all.
     pub fn transact<T, E>(
         &mut self,
-        f: impl FnOnce(&Connection) -> std::result::Result<(T, Option<crate::audit::Entry>), E>,
+        f: impl FnOnce(&Db<'_>) -> std::result::Result<(T, Option<crate::audit::Entry>), E>,
     ) -> std::result::Result<T, E>
     where
         E: From<StoreError>,
@@ -123,7 +129,7 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| E::from(StoreError::from(e)))?;
-        let (value, entry) = f(&tx)?;
+        let (value, entry) = f(&Db(&tx))?;
         audit_in(self.audit.as_ref(), &tx, entry.as_ref()).map_err(E::from)?;
         tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
         Ok(value)

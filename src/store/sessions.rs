@@ -7,7 +7,9 @@
 //! or password deletes the rows, which ends the sessions at once.
 
 use base64::Engine;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::Db;
 use sha2::{Digest, Sha256};
 
 use crate::accounts::User;
@@ -50,7 +52,8 @@ pub struct Lifetimes {
 }
 
 /// Start a session; returns the cookie token (never stored) and the session.
-pub fn create(conn: &Connection, user: &User, address: &str) -> Result<(String, Session)> {
+pub fn create(db: &Db<'_>, user: &User, address: &str) -> Result<(String, Session)> {
+    let conn = db.0;
     let token = random_token();
     let csrf = random_token();
     let now = now_secs();
@@ -83,10 +86,11 @@ pub enum Lookup {
 /// The live session for `token`, refreshing its idle clock; expired sessions
 /// are deleted on sight. A disabled user has no live session.
 pub fn lookup(
-    conn: &Connection,
+    db: &Db<'_>,
     token: &str,
     lifetimes: Lifetimes,
 ) -> Result<std::result::Result<Session, Lookup>> {
+    let conn = db.0;
     let hash = token_hash(token);
     let row: Option<(i64, String, i64, i64)> = conn
         .query_row(
@@ -103,7 +107,7 @@ pub fn lookup(
         conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])?;
         return Ok(Err(Lookup::Expired));
     }
-    let user = match super::accounts::user(conn, user_id) {
+    let user = match super::accounts::user(db, user_id) {
         Ok(u) if !u.disabled => u,
         _ => {
             conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])?;
@@ -126,16 +130,19 @@ pub fn lookup(
     }))
 }
 
-pub fn end(conn: &Connection, token_hash: &str) -> Result<()> {
+pub fn end(db: &Db<'_>, token_hash: &str) -> Result<()> {
+    let conn = db.0;
     conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
     Ok(())
 }
 
-pub fn end_all_for(conn: &Connection, user_id: i64) -> Result<usize> {
+pub fn end_all_for(db: &Db<'_>, user_id: i64) -> Result<usize> {
+    let conn = db.0;
     conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
 }
 
-pub fn count_for(conn: &Connection, user_id: i64) -> Result<i64> {
+pub fn count_for(db: &Db<'_>, user_id: i64) -> Result<i64> {
+    let conn = db.0;
     conn.query_row(
         "SELECT count(*) FROM sessions WHERE user_id = ?1",
         [user_id],
@@ -144,12 +151,14 @@ pub fn count_for(conn: &Connection, user_id: i64) -> Result<i64> {
 }
 
 /// Sessions open now, for the health page.
-pub fn count_all(conn: &Connection) -> Result<i64> {
+pub fn count_all(db: &Db<'_>) -> Result<i64> {
+    let conn = db.0;
     conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
 }
 
 /// Remove sessions past either limit (housekeeping; lookups also do it).
-pub fn purge_expired(conn: &Connection, lifetimes: Lifetimes) -> Result<usize> {
+pub fn purge_expired(db: &Db<'_>, lifetimes: Lifetimes) -> Result<usize> {
+    let conn = db.0;
     let now = now_secs();
     conn.execute(
         "DELETE FROM sessions WHERE ?1 - last_seen > ?2 OR ?1 - created_at > ?3",
@@ -171,7 +180,8 @@ pub struct ThrottlePolicy {
     pub per_address: u32,
 }
 
-fn failures_since(conn: &Connection, key: &str, since: i64) -> Result<(i64, i64)> {
+fn failures_since(db: &Db<'_>, key: &str, since: i64) -> Result<(i64, i64)> {
+    let conn = db.0;
     conn.query_row(
         "SELECT count(*), coalesce(max(at), 0) FROM login_failures WHERE key = ?1 AND at > ?2",
         params![key, since],
@@ -183,19 +193,19 @@ fn failures_since(conn: &Connection, key: &str, since: i64) -> Result<(i64, i64)
 /// this address, or `None` if one may be tried now. Checked before the
 /// password, so a throttled attempt costs no hashing and teaches nothing.
 pub fn login_wait(
-    conn: &Connection,
+    db: &Db<'_>,
     username: &str,
     address: &str,
     policy: ThrottlePolicy,
 ) -> Result<Option<u64>> {
     let now = now_secs();
     let since = now - WINDOW_SECS;
-    let (by_addr, last_addr) = failures_since(conn, &format!("addr:{address}"), since)?;
+    let (by_addr, last_addr) = failures_since(db, &format!("addr:{address}"), since)?;
     if by_addr >= policy.per_address as i64 {
         return Ok(Some((last_addr + WINDOW_SECS - now).max(1) as u64));
     }
     let key = format!("user:{}", username.to_lowercase());
-    let (by_user, last_user) = failures_since(conn, &key, since)?;
+    let (by_user, last_user) = failures_since(db, &key, since)?;
     if by_user >= policy.per_account as i64 {
         let over = (by_user - policy.per_account as i64).min(20) as u32;
         let wait = (15i64 << over).min(MAX_ACCOUNT_WAIT_SECS);
@@ -207,7 +217,8 @@ pub fn login_wait(
     Ok(None)
 }
 
-pub fn record_failure(conn: &Connection, username: &str, address: &str) -> Result<()> {
+pub fn record_failure(db: &Db<'_>, username: &str, address: &str) -> Result<()> {
+    let conn = db.0;
     let now = now_secs();
     conn.execute(
         "DELETE FROM login_failures WHERE at <= ?1",
@@ -226,7 +237,8 @@ pub fn record_failure(conn: &Connection, username: &str, address: &str) -> Resul
 }
 
 /// A successful login forgets the account's failures (not the address's).
-pub fn clear_failures(conn: &Connection, username: &str) -> Result<()> {
+pub fn clear_failures(db: &Db<'_>, username: &str) -> Result<()> {
+    let conn = db.0;
     conn.execute(
         "DELETE FROM login_failures WHERE key = ?1",
         [format!("user:{}", username.to_lowercase())],
@@ -238,8 +250,8 @@ pub fn clear_failures(conn: &Connection, username: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
+    fn db() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE login_failures (key TEXT NOT NULL, at INTEGER NOT NULL);")
             .unwrap();
         conn
@@ -254,47 +266,56 @@ mod tests {
     fn an_account_waits_longer_after_each_failure_but_never_past_the_cap() {
         let conn = db();
         for _ in 0..4 {
-            record_failure(&conn, "dave", "10.0.0.9").unwrap();
+            record_failure(&Db(&conn), "dave", "10.0.0.9").unwrap();
         }
-        assert_eq!(login_wait(&conn, "dave", "10.0.0.9", POLICY).unwrap(), None);
-        record_failure(&conn, "Dave", "10.0.0.9").unwrap();
-        let first = login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap();
+        assert_eq!(
+            login_wait(&Db(&conn), "dave", "10.0.0.9", POLICY).unwrap(),
+            None
+        );
+        record_failure(&Db(&conn), "Dave", "10.0.0.9").unwrap();
+        let first = login_wait(&Db(&conn), "dave", "10.0.0.8", POLICY).unwrap();
         assert!(first.is_some_and(|w| (1..=15).contains(&w)), "{first:?}");
         for _ in 0..30 {
-            record_failure(&conn, "dave", "10.0.0.9").unwrap();
+            record_failure(&Db(&conn), "dave", "10.0.0.9").unwrap();
         }
-        let capped = login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap();
+        let capped = login_wait(&Db(&conn), "dave", "10.0.0.8", POLICY).unwrap();
         assert!(
             capped.is_some_and(|w| w > 15 && w <= MAX_ACCOUNT_WAIT_SECS as u64),
             "{capped:?}"
         );
         // Other accounts are not held back by dave's failures.
-        assert_eq!(login_wait(&conn, "erin", "10.0.0.8", POLICY).unwrap(), None);
+        assert_eq!(
+            login_wait(&Db(&conn), "erin", "10.0.0.8", POLICY).unwrap(),
+            None
+        );
         // A success forgets the account's failures.
-        clear_failures(&conn, "DAVE").unwrap();
-        assert_eq!(login_wait(&conn, "dave", "10.0.0.8", POLICY).unwrap(), None);
+        clear_failures(&Db(&conn), "DAVE").unwrap();
+        assert_eq!(
+            login_wait(&Db(&conn), "dave", "10.0.0.8", POLICY).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn an_address_that_sprays_many_accounts_is_held_back_for_all_of_them() {
         let conn = db();
         for i in 0..50 {
-            record_failure(&conn, &format!("user{i}"), "10.0.0.66").unwrap();
+            record_failure(&Db(&conn), &format!("user{i}"), "10.0.0.66").unwrap();
         }
-        let wait = login_wait(&conn, "alice", "10.0.0.66", POLICY).unwrap();
+        let wait = login_wait(&Db(&conn), "alice", "10.0.0.66", POLICY).unwrap();
         assert!(
             wait.is_some_and(|w| w > 0 && w <= WINDOW_SECS as u64),
             "{wait:?}"
         );
         // The same accounts from another address are not affected.
         assert_eq!(
-            login_wait(&conn, "user1", "10.0.0.7", POLICY).unwrap(),
+            login_wait(&Db(&conn), "user1", "10.0.0.7", POLICY).unwrap(),
             None
         );
         // A success does not forget the address's failures.
-        clear_failures(&conn, "user1").unwrap();
+        clear_failures(&Db(&conn), "user1").unwrap();
         assert!(
-            login_wait(&conn, "alice", "10.0.0.66", POLICY)
+            login_wait(&Db(&conn), "alice", "10.0.0.66", POLICY)
                 .unwrap()
                 .is_some()
         );

@@ -1,7 +1,9 @@
 //! The uploads table: one row per file an admin uploaded, with its state as
 //! the ingest thread moves it along (what the upload page polls).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::Db;
 use serde::Serialize;
 
 /// Where an upload is.
@@ -86,7 +88,8 @@ pub struct NewUpload<'a> {
 }
 
 /// Record a received file; returns its id.
-pub fn insert(conn: &Connection, upload: &NewUpload<'_>) -> rusqlite::Result<i64> {
+pub fn insert(db: &Db<'_>, upload: &NewUpload<'_>) -> rusqlite::Result<i64> {
+    let conn = db.0;
     let state = if upload.rejection.is_some() {
         UploadState::Rejected
     } else {
@@ -110,12 +113,13 @@ pub fn insert(conn: &Connection, upload: &NewUpload<'_>) -> rusqlite::Result<i64
 
 /// Move an upload to `state`, with a detail line and the document it became.
 pub fn update(
-    conn: &Connection,
+    db: &Db<'_>,
     id: i64,
     state: UploadState,
     detail: &str,
     document_id: Option<i64>,
 ) -> rusqlite::Result<()> {
+    let conn = db.0;
     conn.execute(
         "UPDATE uploads SET state = ?2, detail = ?3, document_id = coalesce(?4, document_id),
              finished_at = CASE WHEN ?5 THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END
@@ -126,7 +130,8 @@ pub fn update(
 }
 
 /// Uploads a stopped server left unfinished (no document yet): failed.
-pub fn fail_interrupted(conn: &Connection) -> rusqlite::Result<usize> {
+pub fn fail_interrupted(db: &Db<'_>) -> rusqlite::Result<usize> {
+    let conn = db.0;
     conn.execute(
         "UPDATE uploads SET state = 'failed', detail = 'interrupted (server stopped)'
          WHERE state IN ('queued', 'extracting', 'indexing') AND document_id IS NULL",
@@ -136,7 +141,8 @@ pub fn fail_interrupted(conn: &Connection) -> rusqlite::Result<usize> {
 
 /// Uploads that waited for the vector store and whose document is now
 /// indexed: done. Returns how many.
-pub fn finish_waiting(conn: &Connection) -> rusqlite::Result<usize> {
+pub fn finish_waiting(db: &Db<'_>) -> rusqlite::Result<usize> {
+    let conn = db.0;
     conn.execute(
         "UPDATE uploads SET state = 'done', detail = 'indexed (after waiting for the vector store)',
              finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
@@ -162,7 +168,8 @@ fn view_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadView> {
 }
 
 /// An upload, if `user_id` made it.
-pub fn view(conn: &Connection, id: i64, user_id: i64) -> rusqlite::Result<Option<UploadView>> {
+pub fn view(db: &Db<'_>, id: i64, user_id: i64) -> rusqlite::Result<Option<UploadView>> {
+    let conn = db.0;
     conn.query_row(
         &format!("{VIEW_SELECT} WHERE id = ?1 AND user_id = ?2"),
         params![id, user_id],
@@ -172,7 +179,8 @@ pub fn view(conn: &Connection, id: i64, user_id: i64) -> rusqlite::Result<Option
 }
 
 /// `user_id`'s uploads, newest first.
-pub fn recent(conn: &Connection, user_id: i64, limit: usize) -> rusqlite::Result<Vec<UploadView>> {
+pub fn recent(db: &Db<'_>, user_id: i64, limit: usize) -> rusqlite::Result<Vec<UploadView>> {
+    let conn = db.0;
     let mut stmt = conn.prepare(&format!(
         "{VIEW_SELECT} WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2"
     ))?;
