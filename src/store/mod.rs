@@ -2,7 +2,8 @@
 //! One file per table family: `documents` (documents, pages, chunks,
 //! collections), `jobs`, `uploads`, `accounts` (users, groups, grants),
 //! `sessions` (sessions, login failures), `conversations` (chat history,
-//! feedback) and `audit` (the hash-chained log and its checkpoints).
+//! feedback), `audit` (the hash-chained log and its checkpoints) and
+//! `backup` (an online snapshot).
 //!
 //! Opened in WAL mode with `synchronous=FULL`, so a committed transaction
 //! survives power loss. Schema changes are versioned SQL files in
