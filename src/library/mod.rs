@@ -307,11 +307,6 @@ impl Library {
         Ok(())
     }
 
-    /// Whether the last search found the vector store unreachable.
-    pub fn vectors_degraded(&self) -> bool {
-        self.vectors_degraded.load(Ordering::Relaxed)
-    }
-
     /// Record whether the last search found the vector store unreachable
     /// (logged once per outage).
     pub fn note_vector_outage(&self, unreachable: bool) {
