@@ -160,12 +160,43 @@ pub enum EvalCommand {
     /// nDCG@10, Recall@10/100 and MRR@10 for BM25, dense and hybrid on a BEIR-layout
     /// set (corpus.jsonl, queries.jsonl, qrels/test.tsv), indexed into a scratch dir.
     Retrieval(EvalArgs),
+    /// The whole answering pipeline on a QA set: answered rate, answer
+    /// containment, unsupported facts shown, sentence support, citation
+    /// precision, refusals, latency, tokens and CPU time, for the quotes,
+    /// each model tier alone and the routed default. FILE is HotpotQA JSONL
+    /// (its paragraphs are ingested) or plain JSONL ({question, answers,
+    /// answerable, kind}) over the documents of --corpus.
+    Answers(EvalAnswersArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalAnswersArgs {
+    /// The question set (e.g. ../shared/eval/hotpotqa-dev/dev.jsonl or
+    /// packaging/demo/questions.jsonl).
+    pub file: PathBuf,
+    /// Folder with the documents a plain JSONL set is asked about (default:
+    /// the `documents` folder beside FILE, else FILE's own folder).
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Model tiers to use, cheapest first (repeat; default: [llm] model and
+    /// escalate_to).
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
+    /// Ask only the first N questions.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Reuse (or create) this data dir instead of a throw-away one.
+    #[arg(long)]
+    pub scratch: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Folder with the demo documents.
-    #[arg(long, default_value = "packaging/demo")]
+    #[arg(long, default_value = "packaging/demo/documents")]
     pub corpus: PathBuf,
     /// Question to search for after ingesting.
     #[arg(long, default_value = "How many days of annual leave do staff get?")]

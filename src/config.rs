@@ -199,6 +199,25 @@ pub struct LlmConfig {
     /// Sampling: temperature 0 is greedy (the default: answers from documents
     /// should not vary run to run).
     pub sampling: SamplingParams,
+    /// Higher model tiers, cheapest first, tried in turn when too little of
+    /// the previous tier's answer is supported by the documents (`model` is
+    /// the first tier; the quotes from the documents are always the floor).
+    pub escalate_to: Vec<PathBuf>,
+    /// Question kinds that start at the second tier when there is one: a
+    /// small model rarely gets these right.
+    pub start_higher_for: Vec<QuestionKind>,
+}
+
+/// Kinds of question that call for a larger model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionKind {
+    /// "Which is older, X or Y?", "compare", "difference between".
+    Comparison,
+    /// Two or more proper names (e.g. multi-hop questions).
+    SeveralNames,
+    /// "Why …?", "How does …?" (explanations, not "how many").
+    WhyHow,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +233,19 @@ pub struct RagConfig {
     pub relative_cutoff: f32,
     /// Longest passage text put into the prompt, in tokens.
     pub max_passage_tokens: usize,
+    /// Sentences quoted verbatim from the passages before any model answers
+    /// (the extractive tier), at most.
+    pub quotes: usize,
+    /// A generated sentence is shown only when a source sentence is at least
+    /// this close to it (cosine, all-MiniLM-L6-v2) and the source states every
+    /// number and name it does. Calibrated on the dev sets (ARCHITECTURE.md).
+    pub min_support_similarity: f32,
+    /// Escalate to the next tier when less than this fraction of a tier's
+    /// sentences is supported (and always when none is).
+    pub escalate_below: f32,
+    /// Show sentences removed by verification, struck through, instead of
+    /// leaving them out (they are always kept in the stored answer).
+    pub show_removed_sentences: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -328,6 +360,12 @@ impl Default for LlmConfig {
             deadline_secs: 120,
             queue_capacity: 32,
             sampling: SamplingParams::default(),
+            escalate_to: Vec::new(),
+            start_higher_for: vec![
+                QuestionKind::Comparison,
+                QuestionKind::SeveralNames,
+                QuestionKind::WhyHow,
+            ],
         }
     }
 }
@@ -339,6 +377,10 @@ impl Default for RagConfig {
             min_similarity: 0.35,
             relative_cutoff: 0.6,
             max_passage_tokens: 400,
+            quotes: 3,
+            min_support_similarity: 0.5,
+            escalate_below: 0.5,
+            show_removed_sentences: false,
         }
     }
 }
@@ -518,6 +560,17 @@ impl Config {
                 reason: "need passages >= 1 and max_passage_tokens >= 16".into(),
             });
         }
+        let r = &self.rag;
+        if r.quotes == 0
+            || !(0.0..=1.0).contains(&r.min_support_similarity)
+            || !(0.0..=1.0).contains(&r.escalate_below)
+        {
+            return Err(ConfigError::Invalid {
+                name: "rag",
+                reason: "need quotes >= 1 and min_support_similarity, escalate_below in 0..=1"
+                    .into(),
+            });
+        }
         let w = &self.web;
         if w.idle_timeout_mins == 0 || w.session_hours == 0 || w.max_upload_mib == 0 {
             return Err(ConfigError::Invalid {
@@ -600,6 +653,14 @@ impl Config {
 
     pub fn llm_model_path(&self) -> PathBuf {
         self.models_dir.join(&self.llm.model)
+    }
+
+    /// The model tiers, cheapest first: `llm.model`, then `llm.escalate_to`.
+    pub fn llm_tier_paths(&self) -> Vec<PathBuf> {
+        std::iter::once(&self.llm.model)
+            .chain(&self.llm.escalate_to)
+            .map(|m| self.models_dir.join(m))
+            .collect()
     }
 
     /// Effective configuration as TOML.

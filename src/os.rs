@@ -1,5 +1,5 @@
 //! What the operating system tells us about the machine (file-system space),
-//! shared by `doctor` and the health page.
+//! shared by `doctor` and the health page, and the CPU time answers cost.
 
 /// Free and total bytes of the file system holding `path`.
 pub fn disk_space(path: &std::path::Path) -> (u64, u64) {
@@ -14,4 +14,15 @@ pub fn disk_space(path: &std::path::Path) -> (u64, u64) {
     }
     let frsize = st.f_frsize as u64;
     (st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize)
+}
+
+/// CPU seconds this process has used (user and system, all threads).
+pub fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into a zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }

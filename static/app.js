@@ -81,34 +81,85 @@ function initLogout() {
 }
 
 // ---- chat ----
+// The passage view of a citation, with its sentence highlighted.
+function citeHref(c) {
+  let href = "/passages/" + c.chunk_id;
+  if (c.quote_start !== undefined && c.quote_end !== undefined) href += "?from=" + c.quote_start + "&to=" + c.quote_end;
+  return href;
+}
+
 function renderAnswer(container, text, citations, sources) {
   container.textContent = "";
   const byNumber = new Map();
-  for (const s of sources || []) byNumber.set(s.number, s.chunk_id);
-  for (const c of citations || []) byNumber.set(c.number, c.chunk_id);
+  for (const s of sources || []) byNumber.set(s.number, "/passages/" + s.chunk_id);
+  for (const c of citations || []) if (!byNumber.has(c.number) || c.quote_start !== undefined) byNumber.set(c.number, citeHref(c));
   // Split on [n] markers; each known one becomes a link to its passage.
   const parts = String(text).split(/(\[\d+\])/);
   for (const part of parts) {
     const m = /^\[(\d+)\]$/.exec(part);
     if (m && byNumber.has(Number(m[1]))) {
-      container.append(el("a", { href: "/passages/" + byNumber.get(Number(m[1])), class: "cite", text: part }));
+      container.append(el("a", { href: byNumber.get(Number(m[1])), class: "cite", text: part }));
     } else {
       container.append(document.createTextNode(part));
     }
   }
 }
 
+// The quotes: the passages' own words, shown first.
+function renderQuotes(article, quotes, before) {
+  if (!quotes || quotes.length === 0) return null;
+  const box = el("section", { class: "quotes" }, el("h3", { text: "From the documents" }));
+  for (const q of quotes) {
+    const link = el("a", { href: citeHref(q), class: "quote-source", text: q.document_title + ", page " + q.page });
+    box.append(el("blockquote", { class: "quote" }, el("p", { text: q.quote }), el("footer", {}, link)));
+  }
+  article.insertBefore(box, before || null);
+  return box;
+}
+
+// Which tier answered, and how far the answer is checked.
+function renderProvenance(article, verification, tier, before) {
+  const says = {
+    verified: ["verified", "Answered by " + tier + " · verified: every sentence is supported by the cited passage."],
+    partial: ["partial", "Answered by " + tier + " · partly verified: sentences the documents do not support were removed."],
+    quoted: ["quoted", "Quoted from the documents: no generated sentence could be checked against them, so only their own words are shown."],
+  }[verification];
+  if (!says) return;
+  article.insertBefore(el("p", { class: "provenance " + says[0], text: says[1] }), before || null);
+}
+
+function renderRemoved(article, removed) {
+  if (!removed || removed.length === 0) return;
+  const list = el("ul", { class: "removed" });
+  for (const r of removed) list.append(el("li", {}, el("del", { text: r.text }), el("small", { text: " removed: " + (r.reason || "not supported by the documents") })));
+  article.append(el("h3", { text: "Removed: not supported by the documents" }), list);
+}
+
 function renderCitations(article, citations) {
   if (!citations || citations.length === 0) return;
   const list = el("ol", { class: "citations" });
   for (const c of citations) {
-    const link = el("a", { href: "/passages/" + c.chunk_id, class: "citation-link", text: c.document_title + ", page " + c.page });
+    const link = el("a", { href: citeHref(c), class: "citation-link", text: c.document_title + ", page " + c.page });
     const item = el("li", { value: String(c.number) }, link);
     if (c.quote) item.append(el("q", { text: c.quote }));
-    if (c.attributed) item.append(el("small", { text: " (matched by shared words; the model did not cite it)" }));
     list.append(item);
   }
-  article.append(el("h3", { text: "Sources" }), list);
+  article.append(el("h3", { text: "Supported by" }), list);
+}
+
+// A finished answer: quotes, the verified answer (unless it is the quotes
+// themselves), its provenance and the sources behind it.
+function renderFinished(article, answer, a) {
+  if (!article.querySelector(".quotes")) renderQuotes(article, a.quotes, answer);
+  if (a.verification === "quoted") {
+    answer.remove();
+    renderProvenance(article, a.verification, a.tier);
+    return;
+  }
+  renderAnswer(answer, a.text, a.citations, a.sources);
+  renderProvenance(article, a.verification, a.tier, answer.nextSibling);
+  renderCitations(article, a.citations);
+  renderRemoved(article, a.removed);
 }
 
 function renderFeedback(article, messageId, rating, comment) {
@@ -138,15 +189,21 @@ function noteDegraded(article) {
 
 function decorateStored() {
   for (const article of document.querySelectorAll("article.message")) {
-    let citations = [];
+    let citations = [], checks = {};
     try { citations = JSON.parse(article.dataset.citations || "[]"); } catch (_) { citations = []; }
+    try { checks = JSON.parse(article.dataset.checks || "{}"); } catch (_) { checks = {}; }
     const answer = article.querySelector(".answer");
-    if (article.dataset.status === "answered") renderAnswer(answer, answer.textContent, citations, []);
+    const verification = article.dataset.verification;
+    if (article.dataset.status === "answered" && verification) {
+      renderFinished(article, answer, { text: answer.textContent, citations, sources: [], quotes: checks.quotes, verification, tier: article.dataset.tier, removed: checks.removed });
+    } else if (article.dataset.status === "answered") {
+      renderAnswer(answer, answer.textContent, citations, []);
+      renderCitations(article, citations);
+    }
     if (article.dataset.status === "not_covered") {
       answer.classList.add("not-covered");
       answer.prepend(el("strong", { class: "badge", text: "Not in the documents. " }));
     }
-    renderCitations(article, citations);
     if (["answered", "not_covered"].includes(article.dataset.status)) renderFeedback(article, article.dataset.message);
     if (article.dataset.degraded === "true") noteDegraded(article);
   }
@@ -207,27 +264,43 @@ function initChat() {
         const wait = res.headers.get("Retry-After");
         throw new Error((data.error || res.statusText) + (wait ? " (retry in " + wait + " s)" : ""));
       }
-      let streamed = "";
+      let shown = [];
+      let lastCitations = [];
       await readEvents(res, (event, data) => {
         if (event === "meta") {
           thread.dataset.conversation = data.conversation_id;
           article.dataset.message = data.message_id;
           history.replaceState(null, "", "/chat/" + data.conversation_id);
+        } else if (event === "quotes") {
+          renderQuotes(article, data.quotes, status);
+          status.textContent = "Checking an answer against the documents…";
         } else if (event === "queued") {
           status.textContent = data.position > 0 ? "Waiting for the model (" + data.position + " ahead)…" : "Next in line…";
         } else if (event === "started") {
-          status.textContent = "Answering…";
-        } else if (event === "token") {
-          streamed += data.text;
-          answer.textContent = streamed;
+          status.textContent = "Answering with " + data.tier + "; each sentence appears once the documents support it…";
+        } else if (event === "sentence") {
+          // Only verified sentences ever arrive here.
+          shown.push(data.text);
+          if (data.citation) lastCitations.push(data.citation);
+          renderAnswer(answer, shown.join(" "), lastCitations, []);
+        } else if (event === "escalating") {
+          shown = [];
+          lastCitations = [];
+          answer.textContent = "";
+          status.textContent = "Too little of that answer was supported; asking " + data.to + "…";
         } else if (event === "done") {
           const a = data.answer;
           status.remove();
           answer.classList.remove("streaming");
-          if (a.status === "not_covered") answer.classList.add("not-covered");
-          renderAnswer(answer, a.text, a.citations, a.sources);
-          if (a.status === "not_covered") answer.prepend(el("strong", { class: "badge", text: "Not in the documents. " }));
-          renderCitations(article, a.citations);
+          if (a.status === "not_covered") {
+            answer.classList.add("not-covered");
+            renderAnswer(answer, a.text, [], []);
+            answer.prepend(el("strong", { class: "badge", text: "Not in the documents. " }));
+          } else if (a.verification && a.verification !== "none") {
+            renderFinished(article, answer, a);
+          } else {
+            renderAnswer(answer, a.text, a.citations, a.sources);
+          }
           renderFeedback(article, article.dataset.message);
           if (data.degraded) noteDegraded(article);
         } else if (event === "error") {

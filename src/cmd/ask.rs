@@ -5,24 +5,27 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::cli::{AskArgs, ChatArgs};
 use crate::config::Config;
 use crate::library::Library;
-use crate::llm::{Event, GenerationRequest, GenerationStats, Llm, Message, Prompt, Worker};
-use crate::rag::{Answer, Asker, Plan, Planned};
+use crate::llm::{GenerationRequest, Llm, Message, Prompt};
+use crate::rag::{Answer, Asker, ModelTier, Plan, Planned, Progress, Verification};
 
 pub fn ask(config: &Config, args: AskArgs) -> Result<ExitCode> {
-    let model_path = args
-        .model
-        .clone()
-        .unwrap_or_else(|| config.llm_model_path());
-    let max_new = args.max_tokens.unwrap_or(config.llm.max_new_tokens);
-    // The tokenizer alone (cheap) decides what fits; the weights are loaded
+    let tier_paths = match &args.model {
+        Some(model) => vec![model.clone()],
+        None => config.llm_tier_paths(),
+    };
+    let mut config = config.clone();
+    if let Some(tokens) = args.max_tokens {
+        config.llm.max_new_tokens = tokens;
+    }
+    let library = Library::open(&config)?;
+    // The tokenizers alone (cheap) decide what fits; the weights are loaded
     // only if the evidence gate lets the question through.
-    let asker = Asker::open(config, &model_path)?.with_max_new_tokens(max_new);
-    let library = Library::open(config)?;
+    let asker = Asker::open(&config, &tier_paths, library.shared_embedder())?;
     let collections = (!args.collection.is_empty()).then_some(args.collection.as_slice());
     let Planned { plan, degraded } = asker.plan(&library, &args.question, collections)?;
     if degraded {
@@ -31,55 +34,85 @@ pub fn ask(config: &Config, args: AskArgs) -> Result<ExitCode> {
             config.vector.url
         );
     }
-    let (messages, sources) = match plan {
+    let prepared = match plan {
         Plan::NotCovered { best_similarity } => {
             tracing::info!(?best_similarity, "evidence gate closed; model not called");
-            print_answer(&Answer::not_covered(), None, args.json);
+            print_answer(&Answer::not_covered(), args.json);
             return Ok(ExitCode::SUCCESS);
         }
-        Plan::Generate { messages, sources } => (messages, sources),
+        Plan::Generate(prepared) => prepared,
     };
-    let llm = Llm::load(&model_path, config.llm.context_window)
-        .with_context(|| format!("loading chat model {}", model_path.display()))?;
-    let worker = Worker::start(llm, config.llm.queue_capacity);
-    let ticket = asker.submit(&worker, messages)?;
-    let mut stdout = std::io::stdout();
-    let (text, stats) = loop {
-        match ticket.recv() {
-            Some(Event::Text(piece)) if !args.json => {
-                print!("{piece}");
-                stdout.flush().ok();
-            }
-            Some(Event::Finished { text, stats }) => break (text, stats),
-            Some(Event::Failed(e)) => bail!("generation failed: {e}"),
-            Some(_) => {}
-            None => bail!("the inference worker stopped"),
-        }
-    };
-    if !args.json {
-        println!();
+    let mut tiers = Vec::new();
+    for path in &tier_paths {
+        tiers.push(
+            ModelTier::start(path, &config)
+                .with_context(|| format!("loading chat model {}", path.display()))?,
+        );
     }
-    let answer = asker.finish(&text, &sources);
-    print_answer(&answer, Some(&stats), args.json);
+    let json = args.json;
+    let mut stdout = std::io::stdout();
+    let mut show = |p: Progress| {
+        if !json {
+            print_progress(&p);
+            stdout.flush().ok();
+        }
+        true
+    };
+    let answer = asker
+        .respond(&tiers, &prepared, &mut show)
+        .map_err(|_| anyhow::anyhow!("the answer was cancelled"))?;
+    print_answer(&answer, json);
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_answer(answer: &Answer, stats: Option<&GenerationStats>, json: bool) {
+/// Show what is known as it becomes known: the quotes first, then each
+/// verified sentence.
+fn print_progress(progress: &Progress) {
+    match progress {
+        Progress::Quotes(quotes) if !quotes.is_empty() => {
+            println!("From the documents:");
+            for q in quotes.iter() {
+                println!(
+                    "  [{}] \"{}\" ({}, page {})",
+                    q.number, q.quote, q.document_title, q.page
+                );
+            }
+        }
+        Progress::Started { tier } => println!("\nAnswer ({tier}, every sentence checked):"),
+        Progress::Sentence { text, .. } => println!("  {text}"),
+        Progress::Removed(s) => eprintln!(
+            "  (removed: {})",
+            s.reason
+                .as_deref()
+                .unwrap_or("not supported by the documents")
+        ),
+        Progress::Escalating { from, to } => {
+            println!("\nToo little of {from}'s answer is supported; asking {to}.")
+        }
+        _ => {}
+    }
+}
+
+fn print_answer(answer: &Answer, json: bool) {
     if json {
-        let value = serde_json::json!({ "answer": answer, "stats": stats });
-        println!("{value}");
+        println!("{}", serde_json::json!({ "answer": answer }));
         return;
     }
-    if stats.is_none() {
+    if !answer.grounded {
         println!("{}", answer.text);
         return;
     }
-    if answer.citations.iter().any(|c| c.attributed) {
-        println!("\nSources matching the answer (the model cited none; matched by shared words):");
-    } else if !answer.citations.is_empty() {
-        println!("\nCitations:");
-    }
-    if !answer.citations.is_empty() {
+    let how = match answer.verification {
+        Verification::Verified => format!("answered by {} · verified", answer.tier),
+        Verification::Partial => format!(
+            "answered by {} · partly verified (unsupported sentences removed)",
+            answer.tier
+        ),
+        _ => "quoted from the documents (no generated sentence was supported)".to_string(),
+    };
+    println!("\n{how}");
+    if answer.verification != Verification::Quoted && !answer.citations.is_empty() {
+        println!("Supported by:");
         for c in &answer.citations {
             println!(
                 "  [{}] {} (document {}, page {}, chunk {}): \"{}\"",
@@ -87,36 +120,20 @@ fn print_answer(answer: &Answer, stats: Option<&GenerationStats>, json: bool) {
             );
         }
     }
-    let uncited: Vec<_> = answer
-        .sources
-        .iter()
-        .filter(|s| !answer.citations.iter().any(|c| c.number == s.number))
-        .collect();
-    if !uncited.is_empty() {
-        println!("\nAlso given to the model (not cited):");
-        for s in uncited {
-            println!(
-                "  [{}] {} (document {}, page {}, chunk {}, similarity {:.2})",
-                s.number, s.document_title, s.document_id, s.page, s.chunk_id, s.similarity
-            );
-        }
-    }
-    if !answer.dropped_citations.is_empty() {
-        println!(
-            "\n(removed citation numbers that match no source: {:?})",
-            answer.dropped_citations
-        );
-    }
-    if let Some(s) = stats {
-        eprintln!(
-            "\n[{} prompt tokens ({} reused), {} generated; first token {:.0} ms; {:.1} tok/s]",
-            s.prompt_tokens,
-            s.reused_tokens,
-            s.generated_tokens,
-            s.time_to_first_token_ms,
-            s.generated_tokens as f64 / (s.decode_ms / 1000.0).max(1e-9)
-        );
-    }
+    let u = &answer.checks.usage;
+    eprintln!(
+        "[tiers tried: {}; {} prompt + {} generated tokens; {:.1} CPU-s; {:.0} ms, of which {:.0} ms quoting and verifying]",
+        if answer.checks.tiers_tried.is_empty() {
+            "none".to_string()
+        } else {
+            answer.checks.tiers_tried.join(" → ")
+        },
+        u.prompt_tokens,
+        u.generated_tokens,
+        u.cpu_secs,
+        u.wall_ms,
+        u.verify_ms
+    );
 }
 
 pub fn chat(config: &Config, args: ChatArgs) -> Result<ExitCode> {

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod demo;
 pub mod doctor;
 pub mod eval;
+pub mod eval_answers;
 pub mod extract;
 pub mod ingest;
 pub mod manage;
@@ -43,6 +44,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Extract(args) => extract::extract_cmd(&config, args),
         Command::Eval(EvalCommand::Retrieval(args)) => {
             eval::run(&config, args).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Eval(EvalCommand::Answers(args)) => {
+            eval_answers::run(&config, args).map(|_| ExitCode::SUCCESS)
         }
         Command::Bench(cmd) => bench::run(&config, cmd).map(|_| ExitCode::SUCCESS),
         Command::Demo(args) => demo::demo(&config, args),

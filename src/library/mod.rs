@@ -23,6 +23,7 @@ pub use write::Incoming;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
@@ -131,7 +132,9 @@ pub struct Library {
     store: Store,
     lexical: LexicalIndex,
     vectors: Box<dyn VectorIndex>,
-    embedder: Embedder,
+    /// Shared with the answering side, which embeds generated sentences to
+    /// verify them without holding the library.
+    embedder: Arc<Embedder>,
     /// Documents written in `indexing` state, waiting for the next index commit.
     pending: Vec<i64>,
     /// Named in the audit rows of uploads and deletions made without an
@@ -215,7 +218,7 @@ impl Library {
             store,
             lexical,
             vectors,
-            embedder,
+            embedder: Arc::new(embedder),
             pending: Vec::new(),
             actor: Actor::cli(),
             stats: IndexStats::default(),
@@ -234,6 +237,11 @@ impl Library {
 
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
+    }
+
+    /// The embedder, to keep beyond the library's lock.
+    pub fn shared_embedder(&self) -> Arc<Embedder> {
+        self.embedder.clone()
     }
 
     pub fn config(&self) -> &Config {

@@ -1,13 +1,17 @@
-//! What an answer is: the text, whether the documents support it, the
-//! passages the model was given and the citations into them.
+//! What an answer is: the quotes from the documents, the generated sentences
+//! that verification let through (and those it removed), the tier that
+//! produced it, and the passages it was drawn from.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::store::conversations::AnswerStatus;
 
 /// The answer when the documents do not cover a question; also what the
 /// model is told to say in that case.
 pub const NOT_COVERED: &str = "The documents do not cover this question.";
+
+/// The tier name of the quotes: sentences of the passages, verbatim, no model.
+pub const QUOTE_TIER: &str = "quotes";
 
 /// One passage given to the model, numbered as the model sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -27,8 +31,9 @@ pub struct Source {
     pub similarity: f32,
 }
 
-/// A source the answer cites, with the span of it that best supports the answer.
-#[derive(Debug, Clone, Serialize)]
+/// A span of a source: a quote shown verbatim, or the sentence of the source
+/// that supports a generated sentence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Citation {
     pub number: usize,
     pub chunk_id: i64,
@@ -36,24 +41,95 @@ pub struct Citation {
     pub document_title: String,
     pub page: i64,
     pub quote: String,
-    /// Offsets of `quote` in the page text.
+    /// Character offsets of `quote` in the page text.
     pub quote_start: i64,
     pub quote_end: i64,
-    /// True when the model wrote no citation and Enclave matched this source
-    /// to the answer by the words they share (small models rarely cite).
-    pub attributed: bool,
+}
+
+/// One sentence a model wrote, after verification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckedSentence {
+    /// The sentence without citation markers.
+    pub text: String,
+    pub supported: bool,
+    /// The source that supports it (a source number), when supported.
+    pub source: Option<usize>,
+    /// Similarity to the closest source sentence.
+    pub similarity: f32,
+    /// Why it was removed: the figures and names no source states, or that
+    /// no source says anything close.
+    pub reason: Option<String>,
+    /// The tier that wrote it.
+    #[serde(default)]
+    pub tier: String,
+}
+
+/// How far an answer can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// Every sentence the model wrote is supported by a source.
+    Verified,
+    /// Some sentences were removed; those shown are supported.
+    Partial,
+    /// Only the quotes: no model sentence survived (or no model ran).
+    Quoted,
+    /// Nothing to verify: not covered, or failed.
+    None,
+}
+
+impl Verification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verification::Verified => "verified",
+            Verification::Partial => "partial",
+            Verification::Quoted => "quoted",
+            Verification::None => "none",
+        }
+    }
+}
+
+/// What producing an answer cost.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// CPU time of the process while this answer was produced (exact when one
+    /// answer runs at a time, as in `enclave eval answers`).
+    pub cpu_secs: f64,
+    /// Wall-clock time from plan to answer.
+    pub wall_ms: f64,
+    /// Of which gathering evidence, quoting and verifying.
+    pub verify_ms: f64,
+}
+
+/// The record of checking a tier's answer: stored with the message and
+/// summarised in its audit row.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checks {
+    pub quotes: Vec<Citation>,
+    /// Every sentence of every tier tried, removed ones included.
+    pub sentences: Vec<CheckedSentence>,
+    /// The tiers tried, in order (the last one tried may not be the one chosen).
+    pub tiers_tried: Vec<String>,
+    pub usage: Usage,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
+    /// What is shown: the supported sentences with their citation markers,
+    /// or the quotes when no generated sentence survived.
     pub text: String,
-    /// False when the answer is (or says) that the documents do not cover it.
+    /// False when the documents do not cover the question (or it failed).
     pub grounded: bool,
+    /// The source spans behind `text`, one per cited source.
     pub citations: Vec<Citation>,
     /// Every passage the model was given.
     pub sources: Vec<Source>,
-    /// Citation numbers the model wrote that point at no source (removed from `text`).
-    pub dropped_citations: Vec<usize>,
+    pub verification: Verification,
+    /// The tier that produced `text`: a model's name or [`QUOTE_TIER`].
+    pub tier: String,
+    pub checks: Checks,
 }
 
 impl Answer {
@@ -80,7 +156,29 @@ impl Answer {
             grounded: false,
             citations: Vec::new(),
             sources: Vec::new(),
-            dropped_citations: Vec::new(),
+            verification: Verification::None,
+            tier: String::new(),
+            checks: Checks::default(),
         }
+    }
+
+    /// The generated sentences removed by verification.
+    pub fn removed(&self) -> impl Iterator<Item = &CheckedSentence> {
+        self.checks.sentences.iter().filter(|s| !s.supported)
+    }
+
+    /// Everything a person is shown: the quotes, then the text when it is
+    /// not the quotes themselves.
+    pub fn shown_text(&self) -> String {
+        let mut out: Vec<&str> = self
+            .checks
+            .quotes
+            .iter()
+            .map(|q| q.quote.as_str())
+            .collect();
+        if self.verification != Verification::Quoted {
+            out.push(&self.text);
+        }
+        out.join("\n")
     }
 }

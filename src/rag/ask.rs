@@ -1,17 +1,21 @@
 //! The "ask" use case: everything answering needs, loaded once, and the
-//! steps from a question to an answer in one place.
+//! steps from a question to an answer in one place (the steps after the
+//! plan, quoting, the tiers and verification, are in `respond.rs`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, LlmConfig, RagConfig};
+use crate::embed::{EmbedError, Embedder};
 use crate::library::{Library, LibraryError};
 use crate::llm::gguf::{Gguf, GgufError};
 use crate::llm::tokenizer::{Tokenizer, TokenizerError};
-use crate::llm::{GenerationRequest, Message, Prompt, SubmitError, Ticket, Worker};
+use crate::llm::{GenerationRequest, Message, Prompt};
 
-use super::answer::{Answer, Source};
-use super::plan::{self, Plan};
+use super::evidence::Evidence;
+use super::plan::{self, Gated, Plan, Prepared};
+use super::quote;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AskError {
@@ -24,15 +28,26 @@ pub enum AskError {
     },
 }
 
-/// What answering needs: the chat model's tokenizer (which decides what fits
-/// the prompt) and the texts of its control tokens (removed from questions
-/// and passages), and the settings. The weights are not loaded here: the
-/// model runs in an [`llm::Worker`](crate::llm::Worker) the caller owns.
+/// Why a question could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Library(#[from] LibraryError),
+    #[error("embedding the passages' sentences: {0}")]
+    Embed(#[from] EmbedError),
+}
+
+/// What answering needs: the first tier's tokenizer (which decides what fits
+/// the prompt), the texts of every tier's control tokens (removed from
+/// questions and passages), the embedder (verification) and the settings.
+/// The weights are not loaded here: each model tier runs in an
+/// [`llm::Worker`](crate::llm::Worker) the caller owns (see [`ModelTier`](super::ModelTier)).
 pub struct Asker {
     tokenizer: Tokenizer,
     controls: Vec<String>,
-    rag: RagConfig,
-    llm: LlmConfig,
+    pub(super) embedder: Arc<Embedder>,
+    pub(super) rag: RagConfig,
+    pub(super) llm: LlmConfig,
 }
 
 /// A question retrieved and gated.
@@ -57,19 +72,33 @@ impl Planned {
 }
 
 impl Asker {
-    /// Read the tokenizer of the chat model at `model_path`.
-    pub fn open(config: &Config, model_path: &Path) -> Result<Asker, AskError> {
-        let path = model_path.display().to_string();
-        let gguf = Gguf::open(model_path).map_err(|source| AskError::Model {
-            path: path.clone(),
-            source,
-        })?;
-        let tokenizer =
-            Tokenizer::from_gguf(&gguf).map_err(|source| AskError::Tokenizer { path, source })?;
-        let controls = tokenizer.control_texts().map(str::to_string).collect();
+    /// Read the tokenizers of the model tiers at `tier_paths` (cheapest
+    /// first; at least one).
+    pub fn open(
+        config: &Config,
+        tier_paths: &[PathBuf],
+        embedder: Arc<Embedder>,
+    ) -> Result<Asker, AskError> {
+        let mut tokenizers = Vec::new();
+        for path in tier_paths {
+            tokenizers.push(read_tokenizer(path)?);
+        }
+        let mut controls: Vec<String> = Vec::new();
+        for t in &tokenizers {
+            for c in t.control_texts() {
+                if !controls.iter().any(|k| k == c) {
+                    controls.push(c.to_string());
+                }
+            }
+        }
+        let tokenizer = match tokenizers.into_iter().next() {
+            Some(t) => t,
+            None => read_tokenizer(&config.llm_model_path())?,
+        };
         Ok(Asker {
             tokenizer,
             controls,
+            embedder,
             rag: config.rag.clone(),
             llm: config.llm.clone(),
         })
@@ -87,13 +116,14 @@ impl Asker {
 
     /// Retrieve passages for `question` from `collections` (`None`: all; an
     /// empty list, nothing granted: not covered, without searching), close
-    /// the evidence gate or choose the passages that fit the prompt.
+    /// the evidence gate or choose the passages that fit the prompt, split
+    /// them into sentences and choose the quotes.
     pub fn plan(
         &self,
         library: &Library,
         question: &str,
         collections: Option<&[String]>,
-    ) -> Result<Planned, LibraryError> {
+    ) -> Result<Planned, PlanError> {
         if collections.is_some_and(|c| c.is_empty()) {
             return Ok(Planned::not_covered());
         }
@@ -102,7 +132,7 @@ impl Asker {
             .llm
             .context_window
             .saturating_sub(self.llm.max_new_tokens);
-        let (plan, degraded) = plan::plan(
+        let (gated, degraded) = plan::plan(
             library,
             question,
             collections,
@@ -111,6 +141,26 @@ impl Asker {
             budget,
             &self.controls,
         )?;
+        let plan = match gated {
+            Gated::Closed { best_similarity } => Plan::NotCovered { best_similarity },
+            Gated::Open {
+                question,
+                messages,
+                sources,
+            } => {
+                let started = Instant::now();
+                let evidence = Evidence::gather(&self.embedder, &question, &sources)?;
+                let quotes = quote::quotes(&evidence, &question, &sources, self.rag.quotes);
+                Plan::Generate(Prepared {
+                    question,
+                    messages,
+                    sources,
+                    evidence,
+                    quotes,
+                    evidence_ms: started.elapsed().as_secs_f64() * 1000.0,
+                })
+            }
+        };
         Ok(Planned { plan, degraded })
     }
 
@@ -125,14 +175,13 @@ impl Asker {
             ignore_end: false,
         }
     }
+}
 
-    /// Queue the request for `messages` on `worker`.
-    pub fn submit(&self, worker: &Worker, messages: Vec<Message>) -> Result<Ticket, SubmitError> {
-        worker.submit(self.request(messages))
-    }
-
-    /// The model's text as an answer: citations resolved against `sources`.
-    pub fn finish(&self, text: &str, sources: &[Source]) -> Answer {
-        super::citations::finish(text, sources)
-    }
+fn read_tokenizer(model_path: &Path) -> Result<Tokenizer, AskError> {
+    let path = model_path.display().to_string();
+    let gguf = Gguf::open(model_path).map_err(|source| AskError::Model {
+        path: path.clone(),
+        source,
+    })?;
+    Tokenizer::from_gguf(&gguf).map_err(|source| AskError::Tokenizer { path, source })
 }

@@ -7,7 +7,8 @@ use crate::config::RagConfig;
 use crate::library::{Library, LibraryError};
 use crate::llm::Message;
 
-use super::answer::Source;
+use super::answer::{Citation, Source};
+use super::evidence::Evidence;
 use super::prompt::{SYSTEM_PROMPT, fit_tokens, neutralise, user_message};
 use super::retrieve::{self, Mode, Search, SearchHit};
 
@@ -16,7 +17,33 @@ use super::retrieve::{self, Mode, Search, SearchHit};
 pub enum Plan {
     /// The evidence gate closed: answer without the model.
     NotCovered { best_similarity: Option<f32> },
-    Generate {
+    /// The passages passed the gate: quote them, and ask the model tiers.
+    Generate(Prepared),
+}
+
+/// A question that passed the gate, with everything answering it needs.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The question as the model sees it (control tokens removed).
+    pub question: String,
+    pub messages: Vec<Message>,
+    pub sources: Vec<Source>,
+    /// The passages' sentences, embedded: what quotes are chosen from and
+    /// generated sentences are checked against.
+    pub evidence: Evidence,
+    /// The best sentences of the passages, verbatim.
+    pub quotes: Vec<Citation>,
+    /// Time spent gathering the evidence and choosing the quotes.
+    pub evidence_ms: f64,
+}
+
+/// What the gate let through: the question, the prompt and its sources.
+pub(super) enum Gated {
+    Closed {
+        best_similarity: Option<f32>,
+    },
+    Open {
+        question: String,
         messages: Vec<Message>,
         sources: Vec<Source>,
     },
@@ -26,7 +53,7 @@ pub enum Plan {
 /// tokenizer; `prompt_budget` the tokens available for the whole prompt. The
 /// flag is true when the vector store was unreachable and retrieval was BM25's
 /// alone; answers then say so.
-pub fn plan(
+pub(super) fn plan(
     library: &Library,
     question: &str,
     collections: Option<&[String]>,
@@ -34,7 +61,7 @@ pub fn plan(
     count_tokens: &dyn Fn(&str) -> usize,
     prompt_budget: usize,
     control_tokens: &[String],
-) -> Result<(Plan, bool), LibraryError> {
+) -> Result<(Gated, bool), LibraryError> {
     let question = neutralise(question.trim(), control_tokens);
     let search = Search::new(&question, collections, config.passages * 2, Mode::Hybrid);
     let found = retrieve::search(library, &search)?;
@@ -57,7 +84,7 @@ fn gate_and_prompt(
     count_tokens: &dyn Fn(&str) -> usize,
     prompt_budget: usize,
     control_tokens: &[String],
-) -> Plan {
+) -> Gated {
     let similarity = |h: &SearchHit| h.scores.dense.map(|d| d.score).unwrap_or(0.0);
     let best = hits
         .iter()
@@ -66,7 +93,7 @@ fn gate_and_prompt(
             Some(best.map_or(s, |b| b.max(s)))
         });
     if hits.is_empty() || best.is_none_or(|b| b < config.min_similarity) {
-        return Plan::NotCovered {
+        return Gated::Closed {
             best_similarity: best,
         };
     }
@@ -108,7 +135,7 @@ fn gate_and_prompt(
         });
     }
     if sources.is_empty() {
-        return Plan::NotCovered {
+        return Gated::Closed {
             best_similarity: Some(best),
         };
     }
@@ -116,5 +143,9 @@ fn gate_and_prompt(
         Message::new("system", SYSTEM_PROMPT),
         Message::new("user", user_message(question, &sources)),
     ];
-    Plan::Generate { messages, sources }
+    Gated::Open {
+        question: question.to_string(),
+        messages,
+        sources,
+    }
 }

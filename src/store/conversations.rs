@@ -53,6 +53,25 @@ pub struct Message {
     pub created_at: String,
     /// Found by keyword search alone: the vector store was unreachable.
     pub degraded: bool,
+    /// verified, partial, quoted, none ('' before answers were verified).
+    pub verification: String,
+    /// The model tier (or "quotes") that produced the answer.
+    pub tier: String,
+    /// The quotes and the checked sentences, as JSON.
+    pub checks: serde_json::Value,
+}
+
+/// A finished answer, as stored.
+pub struct FinishedAnswer<'a> {
+    pub status: AnswerStatus,
+    pub text: &'a str,
+    pub citations: &'a serde_json::Value,
+    /// The passages it was drawn from: `(chunk_id, document_id)`.
+    pub sources: &'a [(i64, i64)],
+    pub degraded: bool,
+    pub verification: &'a str,
+    pub tier: &'a str,
+    pub checks: &'a serde_json::Value,
 }
 
 /// Longest conversation title, from the first question.
@@ -117,7 +136,7 @@ pub fn messages(db: &Db<'_>, conversation_id: i64, user_id: i64) -> Result<Vec<M
     let conn = db.0;
     let mut stmt = conn.prepare(
         "SELECT m.id, m.question, m.answer, m.status, m.citations, f.rating,
-                coalesce(f.comment, ''), m.created_at, m.degraded
+                coalesce(f.comment, ''), m.created_at, m.degraded, m.verification, m.tier, m.checks
          FROM messages m JOIN conversations c ON c.id = m.conversation_id
          LEFT JOIN feedback f ON f.message_id = m.id
          WHERE m.conversation_id = ?1 AND c.user_id = ?2 ORDER BY m.id",
@@ -134,6 +153,9 @@ pub fn messages(db: &Db<'_>, conversation_id: i64, user_id: i64) -> Result<Vec<M
             comment: r.get(6)?,
             created_at: r.get(7)?,
             degraded: r.get(8)?,
+            verification: r.get(9)?,
+            tier: r.get(10)?,
+            checks: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
         })
     })?
     .collect()
@@ -169,32 +191,28 @@ pub fn add_question(db: &Db<'_>, conversation_id: i64, question: &str) -> Result
     Ok(id)
 }
 
-/// Store the outcome of a question with the passages the model was given
-/// (`(chunk_id, document_id)`), so erasing a document erases this answer.
-pub fn finish(
-    db: &Db<'_>,
-    message_id: i64,
-    status: AnswerStatus,
-    answer: &str,
-    citations: &serde_json::Value,
-    sources: &[(i64, i64)],
-    degraded: bool,
-) -> Result<()> {
+/// Store the outcome of a question with the passages it was drawn from, so
+/// erasing a document erases this answer.
+pub fn finish(db: &Db<'_>, message_id: i64, answer: &FinishedAnswer<'_>) -> Result<()> {
     let conn = db.0;
     conn.execute(
-        "UPDATE messages SET status = ?2, answer = ?3, citations = ?4, degraded = ?5 WHERE id = ?1",
+        "UPDATE messages SET status = ?2, answer = ?3, citations = ?4, degraded = ?5,
+                verification = ?6, tier = ?7, checks = ?8 WHERE id = ?1",
         params![
             message_id,
-            status.as_str(),
-            answer,
-            citations.to_string(),
-            degraded
+            answer.status.as_str(),
+            answer.text,
+            answer.citations.to_string(),
+            answer.degraded,
+            answer.verification,
+            answer.tier,
+            answer.checks.to_string(),
         ],
     )?;
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO message_sources (message_id, chunk_id, document_id) VALUES (?1, ?2, ?3)",
     )?;
-    for (chunk, doc) in sources {
+    for (chunk, doc) in answer.sources {
         stmt.execute(params![message_id, chunk, doc])?;
     }
     Ok(())
@@ -263,30 +281,32 @@ mod tests {
         let conv = create(conn, uid, "When must sickness be reported?").unwrap();
         let keyword_only = add_question(conn, conv, "When must sickness be reported?").unwrap();
         let citations = serde_json::json!([{ "number": 1, "chunk_id": 7 }]);
+        let checks = serde_json::json!({ "quotes": [], "sentences": [] });
+        let answered = |text, degraded, verification| FinishedAnswer {
+            status: AnswerStatus::Answered,
+            text,
+            citations: &citations,
+            sources: &[],
+            degraded,
+            verification,
+            tier: "SmolLM2",
+            checks: &checks,
+        };
         finish(
             conn,
             keyword_only,
-            AnswerStatus::Answered,
-            "Before the shift [1].",
-            &citations,
-            &[],
-            true,
+            &answered("Before the shift [1].", true, "verified"),
         )
         .unwrap();
         let hybrid = add_question(conn, conv, "And absences over a week?").unwrap();
-        finish(
-            conn,
-            hybrid,
-            AnswerStatus::Answered,
-            "A fit note.",
-            &citations,
-            &[],
-            false,
-        )
-        .unwrap();
+        finish(conn, hybrid, &answered("A fit note.", false, "quoted")).unwrap();
         let stored = messages(conn, conv, uid).unwrap();
         assert_eq!(stored.len(), 2);
         assert!(stored[0].degraded && !stored[1].degraded);
+        assert_eq!(stored[0].verification, "verified");
+        assert_eq!(stored[1].verification, "quoted");
+        assert_eq!(stored[1].tier, "SmolLM2");
+        assert_eq!(stored[1].checks, checks);
         assert_eq!(stored[0].status, "answered");
         assert_eq!(stored[0].citations, citations);
         // Nobody else's: another user id sees nothing.

@@ -498,7 +498,7 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let answers_erased = tx.execute(
-            "UPDATE messages SET status = 'erased', answer = '', citations = '[]'
+            "UPDATE messages SET status = 'erased', answer = '', citations = '[]', checks = '{}'
              WHERE id IN (SELECT message_id FROM message_sources WHERE document_id = ?1)",
             [document_id],
         )?;

@@ -62,6 +62,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_degraded_answers",
         include_str!("../../migrations/0004_degraded_answers.sql"),
     ),
+    (
+        "0005_verified_answers",
+        include_str!("../../migrations/0005_verified_answers.sql"),
+    ),
 ];
 
 /// The database as code outside this module sees it, inside

@@ -1,9 +1,13 @@
 //! Asking: record the question, retrieve from the user's granted collections
-//! only, gate, queue for the model, and stream the answer as server-sent
-//! events. Closing the stream cancels the generation.
+//! only, gate, quote, then let the model tiers answer on a thread of its own
+//! and stream what verification lets through as server-sent events. Closing
+//! the stream cancels the generation.
 //!
-//! Events: `meta` {conversation_id, message_id}, `queued` {position},
-//! `started`, `token` {text}, `done` {answer}, `error` {error}.
+//! Events: `meta` {conversation_id, message_id}, `quotes` {quotes},
+//! `queued` {position}, `started` {tier}, `sentence` {text, citation} (only
+//! sentences a source supports), `removed` {text, reason} (only when
+//! `rag.show_removed_sentences` is on), `escalating` {from, to},
+//! `done` {answer}, `error` {error}.
 
 use actix_web::HttpResponse;
 use actix_web::web::{self, Bytes, Data};
@@ -14,8 +18,7 @@ use super::auth::ChatSession;
 use super::error::ApiError;
 use super::state::{AppState, StateExt, StreamSlot};
 use crate::audit::{Actor, Entry};
-use crate::llm::{Event, SubmitError, Ticket};
-use crate::rag::{self, Answer, AnswerStatus, Plan, Planned, Source};
+use crate::rag::{self, Answer, AnswerStatus, Plan, Planned, Prepared, Progress, Verification};
 use crate::store;
 
 #[derive(Deserialize)]
@@ -25,15 +28,20 @@ pub struct AskBody {
     pub conversation_id: Option<i64>,
 }
 
-/// What the browser is told about an answer: citations and the passages'
-/// places, never text from collections the user cannot see (there is none:
-/// retrieval only returned granted passages).
+/// What the browser is told about an answer: quotes, citations and the
+/// passages' places, never text from collections the user cannot see (there
+/// is none: retrieval only returned granted passages), and removed sentences
+/// only when the operator chose to show them struck through.
 #[derive(Serialize)]
 struct AnswerView<'a> {
     text: &'a str,
     grounded: bool,
     status: AnswerStatus,
+    verification: Verification,
+    tier: &'a str,
+    quotes: &'a [rag::Citation],
     citations: &'a [rag::Citation],
+    removed: Vec<&'a rag::CheckedSentence>,
     sources: Vec<SourceView<'a>>,
 }
 
@@ -45,12 +53,20 @@ struct SourceView<'a> {
     page: i64,
 }
 
-fn view(answer: &Answer, status: AnswerStatus) -> AnswerView<'_> {
+fn view(answer: &Answer, status: AnswerStatus, show_removed: bool) -> AnswerView<'_> {
     AnswerView {
         text: &answer.text,
         grounded: answer.grounded,
         status,
+        verification: answer.verification,
+        tier: &answer.tier,
+        quotes: &answer.checks.quotes,
         citations: &answer.citations,
+        removed: if show_removed {
+            answer.removed().filter(|s| s.tier == answer.tier).collect()
+        } else {
+            Vec::new()
+        },
         sources: answer
             .sources
             .iter()
@@ -62,6 +78,30 @@ fn view(answer: &Answer, status: AnswerStatus) -> AnswerView<'_> {
             })
             .collect(),
     }
+}
+
+/// A stored message as its owner may see it: of the checks, the quotes, and
+/// the removed sentences only when the operator shows them struck through
+/// (otherwise unverified text never leaves the server).
+pub fn for_viewer(
+    mut m: store::conversations::Message,
+    show_removed: bool,
+) -> store::conversations::Message {
+    let quotes = m.checks.get("quotes").cloned().unwrap_or_default();
+    let removed: Vec<serde_json::Value> = if show_removed {
+        m.checks
+            .get("sentences")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|s| s["supported"] == false && s["tier"] == m.tier.as_str())
+            .map(|s| serde_json::json!({ "text": s["text"], "reason": s["reason"] }))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    m.checks = serde_json::json!({ "quotes": quotes, "removed": removed });
+    m
 }
 
 pub async fn ask(
@@ -107,11 +147,12 @@ pub async fn ask(
             .await?
     };
 
-    let (ticket, sources) = match plan {
-        Plan::NotCovered { .. } => (None, Vec::new()),
-        Plan::Generate { messages, sources } => match state.asker.submit(&state.worker, messages) {
-            Ok(t) => (Some(t), sources),
-            Err(SubmitError::QueueFull(waiting)) => {
+    let prepared = match plan {
+        Plan::NotCovered { .. } => None,
+        Plan::Generate(prepared) => {
+            let busy = state.tiers.first().map_or(0, |t| t.worker.queue_len())
+                >= state.config.llm.queue_capacity;
+            if busy {
                 let failed = Answer::failed("The server was too busy to answer; please ask again.");
                 save_answer(
                     &state,
@@ -123,12 +164,12 @@ pub async fn ask(
                 )
                 .await?;
                 return Err(ApiError::unavailable(
-                    format!("the model is busy ({waiting} questions waiting); try again shortly"),
+                    "the model is busy; try again shortly",
                     10,
                 ));
             }
-            Err(e) => return Err(ApiError::internal(e)),
-        },
+            Some(prepared)
+        }
     };
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
@@ -151,7 +192,7 @@ pub async fn ask(
     ));
     std::thread::Builder::new()
         .name("answer-relay".into())
-        .spawn(move || relay.run(ticket, sources))
+        .spawn(move || relay.run(prepared))
         .map_err(ApiError::internal)?;
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -237,14 +278,20 @@ fn store_answer(
             .map(|s| (s.chunk_id, s.document_id))
             .collect();
         let citations = serde_json::to_value(&answer.citations).map_err(ApiError::internal)?;
+        let checks = serde_json::to_value(&answer.checks).map_err(ApiError::internal)?;
         store::conversations::finish(
             tx,
             message_id,
-            status,
-            &answer.text,
-            &citations,
-            &pairs,
-            degraded,
+            &store::conversations::FinishedAnswer {
+                status,
+                text: &answer.text,
+                citations: &citations,
+                sources: &pairs,
+                degraded,
+                verification: answer.verification.as_str(),
+                tier: &answer.tier,
+                checks: &checks,
+            },
         )?;
         let mut docs: Vec<i64> = answer.sources.iter().map(|s| s.document_id).collect();
         docs.sort_unstable();
@@ -253,13 +300,42 @@ fn store_answer(
             .outcome(outcome)
             .documents(docs)
             .chunks(answer.sources.iter().map(|s| s.chunk_id))
-            .detail(serde_json::json!({
-                "status": status.as_str(),
-                "cited_chunks": answer.citations.iter().map(|c| c.chunk_id).collect::<Vec<_>>(),
-                "chars": answer.text.chars().count(),
-                "degraded": degraded,
-            }));
+            .detail(answer_detail(answer, status, degraded));
         Ok(((), Some(entry)))
+    })
+}
+
+/// What the audit row says of an answer: the tier and the verification, the
+/// tiers tried, what it cost, and each removed sentence by its reason and
+/// digest ("removed: not supported by the documents"; the text itself is in
+/// the stored answer).
+fn answer_detail(answer: &Answer, status: AnswerStatus, degraded: bool) -> serde_json::Value {
+    let removed: Vec<serde_json::Value> = answer
+        .removed()
+        .map(|s| {
+            serde_json::json!({
+                "tier": s.tier,
+                "removed": "not supported by the documents",
+                "reason": s.reason,
+                "sha256": hex::encode(Sha256::digest(s.text.as_bytes())),
+            })
+        })
+        .collect();
+    let usage = &answer.checks.usage;
+    serde_json::json!({
+        "status": status.as_str(),
+        "tier": answer.tier,
+        "verification": answer.verification.as_str(),
+        "tiers_tried": answer.checks.tiers_tried,
+        "sentences_shown": answer.checks.sentences.iter().filter(|s| s.supported && s.tier == answer.tier).count(),
+        "sentences_removed": removed,
+        "quoted_chunks": answer.checks.quotes.iter().map(|q| q.chunk_id).collect::<Vec<_>>(),
+        "cited_chunks": answer.citations.iter().map(|c| c.chunk_id).collect::<Vec<_>>(),
+        "chars": answer.text.chars().count(),
+        "prompt_tokens": usage.prompt_tokens,
+        "generated_tokens": usage.generated_tokens,
+        "cpu_secs": (usage.cpu_secs * 1000.0).round() / 1000.0,
+        "degraded": degraded,
     })
 }
 
@@ -268,8 +344,8 @@ fn frame(event: &str, data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
-/// Moves events from the model's ticket to the HTTP stream on a thread of
-/// its own (the ticket blocks).
+/// Runs the answer on a thread of its own (the model tiers block) and moves
+/// what may be shown to the HTTP stream.
 struct Relay {
     state: Data<AppState>,
     actor: Actor,
@@ -286,52 +362,63 @@ impl Relay {
         self.tx.blocking_send(frame(event, data)).is_ok()
     }
 
-    fn run(self, ticket: Option<Ticket>, sources: Vec<Source>) {
-        let Some(ticket) = ticket else {
+    /// Forward what the browser may see; false once it has gone.
+    fn forward(&self, progress: Progress) -> bool {
+        match progress {
+            Progress::Quotes(quotes) => {
+                self.send("quotes", &serde_json::json!({ "quotes": quotes }))
+            }
+            Progress::Queued { position } => {
+                self.send("queued", &serde_json::json!({ "position": position }))
+            }
+            Progress::Started { tier } => {
+                self.send("started", &serde_json::json!({ "tier": tier }))
+            }
+            Progress::Sentence { text, citation } => self.send(
+                "sentence",
+                &serde_json::json!({ "text": text, "citation": citation }),
+            ),
+            Progress::Removed(sentence) if self.state.config.rag.show_removed_sentences => self
+                .send(
+                    "removed",
+                    &serde_json::json!({ "text": sentence.text, "reason": sentence.reason }),
+                ),
+            Progress::Removed(_) => true,
+            Progress::Escalating { from, to } => {
+                self.send("escalating", &serde_json::json!({ "from": from, "to": to }))
+            }
+        }
+    }
+
+    fn run(self, prepared: Option<Prepared>) {
+        let Some(prepared) = prepared else {
             return self.finish(
                 &Answer::not_covered(),
                 AnswerStatus::NotCovered,
                 "not_covered",
             );
         };
-        loop {
-            let alive = match ticket.recv() {
-                Some(Event::Queued { position }) => {
-                    self.send("queued", &serde_json::json!({ "position": position }))
-                }
-                Some(Event::Started) => self.send("started", &serde_json::json!({})),
-                Some(Event::Text(piece)) => {
-                    self.send("token", &serde_json::json!({ "text": piece }))
-                }
-                Some(Event::Finished { text, stats }) => {
-                    let answer = self.state.asker.finish(&text, &sources);
-                    let status = answer.status();
-                    tracing::info!(
-                        message = self.message_id,
-                        ttft_ms = stats.time_to_first_token_ms,
-                        tokens = stats.generated_tokens,
-                        "answered"
-                    );
-                    return self.finish(&answer, status, "ok");
-                }
-                Some(Event::Failed(e)) => {
-                    tracing::warn!(message = self.message_id, error = %e, "generation failed");
-                    let failed =
-                        Answer::failed("The answer could not be generated; please ask again.");
-                    return self.finish(&failed, AnswerStatus::Failed, "failed");
-                }
-                None => {
-                    let failed = Answer::failed("The model stopped; please ask again.");
-                    return self.finish(&failed, AnswerStatus::Failed, "failed");
-                }
-            };
-            if !alive {
-                // The browser went away: dropping the ticket cancels the
-                // generation; the question stays in the history as failed.
-                drop(ticket);
+        let state = self.state.clone();
+        match state
+            .asker
+            .respond(&state.tiers, &prepared, &mut |p| self.forward(p))
+        {
+            Ok(answer) => {
+                let status = answer.status();
+                tracing::info!(
+                    message = self.message_id,
+                    tier = %answer.tier,
+                    verification = answer.verification.as_str(),
+                    tokens = answer.checks.usage.generated_tokens,
+                    "answered"
+                );
+                self.finish(&answer, status, "ok");
+            }
+            Err(rag::Stopped) => {
+                // The browser went away: the generation was cancelled; the
+                // question stays in the history as failed.
                 let cancelled = Answer::failed("Cancelled before the answer was finished.");
-                let db = &self.state;
-                if let Ok(mut store) = db.db.lock() {
+                if let Ok(mut store) = self.state.db.lock() {
                     let _ = store_answer(
                         &mut store,
                         &self.actor,
@@ -342,7 +429,6 @@ impl Relay {
                         self.degraded,
                     );
                 }
-                return;
             }
         }
     }
@@ -362,7 +448,9 @@ impl Relay {
         };
         match saved {
             Ok(()) => {
-                let data = serde_json::to_value(view(answer, status)).unwrap_or_default();
+                let show_removed = self.state.config.rag.show_removed_sentences;
+                let data =
+                    serde_json::to_value(view(answer, status, show_removed)).unwrap_or_default();
                 self.send(
                     "done",
                     &serde_json::json!({ "answer": data, "degraded": self.degraded }),

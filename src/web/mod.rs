@@ -27,8 +27,7 @@ use crate::audit::{Actor, Entry};
 use crate::config::Config;
 use crate::ingest::queue::{IngestContext, UploadQueue};
 use crate::library::Library;
-use crate::llm::{Llm, Worker};
-use crate::rag::Asker;
+use crate::rag::{Asker, ModelTier};
 use crate::store::{self, Store};
 use state::AppState;
 
@@ -189,8 +188,8 @@ fn prune_audit(db: &mut Store, config: &Config) {
 /// lock), a database connection, the model and its worker, the upload thread.
 pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
     let model_path = config.llm_model_path();
-    let asker = Asker::open(config, &model_path)?;
     let library = Library::open(config)?;
+    let asker = Asker::open(config, &config.llm_tier_paths(), library.shared_embedder())?;
     let mut db = Store::open(&config.data_dir.join("enclave.sqlite"))?;
     db.set_audit(crate::library::audit_sink(config)?);
     let abandoned = db.autocommit(store::conversations::fail_abandoned)?;
@@ -223,9 +222,8 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
     db.record(entry)?;
     prune_audit(&mut db, config);
     let model_bytes = std::fs::metadata(&model_path).map(|m| m.len()).unwrap_or(0);
-    let llm = Llm::load(&model_path, config.llm.context_window)
-        .with_context(|| format!("loading chat model {}", model_path.display()))?;
-    let worker = Worker::start(llm, config.llm.queue_capacity);
+    let tiers = ModelTier::start_all(config)
+        .map_err(|(path, e)| anyhow::anyhow!("loading chat model {}: {e}", path.display()))?;
     let library = Arc::new(Mutex::new(library));
     let db = Arc::new(Mutex::new(db));
     let uploads = UploadQueue::start(IngestContext {
@@ -238,7 +236,7 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
         config: config.clone(),
         library,
         db,
-        worker,
+        tiers,
         asker,
         uploads,
         streams: Mutex::new(HashMap::new()),

@@ -137,7 +137,10 @@ async fn chat_page(
         role: authed.user().role.as_str().into(),
         conversations: convs,
         current_id: current,
-        messages,
+        messages: messages
+            .into_iter()
+            .map(|m| super::chat::for_viewer(m, state.config.rag.show_removed_sentences))
+            .collect(),
         collections,
         max_chars: state.config.web.max_question_chars,
     })
@@ -156,8 +159,9 @@ pub async fn passage(
     state: Data<AppState>,
     authed: ChatSession,
     id: web::Path<i64>,
+    span: web::Query<passages::Span>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = passages::load_passage(&state, &authed, id.into_inner()).await?;
+    let p = passages::load_passage(&state, &authed, id.into_inner(), span.into_inner()).await?;
     render(&PassagePage {
         csrf: authed.session.csrf_token.clone(),
         username: authed.user().username.clone(),

@@ -13,8 +13,7 @@ use super::error::ApiError;
 use crate::config::Config;
 use crate::ingest::queue::UploadQueue;
 use crate::library::Library;
-use crate::llm::Worker;
-use crate::rag::Asker;
+use crate::rag::{Asker, ModelTier};
 use crate::store::Store;
 use crate::store::sessions::{Lifetimes, ThrottlePolicy};
 
@@ -23,8 +22,9 @@ pub struct AppState {
     /// Shared with the ingest threads.
     pub library: Arc<Mutex<Library>>,
     pub db: Arc<Mutex<Store>>,
-    pub worker: Worker,
-    /// Turns questions into plans, requests and answers.
+    /// The model tiers, cheapest first, each with its worker.
+    pub tiers: Vec<ModelTier>,
+    /// Turns questions into plans and verified answers.
     pub asker: Asker,
     pub uploads: UploadQueue,
     /// Answers streaming now, per user.

@@ -9,7 +9,7 @@ fn demo_library() -> tempfile::TempDir {
     run_ok(
         enclave(&data)
             .args(["ingest", "--collection", "demo"])
-            .arg(crate::common::repo_root().join("packaging/demo")),
+            .arg(crate::common::repo_root().join("packaging/demo/documents")),
     );
     dir
 }
@@ -20,15 +20,17 @@ fn ask_json(dir: &tempfile::TempDir, question: &str) -> serde_json::Value {
 }
 
 #[test]
-fn grounded_answer_cites_the_passage_that_holds_it() {
+fn grounded_answer_quotes_the_passage_that_holds_it_and_cites_only_sources() {
     let dir = demo_library();
     let v = ask_json(&dir, "How many days of annual leave do staff get?");
     let answer = &v["answer"];
     assert_eq!(answer["grounded"], true, "{v}");
-    assert!(v["stats"]["generated_tokens"].as_u64().unwrap() > 0);
-    let citations = answer["citations"].as_array().unwrap();
-    assert!(!citations.is_empty(), "no citation: {v}");
-    let first = &citations[0];
+    let usage = &answer["checks"]["usage"];
+    assert!(usage["generated_tokens"].as_u64().unwrap() > 0, "{v}");
+    assert!(usage["cpu_secs"].as_f64().unwrap() > 0.0, "{v}");
+    // The first quote is the sentence that holds the answer, verbatim.
+    let quotes = answer["checks"]["quotes"].as_array().unwrap();
+    let first = &quotes[0];
     assert!(
         first["document_title"]
             .as_str()
@@ -40,11 +42,14 @@ fn grounded_answer_cites_the_passage_that_holds_it() {
             .as_str()
             .unwrap()
             .contains("25 days of annual leave"),
-        "citation quotes the wrong span: {first}"
+        "the first quote is the wrong span: {first}"
     );
-    // Every citation resolves to a source the model was given.
+    // Every quote and citation resolves to a source the model was given
+    // and is a verbatim span of it.
     let sources = answer["sources"].as_array().unwrap();
-    for c in citations {
+    let citations = answer["citations"].as_array().unwrap();
+    assert!(!citations.is_empty(), "{v}");
+    for c in quotes.iter().chain(citations) {
         let n = c["number"].as_u64().unwrap() as usize;
         let s = &sources[n - 1];
         assert_eq!(s["chunk_id"], c["chunk_id"]);
@@ -55,19 +60,33 @@ fn grounded_answer_cites_the_passage_that_holds_it() {
                 .contains(c["quote"].as_str().unwrap())
         );
     }
+    // Every shown generated sentence is a supported one.
+    for s in answer["checks"]["sentences"].as_array().unwrap() {
+        if s["supported"] == true {
+            assert!(s["source"].as_u64().is_some(), "{s}");
+        } else {
+            assert!(
+                !answer["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains(s["text"].as_str().unwrap()),
+                "{v}"
+            );
+        }
+    }
 
-    // The plain-text form streams the answer, then lists the sources.
+    // The plain-text form shows the quotes first, then what was checked.
     let text = run_ok(
         enclave(&dir.path().join("data")).args(["ask", "How should I report sickness absence?"]),
     );
-    let sources_at = text
-        .find("\n[1] ")
-        .or_else(|| text.find("  [1] "))
-        .expect("sources listed");
-    assert!(
-        sources_at > 20,
-        "answer text missing before the sources:\n{text}"
-    );
+    let quotes_at = text.find("From the documents:").expect("quotes shown");
+    let verdict_at = text
+        .find("· verified")
+        .or_else(|| text.find("· partly verified"))
+        .or_else(|| text.find("quoted from the documents"))
+        .expect("the verification is stated");
+    assert!(quotes_at < verdict_at, "{text}");
+    assert!(text.contains("by phone"), "{text}");
 }
 
 #[test]
@@ -79,6 +98,12 @@ fn uncovered_question_is_answered_without_the_model() {
         v["answer"]["text"].as_str().unwrap(),
         enclave::rag::NOT_COVERED
     );
-    assert!(v["stats"].is_null(), "the model was called: {v}");
+    assert!(
+        v["answer"]["checks"]["tiers_tried"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the model was called: {v}"
+    );
     assert!(v["answer"]["citations"].as_array().unwrap().is_empty());
 }

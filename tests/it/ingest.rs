@@ -15,7 +15,7 @@ fn search_json(data: &Path, query: &str, extra: &[&str]) -> Vec<serde_json::Valu
 fn demo_corpus_is_searchable_with_pages_offsets_and_scores() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let demo = crate::common::repo_root().join("packaging/demo");
+    let demo = crate::common::repo_root().join("packaging/demo/documents");
     let out = run_ok(
         enclave(&data)
             .args(["ingest", "--collection", "policies"])
@@ -201,7 +201,7 @@ fn hostile_and_broken_inputs_are_rejected_cleanly() {
 fn reindex_rebuilds_both_indexes_from_sqlite() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let demo = crate::common::repo_root().join("packaging/demo");
+    let demo = crate::common::repo_root().join("packaging/demo/documents");
     run_ok(enclave(&data).arg("ingest").arg(&demo));
     let before = search_json(&data, "needlestick injury", &[]);
     // A language change is refused until the indexes are rebuilt.
@@ -228,7 +228,7 @@ fn reindex_rebuilds_both_indexes_from_sqlite() {
 fn extract_command_shows_pages_or_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let md = crate::common::repo_root().join("packaging/demo/staff-handbook.md");
+    let md = crate::common::repo_root().join("packaging/demo/documents/staff-handbook.md");
     let out: serde_json::Value =
         serde_json::from_str(&run_ok(enclave(&data).args(["extract", "--json"]).arg(&md))).unwrap();
     assert_eq!(out["accepted"], true);

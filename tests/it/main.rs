@@ -4,6 +4,7 @@
 
 mod common;
 
+mod answers;
 mod architecture;
 mod ask;
 mod audit_log;

@@ -38,6 +38,11 @@ pub async fn conversation(
             ))
         })
         .await?;
+    let show_removed = state.config.rag.show_removed_sentences;
+    let messages: Vec<_> = messages
+        .into_iter()
+        .map(|m| crate::web::chat::for_viewer(m, show_removed))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "conversation": conv, "messages": messages })))
 }
 

@@ -19,10 +19,22 @@ pub struct PassageView {
     pub collection: String,
     pub page: i64,
     pub heading: String,
-    /// The page text split around the passage, for highlighting.
+    /// The page text split around the passage, for highlighting; the
+    /// passage split around the quoted span when one was asked for
+    /// (`quote` empty otherwise).
     pub before: String,
     pub passage: String,
+    pub quote: String,
+    pub passage_rest: String,
     pub after: String,
+}
+
+/// A span of the page text to highlight inside the passage: a quote's or a
+/// citation's character offsets (`quote_start`, `quote_end`).
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+pub struct Span {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
 }
 
 /// Load a passage if `user_id` may see it (its document is indexed and in a
@@ -31,6 +43,7 @@ pub async fn load_passage(
     state: &Data<AppState>,
     authed: &Authed,
     chunk_id: i64,
+    span: Span,
 ) -> Result<PassageView, ApiError> {
     let (uid, actor) = (authed.user().id, authed.actor());
     state
@@ -66,6 +79,13 @@ pub async fn load_passage(
                 (end.max(0) as usize).min(chars.len()),
             );
             let e = e.max(s);
+            // The span, clamped inside the passage (an out-of-range one
+            // highlights nothing extra).
+            let clamp = |v: Option<i64>| v.map(|v| (v.max(0) as usize).clamp(s, e));
+            let (qs, qe) = match (clamp(span.from), clamp(span.to)) {
+                (Some(a), Some(b)) if a < b => (a, b),
+                _ => (e, e),
+            };
             let view = PassageView {
                 chunk_id,
                 document_id: doc,
@@ -74,7 +94,9 @@ pub async fn load_passage(
                 page,
                 heading,
                 before: chars[..s].iter().collect(),
-                passage: chars[s..e].iter().collect(),
+                passage: chars[s..qs].iter().collect(),
+                quote: chars[qs..qe].iter().collect(),
+                passage_rest: chars[qe..e].iter().collect(),
                 after: chars[e..].iter().collect(),
             };
             let entry = Entry::new(&actor, "passage.view", format!("chunk:{chunk_id}"))
@@ -90,8 +112,9 @@ pub async fn passage(
     state: Data<AppState>,
     authed: ChatSession,
     id: web::Path<i64>,
+    span: web::Query<Span>,
 ) -> Result<HttpResponse, ApiError> {
-    let view = load_passage(&state, &authed, id.into_inner()).await?;
+    let view = load_passage(&state, &authed, id.into_inner(), span.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -371,7 +371,7 @@ pub fn alice_uploads_and_asks(
 /// collection `secret`, and users: alice (admin), bob and dave (staff, granted
 /// `demo`), carol (auditor). Every password is `pw-{name}-123`.
 pub fn seeded_data_dir(dir: &Path) {
-    let demo = super::repo_root().join("packaging/demo");
+    let demo = super::repo_root().join("packaging/demo/documents");
     run_ok(enclave(dir).args(["ingest", "-c", "demo"]).arg(&demo));
     let secret = dir.parent().unwrap_or(dir).join("vault-procedures.txt");
     std::fs::write(

@@ -1,0 +1,121 @@
+//! The evidence for one question: every sentence of the passages it was
+//! given, embedded once, with the facts of the few sentences around it.
+//! Quoting picks from these sentences; verification checks generated
+//! sentences against them.
+
+use crate::embed::{EmbedError, Embedder, cosine};
+
+use super::answer::{Citation, Source};
+use super::facts::SourceFacts;
+use super::sentences;
+
+/// Sentences of a source on either side of the one a generated sentence is
+/// close to whose facts count too (a figure and its subject are often split
+/// across two sentences: "Each clinician has a study budget. It is 1,200 euros.").
+const FACT_WINDOW: usize = 1;
+
+/// Shorter pieces (headings, list labels) are not quoted.
+const MIN_QUOTE_WORDS: usize = 4;
+
+/// One sentence of a source.
+#[derive(Debug)]
+pub struct EvidenceSentence {
+    /// Index into the sources.
+    pub source: usize,
+    /// Byte offsets into the source's text.
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    pub vector: Vec<f32>,
+    /// Facts of this sentence and its neighbours in the same source.
+    pub facts: SourceFacts,
+    /// Similarity to the question.
+    pub relevance: f32,
+}
+
+impl EvidenceSentence {
+    pub fn words(&self) -> usize {
+        self.text.split_whitespace().count()
+    }
+
+    pub fn quotable(&self) -> bool {
+        self.words() >= MIN_QUOTE_WORDS
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub sentences: Vec<EvidenceSentence>,
+    pub question: Vec<f32>,
+}
+
+impl Evidence {
+    /// Split every source into sentences and embed them with the question,
+    /// in one batch.
+    pub fn gather(
+        embedder: &Embedder,
+        question: &str,
+        sources: &[Source],
+    ) -> Result<Evidence, EmbedError> {
+        let mut spans = Vec::new();
+        for (i, s) in sources.iter().enumerate() {
+            for span in sentences::split(&s.text) {
+                spans.push((i, span.start, span.end));
+            }
+        }
+        let mut texts: Vec<&str> = vec![question];
+        texts.extend(spans.iter().map(|&(i, a, b)| &sources[i].text[a..b]));
+        let mut vectors = embedder.embed(&texts)?.into_iter();
+        let question_vec = vectors.next().unwrap_or_default();
+        let own_facts: Vec<SourceFacts> = spans
+            .iter()
+            .map(|&(i, a, b)| SourceFacts::of(&sources[i].text[a..b]))
+            .collect();
+        let sentences = spans
+            .iter()
+            .zip(vectors)
+            .enumerate()
+            .map(|(k, (&(i, start, end), vector))| {
+                let mut facts = SourceFacts::default();
+                let lo = k.saturating_sub(FACT_WINDOW);
+                let hi = (k + FACT_WINDOW).min(spans.len() - 1);
+                for (j, f) in own_facts.iter().enumerate().take(hi + 1).skip(lo) {
+                    if spans[j].0 == i {
+                        facts.extend(f);
+                    }
+                }
+                EvidenceSentence {
+                    source: i,
+                    start,
+                    end,
+                    text: sources[i].text[start..end].to_string(),
+                    relevance: cosine(&question_vec, &vector),
+                    vector,
+                    facts,
+                }
+            })
+            .collect();
+        Ok(Evidence {
+            sentences,
+            question: question_vec,
+        })
+    }
+
+    /// The citation of sentence `k`: its span in the page text.
+    pub fn citation(&self, k: usize, sources: &[Source]) -> Option<Citation> {
+        let e = self.sentences.get(k)?;
+        let s = sources.get(e.source)?;
+        let chars_before = s.text[..e.start].chars().count() as i64;
+        let chars = s.text[e.start..e.end].chars().count() as i64;
+        Some(Citation {
+            number: s.number,
+            chunk_id: s.chunk_id,
+            document_id: s.document_id,
+            document_title: s.document_title.clone(),
+            page: s.page,
+            quote: e.text.clone(),
+            quote_start: s.char_start + chars_before,
+            quote_end: s.char_start + chars_before + chars,
+        })
+    }
+}
