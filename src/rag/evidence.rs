@@ -10,9 +10,12 @@ use super::facts::SourceFacts;
 use super::sentences;
 
 /// Sentences of a source on either side of the one a generated sentence is
-/// close to whose facts count too (a figure and its subject are often split
-/// across two sentences: "Each clinician has a study budget. It is 1,200 euros.").
-const FACT_WINDOW: usize = 1;
+/// close to whose names count too: a sentence often names its subject only
+/// by a pronoun ("Michael Jackson was a writer. He wrote about beer.").
+/// Figures must be in the sentence itself: a figure of the next sentence is
+/// usually about something else ("a rota published four weeks in advance"
+/// next to shift swaps).
+const NAME_WINDOW: usize = 1;
 
 /// Shorter pieces (headings, list labels) are not quoted.
 const MIN_QUOTE_WORDS: usize = 4;
@@ -27,8 +30,10 @@ pub struct EvidenceSentence {
     pub end: usize,
     pub text: String,
     pub vector: Vec<f32>,
-    /// Facts of this sentence and its neighbours in the same source.
+    /// Facts of this sentence.
     pub facts: SourceFacts,
+    /// Facts of this sentence and its neighbours in the same source (for names).
+    pub window: SourceFacts,
     /// Similarity to the question.
     pub relevance: f32,
 }
@@ -76,12 +81,12 @@ impl Evidence {
             .zip(vectors)
             .enumerate()
             .map(|(k, (&(i, start, end), vector))| {
-                let mut facts = SourceFacts::default();
-                let lo = k.saturating_sub(FACT_WINDOW);
-                let hi = (k + FACT_WINDOW).min(spans.len() - 1);
+                let mut window = SourceFacts::default();
+                let lo = k.saturating_sub(NAME_WINDOW);
+                let hi = (k + NAME_WINDOW).min(spans.len() - 1);
                 for (j, f) in own_facts.iter().enumerate().take(hi + 1).skip(lo) {
                     if spans[j].0 == i {
-                        facts.extend(f);
+                        window.extend(f);
                     }
                 }
                 EvidenceSentence {
@@ -91,7 +96,8 @@ impl Evidence {
                     text: sources[i].text[start..end].to_string(),
                     relevance: cosine(&question_vec, &vector),
                     vector,
-                    facts,
+                    facts: own_facts[k].clone(),
+                    window,
                 }
             })
             .collect();

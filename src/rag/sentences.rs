@@ -140,18 +140,27 @@ fn marker_end(text: &str, at: usize) -> Option<usize> {
     valid.then_some(at + 1 + close + 1)
 }
 
-/// Whether the line break at `at` ends a sentence: always, except when it
-/// wraps prose (the line before lacks terminal punctuation and the next
-/// line starts with a lowercase letter).
+/// Whether the line break at `at` ends a sentence: when the line before ends
+/// in terminal punctuation or is a heading or list item, or the next line is
+/// blank, a list item or a heading; not when it only wraps prose (text files
+/// wrapped at 80 columns break lines anywhere, before names too).
 fn line_break_ends(text: &str, at: usize) -> bool {
     let line_start = text[..at].rfind('\n').map_or(0, |p| p + 1);
-    let before = text[line_start..at].trim_end().trim_end_matches(CLOSERS);
+    let line = text[line_start..at].trim();
+    let before = line.trim_end_matches(CLOSERS);
     let ended = before.ends_with(TERMINALS);
-    let next = text[at + 1..]
-        .trim_start_matches([' ', '\t'])
-        .chars()
-        .next();
-    ended || !next.is_some_and(char::is_lowercase)
+    let next_line = text[at + 1..].trim_start_matches([' ', '\t']);
+    let next_blank = next_line.is_empty() || next_line.starts_with(['\n', '\r']);
+    ended || line.is_empty() || next_blank || is_item(line) || is_item(next_line)
+}
+
+/// A markdown heading or a list item: `#`, `-`, `*`, `•`, or `1.` / `1)`.
+fn is_item(line: &str) -> bool {
+    if line.starts_with(['#', '-', '*', '•']) {
+        return true;
+    }
+    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && line[digits..].starts_with(['.', ')'])
 }
 
 /// The trimmed, non-empty pieces of `text` between consecutive `ends`
@@ -320,6 +329,15 @@ mod tests {
             [
                 "Full-time staff are entitled to\nannual leave of 25 days.",
                 "Part-time staff get less."
+            ]
+        );
+        // A wrap before a capitalised name is still a wrap.
+        let before_name = "Requests during\nDecember are allocated by seniority. Next.";
+        assert_eq!(
+            sentences(before_name),
+            [
+                "Requests during\nDecember are allocated by seniority.",
+                "Next."
             ]
         );
         let markdown = "## Annual leave\n\nFull-time staff receive 25 days.";

@@ -1,11 +1,20 @@
 //! Every generated sentence checked against the sources before anyone sees
-//! it. A sentence is supported when a sentence of one source is close to it
-//! in meaning (embedding cosine at least `rag.min_support_similarity`), the
-//! source states every number, duration, amount, date and proper name it
-//! does (within that sentence and its neighbours, normalised: see
-//! `facts.rs`), and the two agree on negation ("never" against "can").
-//! Embeddings alone cannot tell "72 hours" from "8 hours"; facts alone cannot
-//! tell an invented clause that repeats a figure; together they can.
+//! it. First the claim is taken out of the sentence (citation markers and a
+//! preamble such as "The answer is:" or "The document states that" go); a
+//! claim that adds nothing to the question ("The answer is:", the question
+//! repeated) is not shown. A claim is supported when one of the source
+//! sentences closest to it in meaning (embedding cosine at least
+//! `rag.min_support_similarity`, and within [`MARGIN`] of the closest)
+//! states every number, duration, amount, date and proper name it does
+//! (that sentence with its neighbours, normalised: see `facts.rs`), and the
+//! two agree on negation ("never" against "can"). Embeddings alone cannot
+//! tell "72 hours" from "8 hours"; facts alone would accept a figure found
+//! anywhere in a passage ("four weeks" of the rota for a leave request);
+//! the closest sentences must hold the figures.
+//!
+//! The claim is embedded alone and after the question (an answer is a
+//! claim about what was asked: "8 years." means nothing alone), and the
+//! closer of the two counts.
 
 use crate::embed::{EmbedError, Embedder, cosine};
 
@@ -13,9 +22,35 @@ use super::answer::{CheckedSentence, Citation, NOT_COVERED, Source};
 use super::evidence::Evidence;
 use super::facts::{self, SourceFacts};
 
-/// Sentences this short ("8 years.") are compared with the question in
-/// front of them too: alone they carry too little meaning to embed.
-const FRAGMENT_WORDS: usize = 6;
+/// Source sentences this much less similar than the closest one are not
+/// taken as support: a figure must come from what the claim is about, not
+/// from a sentence that merely shares its topic.
+pub const MARGIN: f32 = 0.1;
+
+/// Words that talk about the answer rather than state it.
+const META: &[&str] = &[
+    "answer",
+    "answers",
+    "question",
+    "questions",
+    "source",
+    "sources",
+    "document",
+    "documents",
+    "text",
+    "passage",
+    "passages",
+    "number",
+    "information",
+    "provided",
+    "states",
+    "state",
+    "says",
+    "mentions",
+    "according",
+    "given",
+    "quoted",
+];
 
 /// What checking one piece of generated text found.
 #[derive(Debug)]
@@ -65,7 +100,7 @@ impl<'a> Verifier<'a> {
 
     /// Check one generated sentence.
     pub fn check(&self, raw: &str) -> Result<Verdict, EmbedError> {
-        let text = strip_markers(raw);
+        let text = claim(&strip_markers(raw));
         if !text.chars().any(char::is_alphanumeric) {
             return Ok(Verdict::Empty);
         }
@@ -73,31 +108,58 @@ impl<'a> Verifier<'a> {
             return Ok(Verdict::Refusal);
         }
         let stated = facts::extract(&text);
-        let negated = has_negation(&text);
-        let mut inputs = vec![text.clone()];
-        if text.split_whitespace().count() < FRAGMENT_WORDS {
-            inputs.push(format!("{} {text}", self.question));
+        if stated.is_empty() && adds_nothing(&text, self.question) {
+            return Ok(Verdict::Checked {
+                sentence: CheckedSentence {
+                    text,
+                    supported: false,
+                    source: None,
+                    similarity: 0.0,
+                    reason: Some("adds nothing to the question".into()),
+                    tier: String::new(),
+                },
+                citation: None,
+            });
         }
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let vectors = self.embedder.embed(&refs)?;
+        let negated = has_negation(&text);
+        let in_context = format!("{} {text}", self.question);
+        let vectors = self.embedder.embed(&[text.as_str(), in_context.as_str()])?;
+        // The claim read after the question counts only where it brings the
+        // question closer to the sentence: a claim that says nothing
+        // ("The answer can be found in the sources") dilutes the question.
         let similarity = |k: usize| {
-            vectors
-                .iter()
-                .map(|v| cosine(v, &self.evidence.sentences[k].vector))
-                .fold(f32::MIN, f32::max)
+            let e = &self.evidence.sentences[k];
+            let alone = vectors.first().map_or(0.0, |v| cosine(v, &e.vector));
+            let read_after = vectors.get(1).map_or(0.0, |v| cosine(v, &e.vector));
+            if read_after > e.relevance {
+                alone.max(read_after)
+            } else {
+                alone
+            }
         };
         let mut ranked: Vec<(usize, f32)> = (0..self.evidence.sentences.len())
             .map(|k| (k, similarity(k)))
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let closest = ranked.first().map_or(0.0, |r| r.1);
+        let floor = self.min_similarity.max(closest - MARGIN);
         let supporting = ranked
             .iter()
-            .take_while(|&&(_, sim)| sim >= self.min_similarity)
+            .take_while(|&&(_, sim)| sim >= floor)
             .find(|&&(k, _)| {
                 let e = &self.evidence.sentences[k];
-                stated.missing_from(&e.facts).is_empty() && has_negation(&e.text) == negated
+                missing(&stated, &e.facts, &e.window).is_empty() && has_negation(&e.text) == negated
             });
+        for &(k, sim) in ranked.iter().take(3) {
+            let e = &self.evidence.sentences[k];
+            tracing::debug!(
+                claim = %text,
+                similarity = sim,
+                missing = ?missing(&stated, &e.facts, &e.window),
+                source_sentence = ?e.text,
+                "verification candidate"
+            );
+        }
         let (sentence, citation) = match supporting {
             Some(&(k, sim)) => (
                 CheckedSentence {
@@ -135,6 +197,105 @@ impl<'a> Verifier<'a> {
             "the sources close to it state other figures or names, or the opposite".to_string()
         }
     }
+}
+
+/// The facts of a claim a source sentence lacks: figures must be in the
+/// sentence itself, names may be in its neighbours.
+fn missing(stated: &facts::Facts, own: &SourceFacts, window: &SourceFacts) -> Vec<String> {
+    let figures = facts::Facts {
+        quantities: stated.quantities.clone(),
+        names: Vec::new(),
+    };
+    let names = facts::Facts {
+        quantities: Vec::new(),
+        names: stated.names.clone(),
+    };
+    let mut out = figures.missing_from(own);
+    out.extend(names.missing_from(window));
+    out
+}
+
+/// The claim of a sentence: without a preamble that only announces it ("The
+/// answer is:", "The document states that", "According to the sources,"),
+/// capitalised again.
+pub fn claim(sentence: &str) -> String {
+    let mut text = sentence.trim();
+    // "The answer to the question is: 1,200 euros."
+    if let Some((head, rest)) = text.split_once(':')
+        && is_preamble(head)
+        && !rest.trim().is_empty()
+    {
+        text = rest.trim();
+    }
+    // "The document states that staff …", "According to the sources, staff …"
+    for cut in [" that ", ", "] {
+        if let Some((head, rest)) = text.split_once(cut)
+            && is_preamble(head)
+            && !rest.trim().is_empty()
+        {
+            text = rest.trim();
+            break;
+        }
+    }
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A short lead-in made of words about the answer and function words only.
+fn is_preamble(head: &str) -> bool {
+    let words: Vec<String> = head
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .collect();
+    let function = |w: &str| {
+        matches!(
+            w,
+            "the"
+                | "a"
+                | "an"
+                | "to"
+                | "this"
+                | "that"
+                | "is"
+                | "are"
+                | "in"
+                | "of"
+                | "my"
+                | "short"
+                | "final"
+                | "it"
+                | "clearly"
+                | "also"
+                | "both"
+        )
+    };
+    !words.is_empty()
+        && words.len() <= 8
+        && words.iter().any(|w| META.contains(&w.as_str()))
+        && words
+            .iter()
+            .all(|w| META.contains(&w.as_str()) || function(w))
+}
+
+/// Whether a claim says nothing beyond the question: it is a question
+/// itself, or every content word it has is the question's or a word about
+/// answers ("The answer is:", "The source number is.").
+fn adds_nothing(claim: &str, question: &str) -> bool {
+    if claim.trim_end().ends_with('?') {
+        return true;
+    }
+    let asked = super::quote::terms(question);
+    super::quote::terms(claim).iter().all(|t| {
+        asked.contains(t)
+            || META.contains(&t.as_str())
+            || META.iter().any(|m| m.strip_suffix('s') == Some(t.as_str()))
+    })
 }
 
 /// The sentence as shown: its text with the supporting source's marker
@@ -183,14 +344,35 @@ pub fn strip_markers(text: &str) -> String {
 }
 
 /// "The documents do not cover this question", or the model's rewording of it.
+/// (A model that hedges, "the document does not provide …", "it is unclear
+/// …", states nothing a person could act on: it counts as declining.)
 fn is_refusal(text: &str) -> bool {
-    let lower = text.to_lowercase();
+    const DECLINING: &[&str] = &[
+        "do not cover",
+        "does not cover",
+        "don't cover",
+        "doesn't cover",
+        "not covered",
+        "does not provide",
+        "do not provide",
+        "doesn't provide",
+        "don't provide",
+        "no information",
+        "not mention",
+        "does not say",
+        "do not say",
+        "not specified",
+        "not specify",
+        "cannot be determined",
+        "is unclear",
+        "not clear",
+        "cannot answer",
+        "can't answer",
+        "unable to",
+    ];
+    let lower = text.to_lowercase().replace('’', "'");
     let stem = NOT_COVERED.trim_end_matches('.').to_lowercase();
-    lower.contains(&stem)
-        || lower.contains("do not cover")
-        || lower.contains("does not cover")
-        || lower.contains("don't cover")
-        || lower.contains("not covered")
+    lower.contains(&stem) || DECLINING.iter().any(|d| lower.contains(d))
 }
 
 fn has_negation(text: &str) -> bool {
@@ -223,10 +405,48 @@ mod tests {
     }
 
     #[test]
+    fn preambles_go_and_empty_claims_are_recognised() {
+        assert_eq!(claim("The answer is: 8 years"), "8 years");
+        assert_eq!(
+            claim("The answer to the question is: 1,200 euros."),
+            "1,200 euros."
+        );
+        assert_eq!(
+            claim("The document states that the full-time staff receive 25 days."),
+            "The full-time staff receive 25 days."
+        );
+        assert_eq!(
+            claim("According to the sources, staff get 25 days."),
+            "Staff get 25 days."
+        );
+        assert_eq!(
+            claim("Staff say that leave is booked online."),
+            "Staff say that leave is booked online."
+        );
+        assert_eq!(
+            claim("Note: gloves are single use."),
+            "Note: gloves are single use."
+        );
+        let q = "When should sharps bins be closed?";
+        assert!(adds_nothing("When should sharps bins be closed?", q));
+        assert!(adds_nothing("The answer is:", q));
+        assert!(adds_nothing("The source number is.", q));
+        assert!(adds_nothing("Sharps bins should be closed.", q));
+        assert!(!adds_nothing(
+            "Sharps bins are closed when three-quarters full.",
+            q
+        ));
+    }
+
+    #[test]
     fn refusals_and_negations_are_recognised() {
         assert!(is_refusal("The documents do not cover this question."));
         assert!(is_refusal("Sorry, the sources don't cover that."));
         assert!(!is_refusal("Leave is covered by the handbook."));
+        assert!(is_refusal(
+            "The document does not provide a specific answer."
+        ));
+        assert!(is_refusal("It is unclear what the document refers to."));
         assert!(has_negation("Personal data must never be sent by e-mail."));
         assert!(has_negation("You can't send it."));
         assert!(!has_negation("You can send patient data by WhatsApp."));

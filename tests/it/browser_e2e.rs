@@ -342,7 +342,8 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
     );
     assert!(listed.contains("blood-bank-policy.pdf"), "{listed}");
 
-    // Ask about the PDF; the answer streams in with citations.
+    // Ask about the PDF: the documents' own words come first, then what a
+    // model wrote and a source supports, and the answer says which it is.
     d.goto(&format!("{origin}/chat"));
     d.type_into(
         "#question",
@@ -350,17 +351,24 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
     );
     d.click("#ask-button");
     d.wait_for(
-        "document.querySelector('.citations a')",
-        "an answer with citations",
+        "document.querySelector('article.message .provenance')",
+        "a finished answer that says how far it is verified",
     );
-    // The words are SmolLM2-135M's (it garbles figures at times); what must
-    // hold is that the answer is there and cites the PDF's passage.
-    let answer = d.text("article.message .answer");
-    assert!(!answer.trim().is_empty(), "an answer streamed in");
-    let citation = d.text(".citations a");
+    let quotes = d.text("article.message .quotes");
+    assert!(quotes.contains("From the documents"), "{quotes}");
+    assert!(
+        quotes.contains("42 units"),
+        "the quote holds the figure: {quotes}"
+    );
+    let citation = d.text(".quotes a");
     assert!(
         citation.contains("Blood Bank Reserve Policy") || citation.contains("blood"),
         "{citation}"
+    );
+    let provenance = d.text("article.message .provenance");
+    assert!(
+        provenance.contains("verified") || provenance.contains("Quoted from the documents"),
+        "{provenance}"
     );
     // Feedback.
     d.type_into(".feedback-comment", "clear <b>answer</b>");
@@ -384,12 +392,15 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
         questions.contains("<img src=x onerror=\"window.__xss=4\">"),
         "{questions}"
     );
-    // Open the cited passage: title, page, highlighted passage.
-    d.click(".citations a");
+    // Open the quote's passage: title, page, the passage highlighted and
+    // the quoted sentence marked inside it.
+    d.click(".quotes a");
     d.wait_for("document.querySelector('#highlight')", "the passage page");
     assert!(d.url().starts_with(&format!("{origin}/passages/")));
     let highlighted = d.text("#highlight");
     assert!(highlighted.contains("42 units"), "{highlighted}");
+    let quoted = d.text("#quote");
+    assert!(quoted.contains("42 units"), "{quoted}");
     let title = d.text("#doc-title");
     assert!(
         title.to_lowercase().contains("blood"),

@@ -5,7 +5,8 @@
 //! 32 staff users log in and ask three questions each (ENCLAVE_LOAD_QUESTIONS), all at once, over
 //! HTTPS on loopback. Checks: no 5xx other than deliberate 503s (queue full),
 //! every other request answered, the server's resident memory bounded.
-//! Prints p50/p95 time to first token as the users see it (queueing included),
+//! Prints p50/p95 time to first content (the quotes, or the first verified
+//! sentence) as the users see it (queueing included),
 //! and memory at start, peak and end.
 
 use std::sync::{Arc, Mutex};
@@ -138,7 +139,7 @@ fn thirty_two_concurrent_chat_users() {
         wall.as_secs_f64()
     );
     println!(
-        "time to first token: p50 {:.2} s, p95 {:.2} s, max {:.2} s; whole answer p50 {:.2} s, p95 {:.2} s",
+        "time to first content: p50 {:.2} s, p95 {:.2} s, max {:.2} s; whole answer p50 {:.2} s, p95 {:.2} s",
         percentile(&ttft, 0.5).as_secs_f64(),
         percentile(&ttft, 0.95).as_secs_f64(),
         ttft.last().copied().unwrap_or_default().as_secs_f64(),

@@ -296,7 +296,11 @@ impl Client {
         let mut first = None;
         let reader = BufReader::new(resp.into_body().into_reader());
         for line in reader.lines().map_while(Result::ok) {
-            if first.is_none() && (line == "event: token" || line == "event: done") {
+            // The first thing a person reads: the quotes (or the answer when
+            // there are none).
+            if first.is_none()
+                && (line == "event: quotes" || line == "event: sentence" || line == "event: done")
+            {
                 first = Some(start.elapsed());
             }
             if line == "event: done" {
