@@ -238,10 +238,10 @@ pub struct RagConfig {
     pub quotes: usize,
     /// A generated sentence is shown only when a source sentence is at least
     /// this close to it (cosine, all-MiniLM-L6-v2) and the source states every
-    /// number and name it does. Calibrated on the dev sets (ARCHITECTURE.md).
+    /// number and name it does. Calibrated on the dev sets (README, "Answer quality").
     pub min_support_similarity: f32,
     /// Escalate to the next tier when less than this fraction of a tier's
-    /// sentences is supported (and always when none is).
+    /// claims is supported (and always when none is).
     pub escalate_below: f32,
     /// Show sentences removed by verification, struck through, instead of
     /// leaving them out (they are always kept in the stored answer).

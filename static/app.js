@@ -122,7 +122,7 @@ function renderProvenance(article, verification, tier, before) {
   const says = {
     verified: ["verified", "Answered by " + tier + " · verified: every sentence is supported by the cited passage."],
     partial: ["partial", "Answered by " + tier + " · partly verified: sentences the documents do not support were removed."],
-    quoted: ["quoted", "Quoted from the documents: no generated sentence could be checked against them, so only their own words are shown."],
+    quoted: ["quoted", "Quoted from the documents: no model answer could be verified against them, so only their own words are shown."],
   }[verification];
   if (!says) return;
   article.insertBefore(el("p", { class: "provenance " + says[0], text: says[1] }), before || null);
@@ -154,11 +154,14 @@ function renderFinished(article, answer, a) {
   if (a.verification === "quoted") {
     answer.remove();
     renderProvenance(article, a.verification, a.tier);
+    renderRemoved(article, a.removed);
     return;
   }
   renderAnswer(answer, a.text, a.citations, a.sources);
   renderProvenance(article, a.verification, a.tier, answer.nextSibling);
-  renderCitations(article, a.citations);
+  // A supporting sentence already shown as a quote is not listed twice.
+  const quoted = new Set((a.quotes || []).map((q) => q.chunk_id + ":" + q.quote_start));
+  renderCitations(article, (a.citations || []).filter((c) => !quoted.has(c.chunk_id + ":" + c.quote_start)));
   renderRemoved(article, a.removed);
 }
 

@@ -37,7 +37,7 @@ pub fn ask(config: &Config, args: AskArgs) -> Result<ExitCode> {
     let prepared = match plan {
         Plan::NotCovered { best_similarity } => {
             tracing::info!(?best_similarity, "evidence gate closed; model not called");
-            print_answer(&Answer::not_covered(), args.json);
+            print_answer(&Answer::not_covered(), args.json, false);
             return Ok(ExitCode::SUCCESS);
         }
         Plan::Generate(prepared) => prepared,
@@ -61,7 +61,7 @@ pub fn ask(config: &Config, args: AskArgs) -> Result<ExitCode> {
     let answer = asker
         .respond(&tiers, &prepared, &mut show)
         .map_err(|_| anyhow::anyhow!("the answer was cancelled"))?;
-    print_answer(&answer, json);
+    print_answer(&answer, json, config.rag.show_removed_sentences);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -93,9 +93,18 @@ fn print_progress(progress: &Progress) {
     }
 }
 
-fn print_answer(answer: &Answer, json: bool) {
+/// The answer; in JSON, the removed sentences keep their reason but not
+/// their text unless `rag.show_removed_sentences` is on (unsupported text
+/// reaches no one by default, here neither).
+fn print_answer(answer: &Answer, json: bool, show_removed: bool) {
     if json {
-        println!("{}", serde_json::json!({ "answer": answer }));
+        let mut shown = answer.clone();
+        if !show_removed {
+            for s in shown.checks.sentences.iter_mut().filter(|s| !s.supported) {
+                s.text.clear();
+            }
+        }
+        println!("{}", serde_json::json!({ "answer": shown }));
         return;
     }
     if !answer.grounded {

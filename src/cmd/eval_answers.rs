@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::ingest;
 use crate::library::Library;
 use crate::rag::facts::{self, SourceFacts};
-use crate::rag::{Answer, Asker, ModelTier, Plan, Prepared, QUOTE_TIER, TierRun, route};
+use crate::rag::{Answer, Asker, ModelTier, Plan, Prepared, QUOTE_TIER, TierRun};
 
 /// One question of a set, whatever its format.
 #[derive(Debug)]
@@ -69,6 +69,7 @@ struct Shown {
     text: String,
     /// Generated sentences shown (supported ones).
     generated: Vec<String>,
+    /// Generated claims (filler such as "The answer is:" is not one).
     sentences_total: usize,
     sentences_supported: usize,
     /// Titles of the documents cited by what was shown.
@@ -172,7 +173,7 @@ pub fn run(config: &Config, args: EvalAnswersArgs) -> Result<()> {
     let mut shown: Vec<Vec<Shown>> = vec![Vec::new(); systems.len()];
     for (i, q) in questions.iter().enumerate() {
         eprint!("\rquestion {}/{}", i + 1, questions.len());
-        let per_system = ask_all(&asker, &library, &tiers, &config, q)?;
+        let per_system = ask_all(&asker, &library, &tiers, q)?;
         for (k, s) in per_system.into_iter().enumerate() {
             shown[k].push(s);
         }
@@ -197,7 +198,6 @@ fn ask_all(
     asker: &Asker,
     library: &Library,
     tiers: &[ModelTier],
-    config: &Config,
     q: &Question,
 ) -> Result<Vec<Shown>> {
     let started = Instant::now();
@@ -221,16 +221,9 @@ fn ask_all(
         out.push(tier_alone(&run, plan_ms, &prepared, &titles));
         runs.push(run);
     }
-    let first = route::first_tier(&q.text, &config.llm.start_higher_for, tiers.len());
-    let mut used = Vec::new();
-    for run in runs.iter().skip(first) {
-        used.push(run.clone());
-        if route::enough(&run.sentences, config.rag.escalate_below) {
-            break;
-        }
-    }
-    let answer = asker.compose(&prepared, &used);
-    out.push(routed(&answer, &used, plan_ms, &prepared, &titles));
+    let used = asker.replay(&prepared, &runs);
+    let answer = asker.compose(&prepared, used);
+    out.push(routed(&answer, used, plan_ms, &prepared, &titles));
     let mut passages = SourceFacts::default();
     for s in &prepared.sources {
         passages.extend(&SourceFacts::of(&s.text));
@@ -276,7 +269,7 @@ fn tier_alone(
             .filter_map(|(s, _)| s.source.and_then(|n| titles.get(&n).cloned()))
             .collect(),
         generated,
-        sentences_total: run.sentences.len(),
+        sentences_total: run.sentences.iter().filter(|s| s.is_claim()).count(),
         sentences_supported: run.sentences.iter().filter(|s| s.supported).count(),
         latency_ms: plan_ms + run.wall_ms,
         tokens: run
@@ -324,7 +317,10 @@ fn routed(
         answered: answer.grounded,
         text: answer.shown_text(),
         generated,
-        sentences_total: used.iter().map(|r| r.sentences.len()).sum(),
+        sentences_total: used
+            .iter()
+            .map(|r| r.sentences.iter().filter(|s| s.is_claim()).count())
+            .sum(),
         sentences_supported: used
             .iter()
             .map(|r| r.sentences.iter().filter(|s| s.supported).count())

@@ -29,6 +29,9 @@ pub struct Source {
     pub text: String,
     /// Cosine similarity of passage and question.
     pub similarity: f32,
+    /// `text` is the passage exactly as stored (not cut to fit the prompt nor
+    /// cleaned of control tokens), so offsets inside it are offsets in the page.
+    pub verbatim: bool,
 }
 
 /// A span of a source: a quote shown verbatim, or the sentence of the source
@@ -62,6 +65,35 @@ pub struct CheckedSentence {
     /// The tier that wrote it.
     #[serde(default)]
     pub tier: String,
+}
+
+/// Why a sentence that states nothing ("The answer is:", the question
+/// repeated) is not shown.
+pub const ADDS_NOTHING: &str = "adds nothing to the question";
+
+/// Why a sentence in which the model declines ("The documents do not cover
+/// this question", "It is unclear …") is not shown: the quotes stand instead.
+pub const DECLINES: &str = "the model declined to answer";
+
+impl CheckedSentence {
+    /// Whether it states something (filler and declining are not claims:
+    /// they make an answer neither partly verified nor escalate it, and are
+    /// not listed as removed).
+    pub fn is_claim(&self) -> bool {
+        !matches!(self.reason.as_deref(), Some(ADDS_NOTHING) | Some(DECLINES))
+    }
+}
+
+/// The removed claims a person may be shown struck through, when the
+/// operator turned that on: those of the tier that answered, or of every
+/// tier when only the quotes are shown.
+pub fn removed_for_view<'a>(
+    sentences: &'a [CheckedSentence],
+    tier: &'a str,
+) -> impl Iterator<Item = &'a CheckedSentence> {
+    sentences
+        .iter()
+        .filter(move |s| !s.supported && s.is_claim() && (tier == QUOTE_TIER || s.tier == tier))
 }
 
 /// How far an answer can be trusted.

@@ -36,6 +36,8 @@ pub struct EvidenceSentence {
     pub window: SourceFacts,
     /// Similarity to the question.
     pub relevance: f32,
+    /// Not the cut-off end of a passage shortened to fit the prompt.
+    pub complete: bool,
 }
 
 impl EvidenceSentence {
@@ -44,7 +46,7 @@ impl EvidenceSentence {
     }
 
     pub fn quotable(&self) -> bool {
-        self.words() >= MIN_QUOTE_WORDS
+        self.complete && self.words() >= MIN_QUOTE_WORDS
     }
 }
 
@@ -89,11 +91,13 @@ impl Evidence {
                         window.extend(f);
                     }
                 }
+                let text = sources[i].text[start..end].to_string();
                 EvidenceSentence {
                     source: i,
                     start,
                     end,
-                    text: sources[i].text[start..end].to_string(),
+                    complete: sources[i].verbatim || !text.ends_with('…'),
+                    text,
                     relevance: cosine(&question_vec, &vector),
                     vector,
                     facts: own_facts[k].clone(),
@@ -107,12 +111,19 @@ impl Evidence {
         })
     }
 
-    /// The citation of sentence `k`: its span in the page text.
+    /// The citation of sentence `k`: its span in the page text (the whole
+    /// passage's when the passage was reworded to fit the prompt, since
+    /// offsets inside it then no longer match the page).
     pub fn citation(&self, k: usize, sources: &[Source]) -> Option<Citation> {
         let e = self.sentences.get(k)?;
         let s = sources.get(e.source)?;
-        let chars_before = s.text[..e.start].chars().count() as i64;
-        let chars = s.text[e.start..e.end].chars().count() as i64;
+        let (quote_start, quote_end) = if s.verbatim {
+            let before = s.text[..e.start].chars().count() as i64;
+            let chars = s.text[e.start..e.end].chars().count() as i64;
+            (s.char_start + before, s.char_start + before + chars)
+        } else {
+            (s.char_start, s.char_end)
+        };
         Some(Citation {
             number: s.number,
             chunk_id: s.chunk_id,
@@ -120,8 +131,8 @@ impl Evidence {
             document_title: s.document_title.clone(),
             page: s.page,
             quote: e.text.clone(),
-            quote_start: s.char_start + chars_before,
-            quote_end: s.char_start + chars_before + chars,
+            quote_start,
+            quote_end,
         })
     }
 }

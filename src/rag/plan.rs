@@ -130,6 +130,7 @@ fn gate_and_prompt(
             heading: c.heading,
             char_start: c.char_start,
             char_end: c.char_end,
+            verbatim: text == c.text,
             text,
             similarity: sim,
         });

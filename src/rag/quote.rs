@@ -52,12 +52,24 @@ pub fn quotes(
     let Some(&(_, best)) = scored.first() else {
         return Vec::new();
     };
-    scored
-        .iter()
-        .take(max)
-        .filter(|&&(_, s)| s >= best * RELATIVE_TO_BEST)
-        .filter_map(|&(k, _)| evidence.citation(k, sources))
-        .collect()
+    let mut picked: Vec<Citation> = Vec::new();
+    for &(k, s) in &scored {
+        if picked.len() == max || s < best * RELATIVE_TO_BEST {
+            break;
+        }
+        // Neighbouring passages overlap: the same sentence of the same
+        // document may be found twice.
+        let Some(c) = evidence.citation(k, sources) else {
+            continue;
+        };
+        if !picked
+            .iter()
+            .any(|p| p.document_id == c.document_id && p.quote == c.quote)
+        {
+            picked.push(c);
+        }
+    }
+    picked
 }
 
 /// Quotable sentences with their scores, best first.

@@ -11,7 +11,9 @@ use crate::config::Config;
 use crate::llm::{Event, GenerationStats, Llm, LlmError, Worker};
 use crate::os::process_cpu_secs;
 
-use super::answer::{Answer, CheckedSentence, Checks, Citation, QUOTE_TIER, Usage, Verification};
+use super::answer::{
+    Answer, CheckedSentence, Checks, Citation, DECLINES, QUOTE_TIER, Usage, Verification,
+};
 use super::ask::Asker;
 use super::plan::Prepared;
 use super::route;
@@ -64,6 +66,9 @@ pub enum Progress<'a> {
     Started {
         tier: &'a str,
     },
+    /// The model wrote more (not yet a whole sentence): a chance to stop
+    /// listening, which cancels the generation at once.
+    Generating,
     /// A generated sentence that passed verification, with its marker.
     Sentence {
         text: &'a str,
@@ -92,8 +97,6 @@ pub struct TierRun {
     pub sentences: Vec<CheckedSentence>,
     /// The source span behind each supported sentence (same order).
     pub citations: Vec<Option<Citation>>,
-    /// It said the documents do not cover the question.
-    pub refused: bool,
     /// Why it produced nothing (the model failed or stopped).
     pub failure: Option<String>,
     pub stats: Option<GenerationStats>,
@@ -126,7 +129,7 @@ impl Asker {
         if !sink(Progress::Quotes(&prepared.quotes)) {
             return Err(Stopped);
         }
-        let first = route::first_tier(&prepared.question, &self.llm.start_higher_for, tiers.len());
+        let first = self.first_tier(prepared, tiers.len());
         let mut runs: Vec<TierRun> = Vec::new();
         for tier in tiers.iter().skip(first) {
             if let Some(previous) = runs.last()
@@ -138,9 +141,12 @@ impl Asker {
                 return Err(Stopped);
             }
             let run = self.run_tier(tier, prepared, sink)?;
-            let enough = route::enough(&run.sentences, self.rag.escalate_below);
+            // A tier that failed (busy, or the model broke) is not a reason
+            // to load a bigger one: the quotes stand.
+            let stop =
+                run.failure.is_some() || route::enough(&run.sentences, self.rag.escalate_below);
             runs.push(run);
-            if enough {
+            if stop {
                 break;
             }
         }
@@ -148,6 +154,25 @@ impl Asker {
         answer.checks.usage.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
         answer.checks.usage.cpu_secs = process_cpu_secs() - cpu;
         Ok(answer)
+    }
+
+    /// The tier (of `tiers`) a prepared question starts at.
+    pub fn first_tier(&self, prepared: &Prepared, tiers: usize) -> usize {
+        route::first_tier(&prepared.question, &self.llm.start_higher_for, tiers)
+    }
+
+    /// The runs the routed default would have used, of one run per tier:
+    /// from the first tier, until one is enough (or failed). For evaluating
+    /// every tier once and replaying the routing over the same runs.
+    pub fn replay<'r>(&self, prepared: &Prepared, runs: &'r [TierRun]) -> &'r [TierRun] {
+        let first = self.first_tier(prepared, runs.len()).min(runs.len());
+        let used = runs[first..]
+            .iter()
+            .position(|r| {
+                r.failure.is_some() || route::enough(&r.sentences, self.rag.escalate_below)
+            })
+            .map_or(runs.len(), |i| first + i + 1);
+        &runs[first..used]
     }
 
     /// Ask one tier and verify its answer sentence by sentence as it arrives.
@@ -169,7 +194,6 @@ impl Asker {
             tier: tier.name.clone(),
             sentences: Vec::new(),
             citations: Vec::new(),
-            refused: false,
             failure: None,
             stats: None,
             cpu_secs: 0.0,
@@ -190,7 +214,7 @@ impl Asker {
                     (Vec::new(), sink(Progress::Queued { position }))
                 }
                 Some(Event::Started) => (Vec::new(), sink(Progress::Started { tier: &tier.name })),
-                Some(Event::Text(piece)) => (stream.push(&piece), true),
+                Some(Event::Text(piece)) => (stream.push(&piece), sink(Progress::Generating)),
                 Some(Event::Finished { stats, .. }) => {
                     run.stats = Some(stats);
                     (stream.finish(), true)
@@ -234,10 +258,17 @@ impl Asker {
             let (sentence, citation) = match verdict {
                 Ok(Verdict::Checked { sentence, citation }) => (sentence, citation),
                 Ok(Verdict::Empty) => continue,
-                Ok(Verdict::Refusal) => {
-                    run.refused = true;
-                    continue;
-                }
+                Ok(Verdict::Refusal) => (
+                    CheckedSentence {
+                        text: super::verify::strip_markers(piece),
+                        supported: false,
+                        source: None,
+                        similarity: 0.0,
+                        reason: Some(DECLINES.into()),
+                        tier: String::new(),
+                    },
+                    None,
+                ),
                 Err(e) => (
                     CheckedSentence {
                         text: super::verify::strip_markers(piece),
@@ -306,12 +337,12 @@ impl Asker {
                 for c in run.supported().filter_map(|(_, c)| c) {
                     if !citations
                         .iter()
-                        .any(|k| k.number == c.number && k.quote == c.quote)
+                        .any(|k| k.document_id == c.document_id && k.quote == c.quote)
                     {
                         citations.push(c.clone());
                     }
                 }
-                let all = run.sentences.iter().all(|s| s.supported);
+                let all = run.sentences.iter().all(|s| s.supported || !s.is_claim());
                 let verification = if all {
                     Verification::Verified
                 } else {

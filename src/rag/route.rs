@@ -65,10 +65,11 @@ pub fn first_tier(question: &str, start_higher_for: &[QuestionKind], tiers: usiz
 }
 
 /// Whether a tier's answer is enough: some sentence is supported and at
-/// least `escalate_below` of them are.
+/// least `escalate_below` of its claims are (filler and declining are not claims).
 pub fn enough(sentences: &[CheckedSentence], escalate_below: f32) -> bool {
     let supported = sentences.iter().filter(|s| s.supported).count();
-    supported > 0 && supported as f32 >= escalate_below * sentences.len() as f32
+    let claims = sentences.iter().filter(|s| s.is_claim()).count();
+    supported > 0 && supported as f32 >= escalate_below * claims as f32
 }
 
 /// Of the tiers tried (in order), the one whose answer to show: the first
@@ -135,6 +136,11 @@ mod tests {
         assert!(!enough(&[], 0.5));
         assert!(!enough(&[no.clone(), no.clone(), yes.clone()], 0.5));
         assert!(enough(&[no.clone(), yes.clone()], 0.5));
+        let filler = CheckedSentence {
+            reason: Some(crate::rag::answer::ADDS_NOTHING.into()),
+            ..no.clone()
+        };
+        assert!(enough(&[filler.clone(), filler, yes.clone()], 0.6));
         let weak = [no.clone(), no.clone(), yes.clone()];
         let none = [no.clone()];
         let good = [yes.clone()];

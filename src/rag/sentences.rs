@@ -189,8 +189,11 @@ fn pieces(text: &str, ends: &[usize]) -> Vec<Span> {
 /// text.
 #[derive(Debug, Default)]
 pub struct Stream {
-    /// The text not yet released as sentences.
-    buffer: String,
+    /// All the text so far: a rule may look back to the start of the line
+    /// (list items), which can lie before the last released sentence.
+    text: String,
+    /// Bytes of `text` already released as sentences.
+    released: usize,
 }
 
 impl Stream {
@@ -201,28 +204,36 @@ impl Stream {
 
     /// Add a piece; returns the sentences completed by it (trimmed).
     pub fn push(&mut self, piece: &str) -> Vec<String> {
-        self.buffer.push_str(piece);
-        let cuts = cuts(&self.buffer);
+        self.text.push_str(piece);
+        let cuts = cuts(&self.text);
         let Some(last) = cuts
             .iter()
             .rev()
             .copied()
-            .find(|&c| settled(&self.buffer, c))
+            .find(|&c| c > self.released && settled(&self.text, c))
         else {
             return Vec::new();
         };
         let ends: Vec<usize> = cuts.into_iter().take_while(|&c| c <= last).collect();
-        let done = texts(&self.buffer, &pieces(&self.buffer, &ends));
-        // What follows a settled cut splits the same without what came before
-        // it: every rule looks back no further than the last whitespace.
-        self.buffer.drain(..last);
+        let done = self.unreleased(&pieces(&self.text, &ends));
+        self.released = last;
         done
     }
 
     /// The text ended: return what is left as sentences.
     pub fn finish(&mut self) -> Vec<String> {
-        let text = std::mem::take(&mut self.buffer);
-        texts(&text, &split(&text))
+        let done = self.unreleased(&split(&self.text));
+        self.released = self.text.len();
+        done
+    }
+
+    fn unreleased(&self, spans: &[Span]) -> Vec<String> {
+        let fresh: Vec<Span> = spans
+            .iter()
+            .copied()
+            .filter(|s| s.start >= self.released)
+            .collect();
+        texts(&self.text, &fresh)
     }
 }
 
@@ -392,7 +403,9 @@ mod tests {
         assert_eq!(sentences("  Hello.  \n\n  World  "), ["Hello.", "World"]);
     }
 
-    const TEXTS: [&str; 9] = [
+    const TEXTS: [&str; 11] = [
+        "Do this. 2) then\nwrap more. And go.",
+        "- Staff get 25 days. Then\nmore text here. End.",
         "Staff, e.g. Nurses, may apply. Dr. Smith approves it, etc. Then it is done.",
         "It is 25 days. [1] Next. It is 25 days. [1, 2] [3] Next. Done.[4] Yes [x]. No.",
         "Full-time staff are entitled to\nannual leave of 25 days.\nPart-time staff get less.",

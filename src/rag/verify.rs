@@ -12,13 +12,13 @@
 //! anywhere in a passage ("four weeks" of the rota for a leave request);
 //! the closest sentences must hold the figures.
 //!
-//! The claim is embedded alone and after the question (an answer is a
+//! A short claim is embedded alone and after the question (an answer is a
 //! claim about what was asked: "8 years." means nothing alone), and the
 //! closer of the two counts.
 
 use crate::embed::{EmbedError, Embedder, cosine};
 
-use super::answer::{CheckedSentence, Citation, NOT_COVERED, Source};
+use super::answer::{ADDS_NOTHING, CheckedSentence, Citation, NOT_COVERED, Source};
 use super::evidence::Evidence;
 use super::facts::{self, SourceFacts};
 
@@ -26,6 +26,12 @@ use super::facts::{self, SourceFacts};
 /// taken as support: a figure must come from what the claim is about, not
 /// from a sentence that merely shares its topic.
 pub const MARGIN: f32 = 0.1;
+
+/// Claims this short that state a figure or a name ("8 years.") are also
+/// embedded after the question: alone they carry too little meaning. Others
+/// are embedded alone, since after the question any claim ("Yes.", "All of
+/// them.") looks close to the passages the question retrieved.
+const FRAGMENT_WORDS: usize = 6;
 
 /// Words that talk about the answer rather than state it.
 const META: &[&str] = &[
@@ -104,10 +110,10 @@ impl<'a> Verifier<'a> {
         if !text.chars().any(char::is_alphanumeric) {
             return Ok(Verdict::Empty);
         }
-        if is_refusal(&text) {
+        let stated = facts::extract(&text);
+        if stated.is_empty() && is_refusal(&text) {
             return Ok(Verdict::Refusal);
         }
-        let stated = facts::extract(&text);
         if stated.is_empty() && adds_nothing(&text, self.question) {
             return Ok(Verdict::Checked {
                 sentence: CheckedSentence {
@@ -115,27 +121,24 @@ impl<'a> Verifier<'a> {
                     supported: false,
                     source: None,
                     similarity: 0.0,
-                    reason: Some("adds nothing to the question".into()),
+                    reason: Some(ADDS_NOTHING.into()),
                     tier: String::new(),
                 },
                 citation: None,
             });
         }
         let negated = has_negation(&text);
-        let in_context = format!("{} {text}", self.question);
-        let vectors = self.embedder.embed(&[text.as_str(), in_context.as_str()])?;
-        // The claim read after the question counts only where it brings the
-        // question closer to the sentence: a claim that says nothing
-        // ("The answer can be found in the sources") dilutes the question.
+        let mut inputs = vec![text.clone()];
+        if text.split_whitespace().count() < FRAGMENT_WORDS && !stated.is_empty() {
+            inputs.push(format!("{} {text}", self.question));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let vectors = self.embedder.embed(&refs)?;
         let similarity = |k: usize| {
-            let e = &self.evidence.sentences[k];
-            let alone = vectors.first().map_or(0.0, |v| cosine(v, &e.vector));
-            let read_after = vectors.get(1).map_or(0.0, |v| cosine(v, &e.vector));
-            if read_after > e.relevance {
-                alone.max(read_after)
-            } else {
-                alone
-            }
+            vectors
+                .iter()
+                .map(|v| cosine(v, &self.evidence.sentences[k].vector))
+                .fold(f32::MIN, f32::max)
         };
         let mut ranked: Vec<(usize, f32)> = (0..self.evidence.sentences.len())
             .map(|k| (k, similarity(k)))
@@ -150,13 +153,14 @@ impl<'a> Verifier<'a> {
                 let e = &self.evidence.sentences[k];
                 missing(&stated, &e.facts, &e.window).is_empty() && has_negation(&e.text) == negated
             });
+        // No document or model text in the logs (erasure cannot reach them).
         for &(k, sim) in ranked.iter().take(3) {
             let e = &self.evidence.sentences[k];
             tracing::debug!(
-                claim = %text,
+                source = e.source,
+                sentence_at = e.start,
                 similarity = sim,
-                missing = ?missing(&stated, &e.facts, &e.window),
-                source_sentence = ?e.text,
+                missing = missing(&stated, &e.facts, &e.window).len(),
                 "verification candidate"
             );
         }
@@ -345,7 +349,8 @@ pub fn strip_markers(text: &str) -> String {
 
 /// "The documents do not cover this question", or the model's rewording of it.
 /// (A model that hedges, "the document does not provide …", "it is unclear
-/// …", states nothing a person could act on: it counts as declining.)
+/// …", states nothing a person could act on: it counts as declining.) Only
+/// asked of claims without figures or names, which state nothing checkable.
 fn is_refusal(text: &str) -> bool {
     const DECLINING: &[&str] = &[
         "do not cover",

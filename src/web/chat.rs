@@ -63,7 +63,7 @@ fn view(answer: &Answer, status: AnswerStatus, show_removed: bool) -> AnswerView
         quotes: &answer.checks.quotes,
         citations: &answer.citations,
         removed: if show_removed {
-            answer.removed().filter(|s| s.tier == answer.tier).collect()
+            rag::answer::removed_for_view(&answer.checks.sentences, &answer.tier).collect()
         } else {
             Vec::new()
         },
@@ -89,13 +89,13 @@ pub fn for_viewer(
 ) -> store::conversations::Message {
     let quotes = m.checks.get("quotes").cloned().unwrap_or_default();
     let removed: Vec<serde_json::Value> = if show_removed {
-        m.checks
+        let sentences: Vec<rag::CheckedSentence> = m
+            .checks
             .get("sentences")
-            .and_then(|s| s.as_array())
-            .into_iter()
-            .flatten()
-            .filter(|s| s["supported"] == false && s["tier"] == m.tier.as_str())
-            .map(|s| serde_json::json!({ "text": s["text"], "reason": s["reason"] }))
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .unwrap_or_default();
+        rag::answer::removed_for_view(&sentences, &m.tier)
+            .map(|s| serde_json::json!({ "text": s.text, "reason": s.reason }))
             .collect()
     } else {
         Vec::new()
@@ -150,7 +150,10 @@ pub async fn ask(
     let prepared = match plan {
         Plan::NotCovered { .. } => None,
         Plan::Generate(prepared) => {
-            let busy = state.tiers.first().map_or(0, |t| t.worker.queue_len())
+            // The queue of the tier this question starts at (a full one is
+            // refused with 503 rather than escalated to a bigger model).
+            let first = state.asker.first_tier(&prepared, state.tiers.len());
+            let busy = state.tiers.get(first).map_or(0, |t| t.worker.queue_len())
                 >= state.config.llm.queue_capacity;
             if busy {
                 let failed = Answer::failed("The server was too busy to answer; please ask again.");
@@ -374,6 +377,7 @@ impl Relay {
             Progress::Started { tier } => {
                 self.send("started", &serde_json::json!({ "tier": tier }))
             }
+            Progress::Generating => !self.tx.is_closed(),
             Progress::Sentence { text, citation } => self.send(
                 "sentence",
                 &serde_json::json!({ "text": text, "citation": citation }),

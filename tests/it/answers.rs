@@ -28,6 +28,7 @@ fn source(number: usize, title: &str, text: &str) -> Source {
         char_end: text.chars().count() as i64,
         text: text.into(),
         similarity: 0.6,
+        verbatim: true,
     }
 }
 
@@ -295,14 +296,23 @@ fn a_wrong_figure_never_reaches_the_stream_and_the_quotes_answer_instead() {
     });
     let wrong_text = wrong_figure["text"].as_str().unwrap();
 
-    // It never reached the stream: no event carries it, and every sentence
-    // event is a supported one.
+    // It never reached the stream, the conversation API or the chat page.
+    let escaped = serde_json::to_string(wrong_text).unwrap();
+    let escaped = escaped.trim_matches('"');
     for (event, data) in &events {
         assert!(
-            !data.to_string().contains(wrong_text),
+            !data.to_string().contains(escaped),
             "{event} carried the removed sentence: {data}"
         );
     }
+    let conversation = events[0].1["conversation_id"].as_i64().unwrap();
+    let api = bob.get(&format!("/api/conversations/{conversation}"));
+    assert_eq!(api.status, 200);
+    assert!(api.body.contains("within 72 hours"), "{}", api.body);
+    assert!(!api.body.contains(escaped), "{}", api.body);
+    let page = bob.get(&format!("/chat/{conversation}"));
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains(wrong_text), "{}", page.body);
     // The quotes answer instead: the right figure, verbatim, cited.
     assert_eq!(done["verification"], "quoted", "{done}");
     assert_eq!(verification, "quoted");
