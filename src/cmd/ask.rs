@@ -74,7 +74,10 @@ fn print_progress(progress: &Progress) {
             for q in quotes.iter() {
                 println!(
                     "  [{}] \"{}\" ({}, page {})",
-                    q.number, q.quote, q.document_title, q.page
+                    q.number,
+                    one_line(&q.quote),
+                    q.document_title,
+                    q.page
                 );
             }
         }
@@ -96,6 +99,11 @@ fn print_progress(progress: &Progress) {
 /// The answer; in JSON, the removed sentences keep their reason but not
 /// their text unless `rag.show_removed_sentences` is on (unsupported text
 /// reaches no one by default, here neither).
+/// A quote on one line (passages keep their line breaks).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn print_answer(answer: &Answer, json: bool, show_removed: bool) {
     if json {
         let mut shown = answer.clone();
@@ -125,7 +133,12 @@ fn print_answer(answer: &Answer, json: bool, show_removed: bool) {
         for c in &answer.citations {
             println!(
                 "  [{}] {} (document {}, page {}, chunk {}): \"{}\"",
-                c.number, c.document_title, c.document_id, c.page, c.chunk_id, c.quote
+                c.number,
+                c.document_title,
+                c.document_id,
+                c.page,
+                c.chunk_id,
+                one_line(&c.quote)
             );
         }
     }

@@ -84,6 +84,30 @@ fn analyzer(language: Option<Language>) -> TextAnalyzer {
     }
 }
 
+/// The terms BM25 sees, for matching words outside the index (which
+/// sentence of a passage holds a question's terms): the index's own
+/// analyzer, so "audits" meets "audited" as it does in search.
+#[derive(Clone)]
+pub struct Terms(TextAnalyzer);
+
+impl Terms {
+    /// The analyzer of `search.language` (no stemming for an unknown one).
+    pub fn new(language: &str) -> Terms {
+        Terms(analyzer(stemmer_language(language).ok().flatten()))
+    }
+
+    /// The distinct terms of `text`.
+    pub fn of(&self, text: &str) -> std::collections::HashSet<String> {
+        let mut analyzer = self.0.clone();
+        let mut stream = analyzer.token_stream(text);
+        let mut out = std::collections::HashSet::new();
+        while stream.advance() {
+            out.insert(stream.token().text.clone());
+        }
+        out
+    }
+}
+
 /// The stemming language is not part of tantivy's schema, so it is recorded
 /// beside the index: querying with another stemmer than the one used at
 /// indexing time would silently miss matches.
@@ -287,6 +311,23 @@ fn sanitise_query(q: &str) -> String {
         .filter(|w| !matches!(*w, "AND" | "OR" | "NOT" | "IN"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod terms_tests {
+    use super::Terms;
+
+    #[test]
+    fn terms_are_stemmed_lower_cased_and_without_stop_words() {
+        let t = Terms::new("english").of("Who audits the access to Patient Records?");
+        assert!(t.contains("audit") && t.contains("record") && t.contains("patient"));
+        assert!(!t.contains("the") && !t.contains("to"));
+        assert!(
+            Terms::new("english")
+                .of("audited monthly")
+                .contains("audit")
+        );
+    }
 }
 
 #[cfg(test)]

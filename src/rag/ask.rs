@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, LlmConfig, RagConfig};
 use crate::embed::{EmbedError, Embedder};
+use crate::index::lexical::Terms;
 use crate::library::{Library, LibraryError};
 use crate::llm::gguf::{Gguf, GgufError};
 use crate::llm::tokenizer::{Tokenizer, TokenizerError};
@@ -46,6 +47,8 @@ pub struct Asker {
     tokenizer: Tokenizer,
     controls: Vec<String>,
     pub(super) embedder: Arc<Embedder>,
+    /// The BM25 index's analyzer: which sentence holds a question's terms.
+    terms: Terms,
     pub(super) rag: RagConfig,
     pub(super) llm: LlmConfig,
 }
@@ -99,6 +102,7 @@ impl Asker {
             tokenizer,
             controls,
             embedder,
+            terms: Terms::new(&config.search.language),
             rag: config.rag.clone(),
             llm: config.llm.clone(),
         })
@@ -149,7 +153,7 @@ impl Asker {
                 sources,
             } => {
                 let started = Instant::now();
-                let evidence = Evidence::gather(&self.embedder, &question, &sources)?;
+                let evidence = Evidence::gather(&self.embedder, &self.terms, &question, &sources)?;
                 let quotes = quote::quotes(&evidence, &question, &sources, self.rag.quotes);
                 Plan::Generate(Prepared {
                     question,

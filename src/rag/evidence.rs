@@ -4,6 +4,7 @@
 //! sentences against them.
 
 use crate::embed::{EmbedError, Embedder, cosine};
+use crate::index::lexical::Terms;
 
 use super::answer::{Citation, Source};
 use super::facts::SourceFacts;
@@ -50,10 +51,19 @@ impl EvidenceSentence {
     }
 }
 
-#[derive(Debug, Default)]
 pub struct Evidence {
     pub sentences: Vec<EvidenceSentence>,
     pub question: Vec<f32>,
+    /// The BM25 index's analyzer, for the terms of sentences and questions.
+    pub terms: Terms,
+}
+
+impl std::fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evidence")
+            .field("sentences", &self.sentences)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Evidence {
@@ -61,6 +71,7 @@ impl Evidence {
     /// in one batch.
     pub fn gather(
         embedder: &Embedder,
+        terms: &Terms,
         question: &str,
         sources: &[Source],
     ) -> Result<Evidence, EmbedError> {
@@ -108,6 +119,7 @@ impl Evidence {
         Ok(Evidence {
             sentences,
             question: question_vec,
+            terms: terms.clone(),
         })
     }
 

@@ -17,6 +17,7 @@
 //! closer of the two counts.
 
 use crate::embed::{EmbedError, Embedder, cosine};
+use crate::index::lexical::Terms;
 
 use super::answer::{ADDS_NOTHING, CheckedSentence, Citation, NOT_COVERED, Source};
 use super::evidence::Evidence;
@@ -114,7 +115,7 @@ impl<'a> Verifier<'a> {
         if stated.is_empty() && is_refusal(&text) {
             return Ok(Verdict::Refusal);
         }
-        if stated.is_empty() && adds_nothing(&text, self.question) {
+        if stated.is_empty() && adds_nothing(&text, self.question, &self.evidence.terms) {
             return Ok(Verdict::Checked {
                 sentence: CheckedSentence {
                     text,
@@ -290,16 +291,16 @@ fn is_preamble(head: &str) -> bool {
 /// Whether a claim says nothing beyond the question: it is a question
 /// itself, or every content word it has is the question's or a word about
 /// answers ("The answer is:", "The source number is.").
-fn adds_nothing(claim: &str, question: &str) -> bool {
+fn adds_nothing(claim: &str, question: &str, terms: &Terms) -> bool {
     if claim.trim_end().ends_with('?') {
         return true;
     }
-    let asked = super::quote::terms(question);
-    super::quote::terms(claim).iter().all(|t| {
-        asked.contains(t)
-            || META.contains(&t.as_str())
-            || META.iter().any(|m| m.strip_suffix('s') == Some(t.as_str()))
-    })
+    let asked = terms.of(question);
+    let meta = terms.of(&META.join(" "));
+    terms
+        .of(claim)
+        .iter()
+        .all(|t| asked.contains(t) || meta.contains(t))
 }
 
 /// The sentence as shown: its text with the supporting source's marker
@@ -433,13 +434,20 @@ mod tests {
             "Note: gloves are single use."
         );
         let q = "When should sharps bins be closed?";
-        assert!(adds_nothing("When should sharps bins be closed?", q));
-        assert!(adds_nothing("The answer is:", q));
-        assert!(adds_nothing("The source number is.", q));
-        assert!(adds_nothing("Sharps bins should be closed.", q));
+        let t = &Terms::new("english");
+        assert!(adds_nothing("When should sharps bins be closed?", q, t));
+        assert!(adds_nothing("The answer is:", q, t));
+        assert!(adds_nothing("The source number is.", q, t));
+        assert!(adds_nothing(
+            "The answer can be found in the documents.",
+            q,
+            t
+        ));
+        assert!(adds_nothing("Sharps bins should be closed.", q, t));
         assert!(!adds_nothing(
             "Sharps bins are closed when three-quarters full.",
-            q
+            q,
+            t
         ));
     }
 
