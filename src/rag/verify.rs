@@ -34,8 +34,24 @@ pub const MARGIN: f32 = 0.1;
 /// them.") looks close to the passages the question retrieved.
 const FRAGMENT_WORDS: usize = 6;
 
-/// Words that talk about the answer rather than state it.
+/// Words that talk about the answer rather than state it, and function
+/// words the index's stop list keeps.
 const META: &[&str] = &[
+    "can",
+    "could",
+    "may",
+    "might",
+    "must",
+    "should",
+    "would",
+    "do",
+    "does",
+    "did",
+    "has",
+    "have",
+    "had",
+    "here",
+    "also",
     "answer",
     "answers",
     "question",
@@ -57,6 +73,17 @@ const META: &[&str] = &[
     "according",
     "given",
     "quoted",
+    "found",
+    "find",
+    "see",
+    "refer",
+    "refers",
+    "listed",
+    "mentioned",
+    "described",
+    "explained",
+    "provide",
+    "provides",
 ];
 
 /// What checking one piece of generated text found.

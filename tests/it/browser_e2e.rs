@@ -423,7 +423,8 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
     // citation marker included) and reload the conversation.
     let db = rusqlite::Connection::open(dir.join("enclave.sqlite")).unwrap();
     db.execute(
-        "UPDATE messages SET answer = '<img src=x onerror=\"window.__xss=5\"><script>window.__xss=6</script> [1]'
+        "UPDATE messages SET answer = '<img src=x onerror=\"window.__xss=5\"><script>window.__xss=6</script> [1]',
+                status = 'answered', verification = 'verified', tier = '<b>tier</b>'
          WHERE id = (SELECT max(id) FROM messages)",
         [],
     )
@@ -438,6 +439,10 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
     assert!(
         shown.contains("<img src=x onerror=\"window.__xss=5\">"),
         "model output shown as text: {shown}"
+    );
+    assert!(
+        shown.contains("Answered by <b>tier</b>"),
+        "the tier shown as text: {shown}"
     );
     assert_eq!(
         d.script("return window.__xss === undefined;"),
