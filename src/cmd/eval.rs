@@ -175,7 +175,8 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+/// Every non-empty line of a JSONL file, parsed (errors name the line).
+pub(super) fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut out = Vec::new();

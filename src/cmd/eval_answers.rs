@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::eval::read_jsonl;
 use crate::cli::EvalAnswersArgs;
 use crate::config::Config;
 use crate::ingest;
@@ -549,25 +550,8 @@ fn looks_like_hotpot(path: &Path) -> Result<bool> {
     Ok(value.get("context").is_some() && value.get("answer").is_some())
 }
 
-fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: read error", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: invalid line", path.display(), i + 1))?,
-        );
-    }
-    Ok(out)
-}
-
 fn read_plain(path: &Path) -> Result<Vec<Question>> {
-    Ok(read_lines::<PlainLine>(path)?
+    Ok(read_jsonl::<PlainLine>(path)?
         .into_iter()
         .map(|l| Question {
             answerable: l.answerable && !l.answers.is_empty(),
@@ -581,7 +565,7 @@ fn read_plain(path: &Path) -> Result<Vec<Question>> {
 
 /// The questions, and every distinct paragraph of their contexts.
 fn read_hotpot(path: &Path, limit: Option<usize>) -> Result<(Vec<Question>, Corpus)> {
-    let lines = read_lines::<HotpotLine>(path)?;
+    let lines = read_jsonl::<HotpotLine>(path)?;
     let mut seen = HashSet::new();
     let mut paragraphs = Vec::new();
     let mut questions = Vec::new();
