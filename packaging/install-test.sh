@@ -129,6 +129,8 @@ for line in sys.stdin:
         a = d["answer"]
         assert a["status"] == "answered", a
         assert any(s["document_title"] in ("Loading dock", "dock") for s in a["sources"]), a
+        assert a["verification"] in ("verified", "partial", "quoted"), a
+        assert any("06:30" in q["quote"] for q in a["quotes"]), a
         print(a["text"])
         break
 else:
