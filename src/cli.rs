@@ -434,7 +434,13 @@ pub enum Target {
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// Folder with corpus.jsonl, queries.jsonl and qrels/test.tsv.
-    pub dir: PathBuf,
+    #[arg(required_unless_present = "folds")]
+    pub dir: Option<PathBuf>,
+    /// Several such folders: every fusion candidate on every set, and the
+    /// choice leave-one-set-out validation makes (best worst margin over the
+    /// better single retriever). --scratch then holds one data dir per set.
+    #[arg(long, num_args = 1.., conflicts_with = "dir")]
+    pub folds: Vec<PathBuf>,
     /// Reuse (or create) this data dir instead of a throw-away one.
     #[arg(long)]
     pub scratch: Option<PathBuf>,

@@ -740,6 +740,10 @@ pub enum Fusion {
     /// Distribution-based score fusion: each side's scores scaled by the
     /// μ ± 3σ of its candidate scores, then combined as in `Convex`.
     Dbsf,
+    /// `Convex` with a weight set per query from how sure each side is of
+    /// its own top hit (how far it stands above the rest of that side's
+    /// list); `dense_weight` is not used.
+    Adaptive,
 }
 
 impl Fusion {
@@ -748,6 +752,7 @@ impl Fusion {
             Fusion::Rrf => "rrf",
             Fusion::Convex => "convex",
             Fusion::Dbsf => "dbsf",
+            Fusion::Adaptive => "adaptive",
         }
     }
 }

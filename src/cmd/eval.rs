@@ -24,6 +24,8 @@ use crate::library::Library;
 use crate::rag::fusion::FusionParams;
 use crate::rag::retrieve::{self, Mode, Search};
 
+mod folds;
+
 /// Hits ranked per query: every candidate either retriever returned.
 const RANKED: usize = 1_000;
 
@@ -62,27 +64,44 @@ pub struct Row {
     pub mean_query_ms: f64,
 }
 
-pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
-    let corpus_path = args.dir.join("corpus.jsonl");
-    let queries = read_jsonl::<Query>(&args.dir.join("queries.jsonl"))?;
-    let qrels = read_qrels(&args.dir.join("qrels").join("test.tsv"))?;
+/// A labelled set, read.
+struct Set {
+    name: String,
+    dir: std::path::PathBuf,
+    queries: Vec<Query>,
+    qrels: Qrels,
+}
+
+fn read_set(dir: &Path) -> Result<Set> {
+    let queries = read_jsonl::<Query>(&dir.join("queries.jsonl"))?;
+    let qrels = read_qrels(&dir.join("qrels").join("test.tsv"))?;
     let queries: Vec<Query> = queries
         .into_iter()
         .filter(|q| qrels.contains_key(&q.id))
         .collect();
     if queries.is_empty() {
-        bail!("no query in queries.jsonl has judgements in qrels/test.tsv");
+        bail!(
+            "{}: no query in queries.jsonl has judgements in qrels/test.tsv",
+            dir.display()
+        );
     }
-    let scratch_holder;
-    let data_dir = match &args.scratch {
-        Some(dir) => dir.clone(),
-        None => {
-            scratch_holder = tempfile::tempdir().context("cannot create scratch dir")?;
-            scratch_holder.path().to_path_buf()
-        }
-    };
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    Ok(Set {
+        name,
+        dir: dir.to_path_buf(),
+        queries,
+        qrels,
+    })
+}
+
+/// Ingest a set's corpus into `data_dir` (a no-op for documents already
+/// there); returns the library and the number of documents read.
+fn index_set(config: &Config, set: &Set, data_dir: &Path) -> Result<(Library, usize)> {
     let mut config = config.clone();
-    config.data_dir = data_dir;
+    config.data_dir = data_dir.to_path_buf();
     config.ingest.commit_every_documents = 1024;
     if config.vector.backend == crate::config::VectorBackend::Qdrant {
         // Never the live collection: a scratch one beside it, emptied first.
@@ -92,21 +111,73 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     let mut library = Library::open(&config)?;
     let t0 = Instant::now();
     let mut n_docs = 0usize;
-    for doc in read_jsonl::<CorpusDoc>(&corpus_path)? {
+    for doc in read_jsonl::<CorpusDoc>(&set.dir.join("corpus.jsonl"))? {
         ingest::add_text(&mut library, "eval", &doc.id, &doc.title, &doc.text)?;
         n_docs += 1;
         if n_docs.is_multiple_of(1000) {
-            eprintln!("indexed {n_docs} documents…");
+            eprintln!("{}: indexed {n_docs} documents…", set.name);
         }
     }
     library.optimize()?;
     eprintln!(
-        "indexed {n_docs} documents ({} chunks) in {:.1} s; {} queries",
+        "{}: {n_docs} documents ({} chunks) in {:.1} s; {} queries",
+        set.name,
         library.store().counts()?.1,
         t0.elapsed().as_secs_f64(),
-        queries.len()
+        set.queries.len()
     );
+    Ok((library, n_docs))
+}
+
+/// One retrieval run over a set.
+struct Run {
+    metrics: Metrics,
+    mean_query_ms: f64,
+    per_query: Vec<(String, Metrics)>,
+}
+
+/// One retrieval run over a set: mean metrics, and per query.
+fn evaluate(library: &Library, set: &Set, mode: Mode, params: FusionParams) -> Result<Run> {
     let sources = library.store().chunk_sources()?;
+    let mut per_query = Vec::with_capacity(set.queries.len());
+    let started = Instant::now();
+    for q in &set.queries {
+        let search = Search {
+            query: &q.text,
+            collections: None,
+            limit: RANKED,
+            mode,
+            fusion: Some(params),
+        };
+        let hits = retrieve::search(library, &search)?.hits;
+        let ranked = dedupe_documents(hits.iter().filter_map(|h| sources.get(&h.chunk.chunk_id)));
+        per_query.push((q.id.clone(), score_query(&ranked, &set.qrels[&q.id])));
+    }
+    let mean_query_ms = started.elapsed().as_secs_f64() * 1000.0 / set.queries.len() as f64;
+    Ok(Run {
+        metrics: mean(per_query.iter().map(|(_, m)| *m)),
+        mean_query_ms,
+        per_query,
+    })
+}
+
+pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
+    if !args.folds.is_empty() {
+        return folds::run(config, &args);
+    }
+    let Some(dir) = &args.dir else {
+        bail!("name a set folder, or several with --folds");
+    };
+    let set = read_set(dir)?;
+    let scratch_holder;
+    let data_dir = match &args.scratch {
+        Some(dir) => dir.clone(),
+        None => {
+            scratch_holder = tempfile::tempdir().context("cannot create scratch dir")?;
+            scratch_holder.path().to_path_buf()
+        }
+    };
+    let (library, n_docs) = index_set(config, &set, &data_dir)?;
     let mut base = retrieve::configured_fusion(&library);
     if let Some(w) = args.dense_weight {
         base.dense_weight = w;
@@ -117,29 +188,18 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
         ("hybrid".into(), Mode::Hybrid, base),
     ];
     if args.compare_fusion {
-        for fusion in [Fusion::Rrf, Fusion::Convex, Fusion::Dbsf] {
+        for fusion in [Fusion::Rrf, Fusion::Convex, Fusion::Dbsf, Fusion::Adaptive] {
             let name = format!("hybrid/{}", fusion.name());
             runs.push((name, Mode::Hybrid, FusionParams { fusion, ..base }));
         }
     }
     let mut rows = Vec::new();
     for (name, mode, params) in &runs {
-        let mut per_query = Vec::with_capacity(queries.len());
-        let started = Instant::now();
-        for q in &queries {
-            let search = Search {
-                query: &q.text,
-                collections: None,
-                limit: RANKED,
-                mode: *mode,
-                fusion: Some(*params),
-            };
-            let hits = retrieve::search(&library, &search)?.hits;
-            let ranked =
-                dedupe_documents(hits.iter().filter_map(|h| sources.get(&h.chunk.chunk_id)));
-            per_query.push((q.id.as_str(), score_query(&ranked, &qrels[&q.id])));
-        }
-        let mean_query_ms = started.elapsed().as_secs_f64() * 1000.0 / queries.len() as f64;
+        let Run {
+            metrics,
+            mean_query_ms,
+            per_query,
+        } = evaluate(&library, &set, *mode, *params)?;
         if args.per_query {
             for (id, m) in &per_query {
                 eprintln!("{name}\t{id}\t{:.4}", m.ndcg_at_10);
@@ -147,7 +207,7 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
         }
         rows.push(Row {
             name: name.clone(),
-            metrics: mean(per_query.iter().map(|(_, m)| *m)),
+            metrics,
             mean_query_ms,
         });
     }
@@ -156,9 +216,9 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
     } else {
         println!(
             "{}: {} documents, {} queries",
-            args.dir.display(),
+            dir.display(),
             n_docs,
-            queries.len()
+            set.queries.len()
         );
         println!(
             "{:<16} {:>8} {:>10} {:>11} {:>7} {:>9}",

@@ -93,6 +93,12 @@ pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -
             min_max(dense.iter().map(|h| h.score)),
         ),
     };
+    let adaptive = (params.fusion == Fusion::Adaptive).then(|| {
+        adaptive_weight(
+            lexical.iter().map(|h| h.score),
+            dense.iter().map(|h| h.score),
+        )
+    });
     let mut hits: Vec<FusedHit> = by_id
         .into_values()
         .map(|mut h| {
@@ -105,8 +111,8 @@ pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -
                     };
                     2.0 * ((1.0 - w) * rrf(h.bm25) + w * rrf(h.dense))
                 }
-                Fusion::Convex | Fusion::Dbsf => {
-                    let w = params.dense_weight.clamp(0.0, 1.0);
+                Fusion::Convex | Fusion::Dbsf | Fusion::Adaptive => {
+                    let w = adaptive.unwrap_or(params.dense_weight).clamp(0.0, 1.0);
                     let d = h.dense.map_or(0.0, |s| normalise(s.score, dense_range));
                     let l = h.bm25.map_or(0.0, |s| normalise(s.score, lex_range));
                     w * d + (1.0 - w) * l
@@ -121,6 +127,39 @@ pub fn fuse(lexical: &[LexicalHit], dense: &[VectorHit], params: FusionParams) -
             .then(a.chunk_id.cmp(&b.chunk_id))
     });
     hits
+}
+
+/// Hits of each side whose scores say how sure it is of its top hit.
+const CONFIDENCE_DEPTH: usize = 10;
+
+/// The dense side's weight for one query: each side's confidence is how
+/// many standard deviations its top score stands above the mean of the next
+/// hits of its own list (a side that cannot tell its best hit from the rest
+/// has little to say about this query), and the weight is the dense side's
+/// share of the two, kept within 0.1..=0.9 so neither side is ever ignored.
+pub fn adaptive_weight(
+    lexical: impl Iterator<Item = f32>,
+    dense: impl Iterator<Item = f32>,
+) -> f32 {
+    let (l, d) = (confidence(lexical), confidence(dense));
+    if l + d <= f32::EPSILON {
+        return 0.5;
+    }
+    (d / (l + d)).clamp(0.1, 0.9)
+}
+
+fn confidence(scores: impl Iterator<Item = f32>) -> f32 {
+    let mut top: Vec<f32> = scores.collect();
+    top.sort_by(|a, b| b.total_cmp(a));
+    top.truncate(CONFIDENCE_DEPTH);
+    if top.len() < 2 {
+        return 0.0;
+    }
+    let n = top.len() as f32;
+    let mean_all = top.iter().sum::<f32>() / n;
+    let std = (top.iter().map(|s| (s - mean_all).powi(2)).sum::<f32>() / n).sqrt();
+    let rest = top[1..].iter().sum::<f32>() / (n - 1.0);
+    ((top[0] - rest) / (std + 1e-6)).max(0.0)
 }
 
 /// A single retriever's ranking in the fused-hit shape (for BM25-only or dense-only modes).
@@ -246,5 +285,24 @@ mod tests {
         assert_eq!(hits[0].chunk_id, 2);
         assert!((hits[0].score - 1.0).abs() < 1e-6);
         assert!(hits[1].score.abs() < 1e-6);
+    }
+}
+
+#[cfg(test)]
+mod adaptive_tests {
+    use super::adaptive_weight;
+
+    #[test]
+    fn the_side_sure_of_its_top_hit_weighs_more() {
+        // BM25: one hit far above the rest; dense: a flat list.
+        let bm25 = [14.0, 3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.4, 2.3, 2.2];
+        let flat = [0.52, 0.51, 0.51, 0.50, 0.50, 0.50, 0.49, 0.49, 0.48, 0.48];
+        let w = adaptive_weight(bm25.into_iter(), flat.into_iter());
+        assert!(w < 0.5, "{w}");
+        let w = adaptive_weight(flat.into_iter(), bm25.into_iter());
+        assert!(w > 0.5, "{w}");
+        assert_eq!(adaptive_weight(std::iter::empty(), std::iter::empty()), 0.5);
+        let w = adaptive_weight(bm25.into_iter(), std::iter::empty());
+        assert!((w - 0.1).abs() < 1e-6, "never ignores a side: {w}");
     }
 }
