@@ -167,6 +167,23 @@ pub enum EvalCommand {
     /// (its paragraphs are ingested) or plain JSONL ({question, answers,
     /// answerable, kind}) over the documents of --corpus.
     Answers(EvalAnswersArgs),
+    /// The evidence gate's false refusals (each set's questions asked of its
+    /// own corpus) and off-topic refusals (asked of every other set's corpus),
+    /// per set, through the search and gate answers use.
+    Gate(EvalGateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalGateArgs {
+    /// Two or more BEIR-layout set folders (corpus.jsonl, queries.jsonl, qrels/test.tsv).
+    #[arg(required = true, num_args = 2..)]
+    pub dirs: Vec<PathBuf>,
+    /// Keep one data dir per set here (the same layout as `eval retrieval --folds`).
+    #[arg(long)]
+    pub scratch: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]

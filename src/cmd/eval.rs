@@ -25,6 +25,7 @@ use crate::rag::fusion::FusionParams;
 use crate::rag::retrieve::{self, Mode, Search};
 
 mod folds;
+pub mod gate;
 
 /// Hits ranked per query: every candidate either retriever returned.
 const RANKED: usize = 1_000;

@@ -45,6 +45,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCommand::Retrieval(args)) => {
             eval::run(&config, args).map(|_| ExitCode::SUCCESS)
         }
+        Command::Eval(EvalCommand::Gate(args)) => {
+            eval::gate::run(&config, args).map(|_| ExitCode::SUCCESS)
+        }
         Command::Eval(EvalCommand::Answers(args)) => {
             eval_answers::run(&config, args).map(|_| ExitCode::SUCCESS)
         }

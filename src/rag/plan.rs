@@ -63,8 +63,7 @@ pub(super) fn plan(
     control_tokens: &[String],
 ) -> Result<(Gated, bool), LibraryError> {
     let question = neutralise(question.trim(), control_tokens);
-    let search = Search::new(&question, collections, config.passages * 2, Mode::Hybrid);
-    let found = retrieve::search(library, &search)?;
+    let found = retrieve::search(library, &gate_search(&question, collections, config))?;
     let degraded = found.degraded;
     let plan = gate_and_prompt(
         found.hits,
@@ -77,6 +76,37 @@ pub(super) fn plan(
     Ok((plan, degraded))
 }
 
+/// The evidence gate's decision on the hits of a hybrid search for a
+/// question: covered when the best passage's cosine similarity to the
+/// question reaches `rag.min_similarity`.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate {
+    pub covered: bool,
+    pub best_similarity: Option<f32>,
+}
+
+/// The search the gate judges: hybrid, `rag.passages` × 2 hits.
+pub fn gate_search<'a>(
+    question: &'a str,
+    collections: Option<&'a [String]>,
+    config: &RagConfig,
+) -> Search<'a> {
+    Search::new(question, collections, config.passages * 2, Mode::Hybrid)
+}
+
+pub fn gate(hits: &[SearchHit], config: &RagConfig) -> Gate {
+    let best = hits
+        .iter()
+        .map(|h| h.scores.dense.map(|d| d.score).unwrap_or(0.0))
+        .fold(None, |best: Option<f32>, s| {
+            Some(best.map_or(s, |b| b.max(s)))
+        });
+    Gate {
+        covered: !hits.is_empty() && best.is_some_and(|b| b >= config.min_similarity),
+        best_similarity: best,
+    }
+}
+
 fn gate_and_prompt(
     hits: Vec<SearchHit>,
     question: &str,
@@ -86,18 +116,13 @@ fn gate_and_prompt(
     control_tokens: &[String],
 ) -> Gated {
     let similarity = |h: &SearchHit| h.scores.dense.map(|d| d.score).unwrap_or(0.0);
-    let best = hits
-        .iter()
-        .map(similarity)
-        .fold(None, |best: Option<f32>, s| {
-            Some(best.map_or(s, |b| b.max(s)))
-        });
-    if hits.is_empty() || best.is_none_or(|b| b < config.min_similarity) {
+    let verdict = gate(&hits, config);
+    if !verdict.covered {
         return Gated::Closed {
-            best_similarity: best,
+            best_similarity: verdict.best_similarity,
         };
     }
-    let best = best.unwrap_or(0.0);
+    let best = verdict.best_similarity.unwrap_or(0.0);
     let fixed = count_tokens(SYSTEM_PROMPT) + count_tokens(question) + 48;
     let mut budget = prompt_budget.saturating_sub(fixed);
     let mut sources = Vec::new();
