@@ -155,6 +155,22 @@ impl<'a> Verifier<'a> {
                 citation: None,
             });
         }
+        // A figure or name no source states anywhere fails whatever the
+        // meaning: no need to embed the claim.
+        let unknown = stated.missing_from(&self.everything);
+        if !unknown.is_empty() {
+            return Ok(Verdict::Checked {
+                sentence: CheckedSentence {
+                    text,
+                    supported: false,
+                    source: None,
+                    similarity: 0.0,
+                    reason: Some(format!("no source states {}", unknown.join(", "))),
+                    tier: String::new(),
+                },
+                citation: None,
+            });
+        }
         let negated = has_negation(&text);
         let mut inputs = vec![text.clone()];
         if text.split_whitespace().count() < FRAGMENT_WORDS && !stated.is_empty() {
@@ -206,7 +222,7 @@ impl<'a> Verifier<'a> {
             ),
             None => (
                 CheckedSentence {
-                    reason: Some(self.reason(&stated, closest)),
+                    reason: Some(self.reason(closest)),
                     text,
                     supported: false,
                     source: None,
@@ -219,11 +235,10 @@ impl<'a> Verifier<'a> {
         Ok(Verdict::Checked { sentence, citation })
     }
 
-    fn reason(&self, stated: &facts::Facts, closest: f32) -> String {
-        let unknown = stated.missing_from(&self.everything);
-        if !unknown.is_empty() {
-            format!("no source states {}", unknown.join(", "))
-        } else if closest < self.min_similarity {
+    /// Why a claim whose figures and names some source states was not
+    /// supported.
+    fn reason(&self, closest: f32) -> String {
+        if closest < self.min_similarity {
             format!("no source says this (closest similarity {closest:.2})")
         } else {
             "the sources close to it state other figures or names, or the opposite".to_string()
