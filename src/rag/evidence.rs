@@ -21,6 +21,9 @@ const NAME_WINDOW: usize = 1;
 /// Shorter pieces (headings, list labels) are not quoted.
 const MIN_QUOTE_WORDS: usize = 4;
 
+/// Shorter pieces are not embedded: no claim is checked against them.
+const MIN_EMBED_WORDS: usize = 3;
+
 /// One sentence of a source.
 #[derive(Debug)]
 pub struct EvidenceSentence {
@@ -81,10 +84,30 @@ impl Evidence {
                 spans.push((i, span.start, span.end));
             }
         }
+        // Headings and labels are not embedded (nothing is quoted from or
+        // supported by them; their names still count for their neighbours).
+        let embedded = |&(i, a, b): &(usize, usize, usize)| {
+            sources[i].text[a..b].split_whitespace().count() >= MIN_EMBED_WORDS
+        };
         let mut texts: Vec<&str> = vec![question];
-        texts.extend(spans.iter().map(|&(i, a, b)| &sources[i].text[a..b]));
-        let mut vectors = embedder.embed(&texts)?.into_iter();
-        let question_vec = vectors.next().unwrap_or_default();
+        texts.extend(
+            spans
+                .iter()
+                .filter(|s| embedded(s))
+                .map(|&(i, a, b)| &sources[i].text[a..b]),
+        );
+        let mut embeddings = embedder.embed(&texts)?.into_iter();
+        let question_vec = embeddings.next().unwrap_or_default();
+        let vectors: Vec<Vec<f32>> = spans
+            .iter()
+            .map(|s| {
+                if embedded(s) {
+                    embeddings.next().unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
         let own_facts: Vec<SourceFacts> = spans
             .iter()
             .map(|&(i, a, b)| SourceFacts::of(&sources[i].text[a..b]))
