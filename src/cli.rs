@@ -503,6 +503,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         runs: usize,
     },
+    /// What verification (and the quotes) add to answer latency: the questions
+    /// of a plain JSONL set answered with and without them, alternating, per round.
+    Answers {
+        /// {question, answers, answerable} JSONL (e.g. packaging/demo/questions.jsonl).
+        file: PathBuf,
+        /// Its documents (default: the `documents` folder beside FILE).
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Language-model speed, measured like llama-bench: prefill of --prompt-tokens
     /// in one pass, and --gen-tokens single-token decode steps, from an empty
     /// context; plus time to first token and the memory-bandwidth ceiling.

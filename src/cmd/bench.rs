@@ -44,6 +44,11 @@ pub fn run(config: &Config, cmd: BenchCommand) -> Result<()> {
             runs,
         } => search(config, seed, queries, chunks, scratch, runs),
         BenchCommand::Llm(args) => llm(config, args),
+        BenchCommand::Answers {
+            file,
+            corpus,
+            rounds,
+        } => super::eval_answers::bench(config, &file, corpus, rounds),
         BenchCommand::SynthGguf { shape, quant, out } => {
             let started = Instant::now();
             eprintln!("writing {} ({shape:?}, {quant:?})…", out.display());

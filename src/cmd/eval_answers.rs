@@ -134,18 +134,10 @@ pub fn run(config: &Config, args: EvalAnswersArgs) -> Result<()> {
             paragraphs.len()
         }
         Corpus::Folder => {
-            let dir = match &args.corpus {
-                Some(d) => d.clone(),
-                None => {
-                    let beside = args.file.parent().unwrap_or(Path::new("."));
-                    let documents = beside.join("documents");
-                    if documents.is_dir() {
-                        documents
-                    } else {
-                        beside.to_path_buf()
-                    }
-                }
-            };
+            let dir = args
+                .corpus
+                .clone()
+                .unwrap_or_else(|| default_corpus(&args.file));
             ingest_folder(&mut library, &dir, &args.file)?
         }
     };
@@ -187,6 +179,80 @@ pub fn run(config: &Config, args: EvalAnswersArgs) -> Result<()> {
         .collect();
     print_rows(&args, n_docs, questions.len(), &rows)?;
     Ok(())
+}
+
+/// `enclave bench answers`: the answerable questions of a plain set, with
+/// verification and without, alternating which goes first each round; the
+/// wall-clock ratio is what verification adds to answering.
+pub fn bench(config: &Config, file: &Path, corpus: Option<PathBuf>, rounds: usize) -> Result<()> {
+    let questions: Vec<Question> = read_plain(file)?
+        .into_iter()
+        .filter(|q| q.answerable)
+        .collect();
+    let scratch = tempfile::tempdir().context("cannot create scratch dir")?;
+    let mut config = config.clone();
+    config.data_dir = scratch.path().to_path_buf();
+    let mut library = Library::open(&config)?;
+    let dir = corpus.unwrap_or_else(|| default_corpus(file));
+    ingest_folder(&mut library, &dir, file)?;
+    library.optimize()?;
+    let paths = config.llm_tier_paths();
+    let with = Asker::open(&config, &paths, library.shared_embedder())?;
+    let without = Asker::open(&config, &paths, library.shared_embedder())?.without_verification();
+    let tiers = ModelTier::start_all(&config)
+        .map_err(|(path, e)| anyhow::anyhow!("loading chat model {}: {e}", path.display()))?;
+    let time = |asker: &Asker| -> Result<f64> {
+        let started = Instant::now();
+        for q in &questions {
+            if let Plan::Generate(p) = asker.plan(&library, &q.text, None)?.plan {
+                asker
+                    .respond(&tiers, &p, &mut |_| true)
+                    .map_err(|_| anyhow::anyhow!("cancelled"))?;
+            }
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    println!(
+        "{} answerable questions of {}, {} rounds",
+        questions.len(),
+        file.display(),
+        rounds
+    );
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let (on, off) = if round % 2 == 0 {
+            let on = time(&with)?;
+            (on, time(&without)?)
+        } else {
+            let off = time(&without)?;
+            (time(&with)?, off)
+        };
+        ratios.push(on / off);
+        println!(
+            "round {}: with verification {on:.2} s, without {off:.2} s, ratio {:.3}",
+            round + 1,
+            on / off
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
+        println!(
+            "median ratio {median:.3}: verification adds {:.1} %",
+            (median - 1.0) * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// The documents of a plain set: the `documents` folder beside it, else its own folder.
+fn default_corpus(file: &Path) -> PathBuf {
+    let beside = file.parent().unwrap_or(Path::new("."));
+    let documents = beside.join("documents");
+    if documents.is_dir() {
+        documents
+    } else {
+        beside.to_path_buf()
+    }
 }
 
 enum Corpus {

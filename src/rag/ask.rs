@@ -14,7 +14,7 @@ use crate::llm::gguf::{Gguf, GgufError};
 use crate::llm::tokenizer::{Tokenizer, TokenizerError};
 use crate::llm::{GenerationRequest, Message, Prompt};
 
-use super::evidence::Evidence;
+use super::evidence::{Evidence, SentenceCache};
 use super::plan::{self, Gated, Plan, Prepared};
 use super::quote;
 
@@ -49,8 +49,13 @@ pub struct Asker {
     pub(super) embedder: Arc<Embedder>,
     /// The BM25 index's analyzer: which sentence holds a question's terms.
     terms: Terms,
+    /// Passage sentences already embedded.
+    sentences: SentenceCache,
     pub(super) rag: RagConfig,
     pub(super) llm: LlmConfig,
+    /// Off only to measure what verification costs (`enclave bench answers`):
+    /// no evidence, no quotes, nothing checked and so nothing shown.
+    pub(super) verify: bool,
 }
 
 /// A question retrieved and gated.
@@ -103,9 +108,18 @@ impl Asker {
             controls,
             embedder,
             terms: Terms::new(&config.search.language),
+            sentences: SentenceCache::default(),
             rag: config.rag.clone(),
             llm: config.llm.clone(),
+            verify: true,
         })
+    }
+
+    /// The same pipeline with verification (and the quotes, which share its
+    /// evidence) switched off: for measuring what they cost, never for answers.
+    pub fn without_verification(mut self) -> Asker {
+        self.verify = false;
+        self
     }
 
     /// Answers of at most `tokens` tokens instead of `llm.max_new_tokens`.
@@ -153,7 +167,17 @@ impl Asker {
                 sources,
             } => {
                 let started = Instant::now();
-                let evidence = Evidence::gather(&self.embedder, &self.terms, &question, &sources)?;
+                let evidence = if self.verify {
+                    Evidence::gather(
+                        &self.embedder,
+                        &self.sentences,
+                        &self.terms,
+                        &question,
+                        &sources,
+                    )?
+                } else {
+                    Evidence::empty(&self.terms)
+                };
                 let quotes = quote::quotes(&evidence, &question, &sources, self.rag.quotes);
                 Plan::Generate(Prepared {
                     question,

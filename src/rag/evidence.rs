@@ -3,6 +3,11 @@
 //! Quoting picks from these sentences; verification checks generated
 //! sentences against them.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
 use crate::embed::{EmbedError, Embedder, cosine};
 use crate::index::lexical::Terms;
 
@@ -54,6 +59,37 @@ impl EvidenceSentence {
     }
 }
 
+/// Embeddings of passage sentences already seen, by a digest of their text
+/// (passages are static and popular ones come back question after question;
+/// no text is kept). Emptied when full.
+#[derive(Default)]
+pub struct SentenceCache(Mutex<HashMap<[u8; 16], Vec<f32>>>);
+
+/// About 12 MiB of 384-dimensional vectors.
+const CACHE_ENTRIES: usize = 8192;
+
+impl SentenceCache {
+    fn key(text: &str) -> [u8; 16] {
+        let digest = Sha256::digest(text.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        key
+    }
+
+    fn get(&self, text: &str) -> Option<Vec<f32>> {
+        self.0.lock().ok()?.get(&Self::key(text)).cloned()
+    }
+
+    fn put(&self, text: &str, vector: &[f32]) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(Self::key(text), vector.to_vec());
+        }
+    }
+}
+
 pub struct Evidence {
     pub sentences: Vec<EvidenceSentence>,
     pub question: Vec<f32>,
@@ -70,10 +106,20 @@ impl std::fmt::Debug for Evidence {
 }
 
 impl Evidence {
+    /// No evidence (what verification is measured against).
+    pub fn empty(terms: &Terms) -> Evidence {
+        Evidence {
+            sentences: Vec::new(),
+            question: Vec::new(),
+            terms: terms.clone(),
+        }
+    }
+
     /// Split every source into sentences and embed them with the question,
     /// in one batch.
     pub fn gather(
         embedder: &Embedder,
+        cache: &SentenceCache,
         terms: &Terms,
         question: &str,
         sources: &[Source],
@@ -89,25 +135,27 @@ impl Evidence {
         let embedded = |&(i, a, b): &(usize, usize, usize)| {
             sources[i].text[a..b].split_whitespace().count() >= MIN_EMBED_WORDS
         };
-        let mut texts: Vec<&str> = vec![question];
-        texts.extend(
-            spans
-                .iter()
-                .filter(|s| embedded(s))
-                .map(|&(i, a, b)| &sources[i].text[a..b]),
-        );
-        let mut embeddings = embedder.embed(&texts)?.into_iter();
-        let question_vec = embeddings.next().unwrap_or_default();
-        let vectors: Vec<Vec<f32>> = spans
+        let text_of = |&(i, a, b): &(usize, usize, usize)| &sources[i].text[a..b];
+        let mut vectors: Vec<Option<Vec<f32>>> = spans
             .iter()
             .map(|s| {
                 if embedded(s) {
-                    embeddings.next().unwrap_or_default()
+                    cache.get(text_of(s))
                 } else {
-                    Vec::new()
+                    Some(Vec::new())
                 }
             })
             .collect();
+        let missing: Vec<usize> = (0..spans.len()).filter(|&k| vectors[k].is_none()).collect();
+        let mut texts: Vec<&str> = vec![question];
+        texts.extend(missing.iter().map(|&k| text_of(&spans[k])));
+        let mut embeddings = embedder.embed(&texts)?.into_iter();
+        let question_vec = embeddings.next().unwrap_or_default();
+        for (&k, v) in missing.iter().zip(embeddings) {
+            cache.put(text_of(&spans[k]), &v);
+            vectors[k] = Some(v);
+        }
+        let vectors: Vec<Vec<f32>> = vectors.into_iter().map(Option::unwrap_or_default).collect();
         let own_facts: Vec<SourceFacts> = spans
             .iter()
             .map(|&(i, a, b)| SourceFacts::of(&sources[i].text[a..b]))

@@ -10,7 +10,7 @@ use enclave::embed::Embedder;
 use enclave::index::lexical::Terms;
 use enclave::llm::synth::{self, SynthQuant, SynthShape};
 use enclave::rag::Source;
-use enclave::rag::evidence::Evidence;
+use enclave::rag::evidence::{Evidence, SentenceCache};
 use enclave::rag::verify::{Verdict, Verifier};
 
 use crate::common::server::{Server, seeded_data_dir};
@@ -74,6 +74,7 @@ fn verifier_keeps_supported_sentences_and_removes_wrong_figures_names_and_polari
     let embedder = Embedder::load(&models_dir().join("all-MiniLM-L6-v2"), 256, 32).unwrap();
     let sources = demo_sources();
     let terms = Terms::new("english");
+    let cache = SentenceCache::default();
     let threshold = RagConfig::default().min_support_similarity;
     let cases: &[(&str, &str, bool)] = &[
         (
@@ -134,7 +135,7 @@ fn verifier_keeps_supported_sentences_and_removes_wrong_figures_names_and_polari
     ];
     let mut wrong = Vec::new();
     for (question, sentence, expected) in cases {
-        let evidence = Evidence::gather(&embedder, &terms, question, &sources).unwrap();
+        let evidence = Evidence::gather(&embedder, &cache, &terms, question, &sources).unwrap();
         let verifier = Verifier::new(&embedder, &evidence, &sources, question, threshold);
         let (got, why) = supported(&verifier, sentence);
         if got != *expected {
@@ -147,7 +148,7 @@ fn verifier_keeps_supported_sentences_and_removes_wrong_figures_names_and_polari
 
     // A refusal is recognised as such, not checked as a claim.
     let q = "What is the capital of Australia?";
-    let evidence = Evidence::gather(&embedder, &terms, q, &sources).unwrap();
+    let evidence = Evidence::gather(&embedder, &cache, &terms, q, &sources).unwrap();
     let verifier = Verifier::new(&embedder, &evidence, &sources, q, threshold);
     assert!(matches!(
         verifier
