@@ -65,6 +65,20 @@ pub struct Row {
     pub mean_query_ms: f64,
 }
 
+/// The data dir an evaluation indexes into: `scratch` when given (kept and
+/// reused), else a temporary one removed with the returned guard.
+pub(super) fn scratch_dir(
+    scratch: &Option<std::path::PathBuf>,
+) -> Result<(std::path::PathBuf, Option<tempfile::TempDir>)> {
+    match scratch {
+        Some(dir) => Ok((dir.clone(), None)),
+        None => {
+            let temp = tempfile::tempdir().context("cannot create scratch dir")?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
+    }
+}
+
 /// A labelled set, read.
 struct Set {
     name: String,
@@ -170,14 +184,7 @@ pub fn run(config: &Config, args: EvalArgs) -> Result<()> {
         bail!("name a set folder, or several with --folds");
     };
     let set = read_set(dir)?;
-    let scratch_holder;
-    let data_dir = match &args.scratch {
-        Some(dir) => dir.clone(),
-        None => {
-            scratch_holder = tempfile::tempdir().context("cannot create scratch dir")?;
-            scratch_holder.path().to_path_buf()
-        }
-    };
+    let (data_dir, _scratch) = scratch_dir(&args.scratch)?;
     let (library, n_docs) = index_set(config, &set, &data_dir)?;
     let mut base = retrieve::configured_fusion(&library);
     if let Some(w) = args.dense_weight {

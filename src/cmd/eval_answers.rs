@@ -114,15 +114,9 @@ pub fn run(config: &Config, args: EvalAnswersArgs) -> Result<()> {
     if questions.is_empty() {
         bail!("{} holds no questions", args.file.display());
     }
-    let scratch_holder;
     let mut config = config.clone();
-    config.data_dir = match &args.scratch {
-        Some(dir) => dir.clone(),
-        None => {
-            scratch_holder = tempfile::tempdir().context("cannot create scratch dir")?;
-            scratch_holder.path().to_path_buf()
-        }
-    };
+    let (data_dir, _scratch) = super::eval::scratch_dir(&args.scratch)?;
+    config.data_dir = data_dir;
     config.ingest.commit_every_documents = 1024;
     let mut library = Library::open(&config)?;
     let t0 = Instant::now();

@@ -143,33 +143,14 @@ impl<'a> Verifier<'a> {
             return Ok(Verdict::Refusal);
         }
         if stated.is_empty() && adds_nothing(&text, self.question, &self.evidence.terms) {
-            return Ok(Verdict::Checked {
-                sentence: CheckedSentence {
-                    text,
-                    supported: false,
-                    source: None,
-                    similarity: 0.0,
-                    reason: Some(ADDS_NOTHING.into()),
-                    tier: String::new(),
-                },
-                citation: None,
-            });
+            return Ok(removed(text, ADDS_NOTHING.into()));
         }
         // A figure or name no source states anywhere fails whatever the
         // meaning: no need to embed the claim.
         let unknown = stated.missing_from(&self.everything);
         if !unknown.is_empty() {
-            return Ok(Verdict::Checked {
-                sentence: CheckedSentence {
-                    text,
-                    supported: false,
-                    source: None,
-                    similarity: 0.0,
-                    reason: Some(format!("no source states {}", unknown.join(", "))),
-                    tier: String::new(),
-                },
-                citation: None,
-            });
+            let reason = format!("no source states {}", unknown.join(", "));
+            return Ok(removed(text, reason));
         }
         let negated = has_negation(&text);
         let mut inputs = vec![text.clone()];
@@ -243,6 +224,21 @@ impl<'a> Verifier<'a> {
         } else {
             "the sources close to it state other figures or names, or the opposite".to_string()
         }
+    }
+}
+
+/// A claim removed before any similarity was computed.
+fn removed(text: String, reason: String) -> Verdict {
+    Verdict::Checked {
+        sentence: CheckedSentence {
+            text,
+            supported: false,
+            source: None,
+            similarity: 0.0,
+            reason: Some(reason),
+            tier: String::new(),
+        },
+        citation: None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! other sets is best is picked, and its margin on the held-out set is what
 //! it would have done on data it was not chosen on.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use super::{Metrics, evaluate, index_set, read_set};
@@ -89,14 +89,7 @@ pub fn run(config: &Config, args: &EvalArgs) -> Result<()> {
         .iter()
         .map(|d| read_set(d))
         .collect::<Result<Vec<_>>>()?;
-    let scratch_holder;
-    let base_dir = match &args.scratch {
-        Some(dir) => dir.clone(),
-        None => {
-            scratch_holder = tempfile::tempdir().context("cannot create scratch dir")?;
-            scratch_holder.path().to_path_buf()
-        }
-    };
+    let (base_dir, _scratch) = super::scratch_dir(&args.scratch)?;
     let mut cells = Vec::new();
     let mut names = Vec::new();
     for set in &sets {

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -34,14 +34,7 @@ pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
         .iter()
         .map(|d| read_set(d))
         .collect::<Result<Vec<_>>>()?;
-    let scratch_holder;
-    let base_dir = match &args.scratch {
-        Some(dir) => dir.clone(),
-        None => {
-            scratch_holder = tempfile::tempdir().context("cannot create scratch dir")?;
-            scratch_holder.path().to_path_buf()
-        }
-    };
+    let (base_dir, _scratch) = super::scratch_dir(&args.scratch)?;
     let digests = sets
         .iter()
         .map(|s| corpus_digest(&s.dir))
