@@ -115,6 +115,11 @@ pub fn run(config: &Config, args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// The single retrievers every fused candidate is measured against.
+fn is_single(name: &str) -> bool {
+    name == "bm25" || name == "dense"
+}
+
 fn metric(cells: &[Cell], candidate: &str, set: &str) -> Metrics {
     cells
         .iter()
@@ -141,10 +146,7 @@ fn worst(cells: &[Cell], candidate: &str, sets: &[&String]) -> f64 {
 }
 
 fn choose(names: &[String], sets: &[String], cells: Vec<Cell>) -> Report {
-    let fused: Vec<&String> = names
-        .iter()
-        .filter(|n| *n != "bm25" && *n != "dense")
-        .collect();
+    let fused: Vec<&String> = names.iter().filter(|n| !is_single(n)).collect();
     let pick = |among: &[&String]| -> String {
         fused
             .iter()
@@ -174,36 +176,46 @@ fn choose(names: &[String], sets: &[String], cells: Vec<Cell>) -> Report {
     }
 }
 
-fn print_report(names: &[String], sets: &[String], report: &Report) {
-    print!("{:<12}", "nDCG@10");
+/// One table: a row per candidate, a column per set; fused candidates also
+/// get their worst margin when `margins`.
+fn print_table(
+    title: &str,
+    names: &[String],
+    sets: &[String],
+    report: &Report,
+    value: fn(Metrics) -> f64,
+    margins: bool,
+) {
+    print!("{title:<12}");
     for s in sets {
         print!(" {s:>12}");
     }
-    println!(" {:>12}", "worst margin");
+    println!("{}", if margins { " worst margin" } else { "" });
+    let all: Vec<&String> = sets.iter().collect();
     for n in names {
         print!("{n:<12}");
         for s in sets {
-            print!(" {:>12.4}", metric(&report.cells, n, s).ndcg_at_10);
+            print!(" {:>12.4}", value(metric(&report.cells, n, s)));
         }
-        let all: Vec<&String> = sets.iter().collect();
-        if n == "bm25" || n == "dense" {
-            println!();
-        } else {
+        if margins && !is_single(n) {
             println!(" {:>+12.4}", worst(&report.cells, n, &all));
+        } else {
+            println!();
         }
     }
-    print!("\n{:<12}", "Recall@100");
-    for s in sets {
-        print!(" {s:>12}");
-    }
+}
+
+fn print_report(names: &[String], sets: &[String], report: &Report) {
+    print_table("nDCG@10", names, sets, report, |m| m.ndcg_at_10, true);
     println!();
-    for n in names {
-        print!("{n:<12}");
-        for s in sets {
-            print!(" {:>12.4}", metric(&report.cells, n, s).recall_at_100);
-        }
-        println!();
-    }
+    print_table(
+        "Recall@100",
+        names,
+        sets,
+        report,
+        |m| m.recall_at_100,
+        false,
+    );
     println!(
         "\nleave one set out: chosen on the others, margin over the better single retriever on the held-out set"
     );
