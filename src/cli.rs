@@ -181,6 +181,12 @@ pub struct EvalGateArgs {
     /// Keep one data dir per set here (the same layout as `eval retrieval --folds`).
     #[arg(long)]
     pub scratch: Option<PathBuf>,
+    /// Also write every (corpus, question) pair's evidence to FILE as JSONL:
+    /// the question's terms and their idf, both candidate lists with scores,
+    /// and each candidate's document and share of the question's idf it
+    /// holds. For fitting and checking fusion and the gate outside enclave.
+    #[arg(long, value_name = "FILE")]
+    pub dump: Option<PathBuf>,
     /// Print results as JSON.
     #[arg(long)]
     pub json: bool,

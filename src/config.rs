@@ -225,10 +225,11 @@ pub enum QuestionKind {
 pub struct RagConfig {
     /// Passages retrieved per question before fitting them into the prompt.
     pub passages: usize,
-    /// Evidence gate: the best passage's cosine similarity to the question
-    /// (all-MiniLM-L6-v2) must reach this, or the answer is "not in the
-    /// documents" without calling the model.
-    pub min_similarity: f32,
+    /// Evidence gate: a passage's cosine similarity to the question
+    /// (all-MiniLM-L6-v2) plus the share of the question's idf-weighted
+    /// terms a passage holds must reach this, or the answer is "not in the
+    /// documents" without calling the model (see `rag::plan::gate`).
+    pub min_evidence: f32,
     /// Passages scoring below this fraction of the best one are left out.
     pub relative_cutoff: f32,
     /// Longest passage text put into the prompt, in tokens.
@@ -308,13 +309,15 @@ pub struct SearchConfig {
     pub language: String,
     /// Candidates taken from each retriever before fusion.
     pub candidates: usize,
-    /// How BM25 and dense rankings are combined: "convex" (min-max normalised
-    /// weighted sum), "rrf" (weighted reciprocal-rank fusion) or "dbsf"
-    /// (distribution-based score fusion).
+    /// How BM25 and dense rankings are combined: "adaptive" (min-max
+    /// normalised weighted sum, the weight set per query from both sides'
+    /// evidence), "convex" (the same with `dense_weight`), "rrf" (weighted
+    /// reciprocal-rank fusion) or "dbsf" (distribution-based score fusion).
     pub fusion: Fusion,
     /// Reciprocal-rank-fusion constant k (score = Σ 1/(k + rank)).
     pub rrf_k: f32,
-    /// Weight of the dense side in fusion (0..1; 0.5 weighs both equally).
+    /// Weight of the dense side in "convex", "rrf" and "dbsf" fusion (0..1;
+    /// 0.5 weighs both equally).
     /// Questions phrased in natural language get 0.25 more (at most 0.9),
     /// since lexical matching is weakest on them.
     pub dense_weight: f32,
@@ -374,7 +377,7 @@ impl Default for RagConfig {
     fn default() -> Self {
         RagConfig {
             passages: 6,
-            min_similarity: 0.35,
+            min_evidence: 1.0,
             relative_cutoff: 0.6,
             max_passage_tokens: 400,
             quotes: 3,
@@ -433,7 +436,7 @@ impl Default for SearchConfig {
         SearchConfig {
             language: "english".into(),
             candidates: 100,
-            fusion: Fusion::Convex,
+            fusion: Fusion::Adaptive,
             rrf_k: 60.0,
             dense_weight: 0.8,
             default_limit: 10,
@@ -735,14 +738,14 @@ pub enum Fusion {
     /// Σ w / (k + rank) over the two rankings.
     Rrf,
     /// w · dense + (1 − w) · bm25, each min-max normalised over its candidates.
-    #[default]
     Convex,
     /// Distribution-based score fusion: each side's scores scaled by the
     /// μ ± 3σ of its candidate scores, then combined as in `Convex`.
     Dbsf,
-    /// `Convex` with a weight set per query from how sure each side is of
-    /// its own top hit (how far it stands above the rest of that side's
-    /// list); `dense_weight` is not used.
+    /// `Convex` with a weight set per query from the dense side's best
+    /// cosine and how clearly BM25's top hit alone holds the query's rare
+    /// terms (`rag::fusion::adaptive_weight`); `dense_weight` is not used.
+    #[default]
     Adaptive,
 }
 

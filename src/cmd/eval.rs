@@ -41,7 +41,7 @@ struct CorpusDoc {
 }
 
 #[derive(Debug, Deserialize)]
-struct Query {
+pub(super) struct Query {
     #[serde(rename = "_id")]
     id: String,
     text: String,
@@ -80,7 +80,7 @@ pub(super) fn scratch_dir(
 }
 
 /// A labelled set, read.
-struct Set {
+pub(super) struct Set {
     name: String,
     dir: std::path::PathBuf,
     queries: Vec<Query>,

@@ -165,6 +165,60 @@ pub struct LexicalHit {
     pub score: f32,
 }
 
+/// A query's terms with their rarity, and the analyzer that finds them in
+/// other text.
+#[derive(Clone)]
+pub struct QueryTerms {
+    weights: Vec<TermWeight>,
+    analyzer: TextAnalyzer,
+}
+
+impl QueryTerms {
+    pub fn weights(&self) -> &[TermWeight] {
+        &self.weights
+    }
+
+    /// The share of the query's idf mass whose terms `text` holds (0..=1):
+    /// 1 when every query term is there, and a missing rare term costs more
+    /// than a missing common one. 0 for a query with no terms.
+    pub fn coverage(&self, text: &str) -> f32 {
+        let total: f32 = self.weights.iter().map(|w| w.idf).sum();
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let held: std::collections::HashSet<String> =
+            distinct_terms(&mut self.analyzer.clone(), text).into_iter().collect();
+        let matched: f32 = self
+            .weights
+            .iter()
+            .filter(|w| held.contains(&w.term))
+            .map(|w| w.idf)
+            .sum();
+        matched / total
+    }
+}
+
+/// The distinct terms of `text`, in order of first appearance.
+fn distinct_terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut stream = analyzer.token_stream(text);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while stream.advance() {
+        let term = &stream.token().text;
+        if seen.insert(term.clone()) {
+            out.push(term.clone());
+        }
+    }
+    out
+}
+
+/// A query term and how rare it is in the index.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TermWeight {
+    pub term: String,
+    pub idf: f32,
+}
+
 impl LexicalIndex {
     pub fn open(dir: &Path, language: &str) -> Result<LexicalIndex> {
         std::fs::create_dir_all(dir)?;
@@ -258,6 +312,23 @@ impl LexicalIndex {
             .reader
             .searcher()
             .search(&query, &tantivy::collector::Count)? as u64)
+    }
+
+    /// The distinct terms of `query` as BM25 sees them, each with its
+    /// inverse document frequency in this index (tantivy's BM25 idf). A term
+    /// no chunk holds gets the largest idf there is: a query word the
+    /// documents never use is the strongest sign they are about something else.
+    pub fn query_terms(&self, query: &str) -> Result<QueryTerms> {
+        let searcher = self.reader.searcher();
+        let n = searcher.num_docs() as f32;
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
+        let mut weights: Vec<TermWeight> = Vec::new();
+        for term in distinct_terms(&mut analyzer, query) {
+            let df = searcher.doc_freq(&Term::from_field_text(self.fields.text, &term))? as f32;
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            weights.push(TermWeight { term, idf });
+        }
+        Ok(QueryTerms { weights, analyzer })
     }
 
     /// BM25 search, restricted to `collections` when given.

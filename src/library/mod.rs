@@ -32,7 +32,7 @@ use crate::audit::{Actor, AuditKey};
 use crate::config::{Config, VectorBackend};
 use crate::embed::{EmbedError, Embedder};
 use crate::index::Mode;
-use crate::index::lexical::{LexicalError, LexicalHit, LexicalIndex};
+use crate::index::lexical::{LexicalError, LexicalHit, LexicalIndex, QueryTerms};
 use crate::index::qdrant::QdrantVectorIndex;
 use crate::index::vector::{VectorError, VectorHit, VectorIndex};
 use crate::store::{AuditSink, DocStatus, JobKind, JobState, Store, StoreError};
@@ -371,6 +371,11 @@ impl Library {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The query's terms as BM25 sees them, each with its rarity here.
+    pub fn query_terms(&self, query: &str) -> Result<QueryTerms> {
+        Ok(self.lexical.query_terms(query)?)
     }
 
     /// Per-document comparison of SQLite with both indexes. A consistent

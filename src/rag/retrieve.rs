@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::library::{Library, LibraryError};
 use crate::store::ChunkView;
 
-use super::fusion::{self, FusedHit, FusionParams, SideScore};
+use super::fusion::{self, COVERAGE_DEPTH, FusedHit, Fusion, FusionParams, QuerySignals, SideScore};
+use crate::index::lexical::{LexicalHit, QueryTerms};
 pub use crate::index::Mode;
 
 /// One search: what to look for, where, how many, and how to rank.
@@ -42,10 +43,20 @@ impl<'a> Search<'a> {
     }
 }
 
-/// Search results, and whether they are BM25's alone (vector store unreachable).
+/// Search results, whether they are BM25's alone (vector store
+/// unreachable), and the evidence about the query the gate weighs.
 pub struct SearchOutcome {
     pub hits: Vec<SearchHit>,
     pub degraded: bool,
+    pub signals: QuerySignals,
+    /// The query's terms and their rarity (none in dense-only mode).
+    pub terms: Option<QueryTerms>,
+}
+
+/// The text a passage's query-term coverage is measured on: what BM25
+/// indexed for it (title and heading with the text).
+pub fn coverage_text(chunk: &ChunkView) -> String {
+    format!("{} {} {}", chunk.document_title, chunk.heading, chunk.text)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +81,12 @@ pub fn configured_fusion(library: &Library) -> FusionParams {
 /// indexes, and checked visible in SQLite.
 pub fn search(library: &Library, search: &Search<'_>) -> Result<SearchOutcome, LibraryError> {
     let params = search.fusion.unwrap_or_else(|| configured_fusion(library));
-    let (fused, degraded) = ranked(library, search, params)?;
+    let Ranked {
+        fused,
+        degraded,
+        mut signals,
+        terms,
+    } = ranked(library, search, params)?;
     // Ask SQLite about a few more than needed, in case some are invisible.
     let window: Vec<i64> = fused
         .iter()
@@ -89,8 +105,25 @@ pub fn search(library: &Library, search: &Search<'_>) -> Result<SearchOutcome, L
         .collect();
     if degraded {
         score_locally(library, search.query, &mut hits)?;
+        signals.best_cosine = hits
+            .iter()
+            .filter_map(|h| h.scores.dense.map(|d| d.score))
+            .fold(0.0, f32::max);
     }
-    Ok(SearchOutcome { hits, degraded })
+    Ok(SearchOutcome {
+        hits,
+        degraded,
+        signals,
+        terms,
+    })
+}
+
+/// A ranking before the visibility check, with what was learnt on the way.
+struct Ranked {
+    fused: Vec<FusedHit>,
+    degraded: bool,
+    signals: QuerySignals,
+    terms: Option<QueryTerms>,
 }
 
 /// The fused ranking, and whether it is BM25's alone because the vector
@@ -99,24 +132,68 @@ fn ranked(
     library: &Library,
     search: &Search<'_>,
     params: FusionParams,
-) -> Result<(Vec<FusedHit>, bool), LibraryError> {
+) -> Result<Ranked, LibraryError> {
     let (lexical, dense, degraded) =
         library.candidates(search.query, search.collections, search.mode)?;
     library.note_vector_outage(degraded);
-    if degraded {
-        return Ok((fusion::single_side(&lexical, &[]), true));
-    }
-    let fused = match search.mode {
-        Mode::Hybrid => {
-            let params = FusionParams {
-                dense_weight: fusion::dense_weight_for(search.query, params.dense_weight),
-                ..params
-            };
-            fusion::fuse(&lexical, &dense, params)
-        }
-        Mode::Bm25 | Mode::Dense => fusion::single_side(&lexical, &dense),
+    let terms = match search.mode {
+        Mode::Dense => None,
+        Mode::Hybrid | Mode::Bm25 => Some(library.query_terms(search.query)?),
     };
-    Ok((fused, false))
+    let signals = QuerySignals {
+        best_cosine: dense.first().map_or(0.0, |h| h.score),
+        bm25_coverage: match &terms {
+            Some(terms) => bm25_coverage(library, terms, &lexical)?,
+            None => Vec::new(),
+        },
+    };
+    let fused = if degraded {
+        fusion::single_side(&lexical, &[])
+    } else {
+        match search.mode {
+            Mode::Hybrid => {
+                let dense_weight = match params.fusion {
+                    Fusion::Adaptive => fusion::adaptive_weight(&signals),
+                    _ => fusion::dense_weight_for(search.query, params.dense_weight),
+                };
+                let params = FusionParams {
+                    dense_weight,
+                    ..params
+                };
+                fusion::fuse(&lexical, &dense, params)
+            }
+            Mode::Bm25 | Mode::Dense => fusion::single_side(&lexical, &dense),
+        }
+    };
+    Ok(Ranked {
+        fused,
+        degraded,
+        signals,
+        terms,
+    })
+}
+
+/// The query-term coverage of BM25's first hits, in its order (a hit no
+/// longer in SQLite counts as holding nothing).
+fn bm25_coverage(
+    library: &Library,
+    terms: &QueryTerms,
+    lexical: &[LexicalHit],
+) -> Result<Vec<f32>, LibraryError> {
+    let ids: Vec<i64> = lexical
+        .iter()
+        .take(COVERAGE_DEPTH)
+        .map(|h| h.chunk_id)
+        .collect();
+    let chunks = library.store().visible_chunks(&ids)?;
+    Ok(ids
+        .iter()
+        .map(|id| {
+            chunks
+                .get(id)
+                .map_or(0.0, |c| terms.coverage(&coverage_text(c)))
+        })
+        .collect())
 }
 
 /// Dense similarity of each hit's passage to the query, by the embedder.

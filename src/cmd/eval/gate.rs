@@ -8,15 +8,21 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{index_set, read_set};
+use super::{Query, Set, index_set, read_set};
 use crate::cli::EvalGateArgs;
 use crate::config::Config;
+use crate::index::lexical::TermWeight;
+use crate::library::Library;
 use crate::rag::plan;
-use crate::rag::retrieve;
+use crate::rag::retrieve::{self, coverage_text};
+use crate::rag::retrieve::Mode;
 
 #[derive(Debug, Serialize)]
 pub struct GateRow {
@@ -39,9 +45,17 @@ pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
         .iter()
         .map(|s| corpus_digest(&s.dir))
         .collect::<Result<Vec<_>>>()?;
+    let mut dump = match &args.dump {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => None,
+    };
     let mut rows = Vec::new();
     for (c, corpus) in sets.iter().enumerate() {
         let (library, _) = index_set(config, corpus, &base_dir.join(&corpus.name))?;
+        let sources = library.store().chunk_sources()?;
         let mut row = GateRow {
             set: corpus.name.clone(),
             answerable: 0,
@@ -55,9 +69,13 @@ pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
                 continue;
             }
             for q in &asked.queries {
+                if let Some(out) = dump.as_mut() {
+                    let line = dump_line(&library, &sources, &corpus.name, asked, q, own)?;
+                    writeln!(out, "{}", serde_json::to_string(&line)?)?;
+                }
                 let search = plan::gate_search(&q.text, None, &config.rag);
-                let hits = retrieve::search(&library, &search)?.hits;
-                let refused = !plan::gate(&hits, &config.rag).covered;
+                let found = retrieve::search(&library, &search)?;
+                let refused = !plan::gate(&found, &config.rag).covered;
                 if own {
                     row.answerable += 1;
                     row.false_refusals += usize::from(refused);
@@ -69,13 +87,16 @@ pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
         }
         rows.push(row);
     }
+    if let Some(mut out) = dump {
+        out.flush()?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     println!(
-        "gate: covered when the best passage's cosine to the question is at least {}",
-        config.rag.min_similarity
+        "gate: covered when a passage's cosine plus query-term coverage reaches {}",
+        config.rag.min_evidence
     );
     println!(
         "{:<14} {:>24} {:>28}",
@@ -110,4 +131,69 @@ fn corpus_digest(dir: &Path) -> Result<Vec<u8>> {
         hasher.update(b"\n");
     }
     Ok(hasher.finalize().to_vec())
+}
+
+/// One question asked of one corpus, with all the evidence retrieval has.
+#[derive(Serialize)]
+struct DumpLine<'a> {
+    corpus: &'a str,
+    asked: &'a str,
+    own: bool,
+    id: &'a str,
+    text: &'a str,
+    terms: Vec<TermWeight>,
+    /// (chunk id, score), best first.
+    bm25: Vec<(i64, f32)>,
+    dense: Vec<(i64, f32)>,
+    /// chunk id → (corpus document id, share of the question's idf it holds).
+    chunks: HashMap<i64, (String, f32)>,
+    /// The relevant documents (own corpus only).
+    relevant: Vec<&'a str>,
+}
+
+fn dump_line<'a>(
+    library: &Library,
+    sources: &HashMap<i64, String>,
+    corpus: &'a str,
+    asked: &'a Set,
+    q: &'a Query,
+    own: bool,
+) -> Result<DumpLine<'a>> {
+    let (lexical, dense, _) = library.candidates(&q.text, None, Mode::Hybrid)?;
+    let terms = library.query_terms(&q.text)?;
+    let ids: Vec<i64> = lexical
+        .iter()
+        .map(|h| h.chunk_id)
+        .chain(dense.iter().map(|h| h.chunk_id))
+        .collect();
+    let chunks = library
+        .store()
+        .visible_chunks(&ids)?
+        .into_iter()
+        .map(|(id, c)| {
+            let doc = sources.get(&id).cloned().unwrap_or_default();
+            (id, (doc, terms.coverage(&coverage_text(&c))))
+        })
+        .collect();
+    let relevant = if own {
+        asked.qrels[&q.id]
+            .iter()
+            .filter(|(_, g)| **g > 0)
+            .map(|(d, _)| d.as_str())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(DumpLine {
+        corpus,
+        asked: &asked.name,
+        own,
+        id: &q.id,
+        text: &q.text,
+        terms: terms.weights().to_vec(),
+        bm25: lexical.iter().map(|h| (h.chunk_id, h.score)).collect(),
+        dense: dense.iter().map(|h| (h.chunk_id, h.score)).collect(),
+        chunks,
+        relevant,
+    })
 }
