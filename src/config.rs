@@ -227,8 +227,10 @@ pub struct RagConfig {
     pub passages: usize,
     /// Evidence gate: a passage's cosine similarity to the question
     /// (all-MiniLM-L6-v2) plus the share of the question's idf-weighted
-    /// terms a passage holds must reach this, or the answer is "not in the
-    /// documents" without calling the model (see `rag::plan::gate`).
+    /// terms it holds must reach this, or the answer is "not in the
+    /// documents" without calling the model. Libraries of fewer than about
+    /// 400 passages need less (chance matches are rarer there); see
+    /// `rag::plan::gate`.
     pub min_evidence: f32,
     /// Passages scoring below this fraction of the best one are left out.
     pub relative_cutoff: f32,

@@ -35,8 +35,8 @@ pub fn ask(config: &Config, args: AskArgs) -> Result<ExitCode> {
         );
     }
     let prepared = match plan {
-        Plan::NotCovered { best_similarity } => {
-            tracing::info!(?best_similarity, "evidence gate closed; model not called");
+        Plan::NotCovered { gate } => {
+            tracing::info!(?gate, "evidence gate closed; model not called");
             print_answer(&Answer::not_covered(), args.json, false);
             return Ok(ExitCode::SUCCESS);
         }

@@ -187,7 +187,9 @@ impl QueryTerms {
             return 0.0;
         }
         let held: std::collections::HashSet<String> =
-            distinct_terms(&mut self.analyzer.clone(), text).into_iter().collect();
+            distinct_terms(&mut self.analyzer.clone(), text)
+                .into_iter()
+                .collect();
         let matched: f32 = self
             .weights
             .iter()

@@ -71,9 +71,7 @@ impl Planned {
     /// Nothing to search (no collection granted): not covered.
     pub fn not_covered() -> Planned {
         Planned {
-            plan: Plan::NotCovered {
-                best_similarity: None,
-            },
+            plan: Plan::NotCovered { gate: None },
             degraded: false,
         }
     }
@@ -160,7 +158,7 @@ impl Asker {
             &self.controls,
         )?;
         let plan = match gated {
-            Gated::Closed { best_similarity } => Plan::NotCovered { best_similarity },
+            Gated::Closed { gate } => Plan::NotCovered { gate: Some(gate) },
             Gated::Open {
                 question,
                 messages,

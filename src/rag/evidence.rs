@@ -54,8 +54,13 @@ impl EvidenceSentence {
         self.text.split_whitespace().count()
     }
 
+    /// A whole sentence of some length, not a heading: a title in capitals
+    /// ("DATA PROTECTION AND PATIENT CONFIDENTIALITY") matches a question's
+    /// words well and says nothing.
     pub fn quotable(&self) -> bool {
-        self.complete && self.words() >= MIN_QUOTE_WORDS
+        self.complete
+            && self.words() >= MIN_QUOTE_WORDS
+            && self.text.chars().any(char::is_lowercase)
     }
 }
 
@@ -87,6 +92,31 @@ impl SentenceCache {
             }
             map.insert(Self::key(text), vector.to_vec());
         }
+    }
+
+    /// The question's vector, and a vector for each of `texts`: `known`'s
+    /// where it has one, else embedded (with the question, in one batch)
+    /// and remembered.
+    fn embed(
+        &self,
+        embedder: &Embedder,
+        question: &str,
+        texts: &[&str],
+        mut known: Vec<Option<Vec<f32>>>,
+    ) -> Result<(Vec<f32>, Vec<Vec<f32>>), EmbedError> {
+        let missing: Vec<usize> = (0..texts.len()).filter(|&k| known[k].is_none()).collect();
+        let mut batch: Vec<&str> = vec![question];
+        batch.extend(missing.iter().map(|&k| texts[k]));
+        let mut embeddings = embedder.embed(&batch)?.into_iter();
+        let question_vec = embeddings.next().unwrap_or_default();
+        for (&k, v) in missing.iter().zip(embeddings) {
+            self.put(texts[k], &v);
+            known[k] = Some(v);
+        }
+        Ok((
+            question_vec,
+            known.into_iter().map(Option::unwrap_or_default).collect(),
+        ))
     }
 }
 
@@ -136,7 +166,7 @@ impl Evidence {
             sources[i].text[a..b].split_whitespace().count() >= MIN_EMBED_WORDS
         };
         let text_of = |&(i, a, b): &(usize, usize, usize)| &sources[i].text[a..b];
-        let mut vectors: Vec<Option<Vec<f32>>> = spans
+        let vectors: Vec<Option<Vec<f32>>> = spans
             .iter()
             .map(|s| {
                 if embedded(s) {
@@ -146,16 +176,8 @@ impl Evidence {
                 }
             })
             .collect();
-        let missing: Vec<usize> = (0..spans.len()).filter(|&k| vectors[k].is_none()).collect();
-        let mut texts: Vec<&str> = vec![question];
-        texts.extend(missing.iter().map(|&k| text_of(&spans[k])));
-        let mut embeddings = embedder.embed(&texts)?.into_iter();
-        let question_vec = embeddings.next().unwrap_or_default();
-        for (&k, v) in missing.iter().zip(embeddings) {
-            cache.put(text_of(&spans[k]), &v);
-            vectors[k] = Some(v);
-        }
-        let vectors: Vec<Vec<f32>> = vectors.into_iter().map(Option::unwrap_or_default).collect();
+        let texts: Vec<&str> = spans.iter().map(text_of).collect();
+        let (question_vec, vectors) = cache.embed(embedder, question, &texts, vectors)?;
         let own_facts: Vec<SourceFacts> = spans
             .iter()
             .map(|&(i, a, b)| SourceFacts::of(&sources[i].text[a..b]))

@@ -9,9 +9,11 @@ use serde::Serialize;
 use crate::library::{Library, LibraryError};
 use crate::store::ChunkView;
 
-use super::fusion::{self, COVERAGE_DEPTH, FusedHit, Fusion, FusionParams, QuerySignals, SideScore};
-use crate::index::lexical::{LexicalHit, QueryTerms};
+use super::fusion::{
+    self, COVERAGE_DEPTH, FusedHit, Fusion, FusionParams, QuerySignals, SideScore,
+};
 pub use crate::index::Mode;
+use crate::index::lexical::{LexicalHit, QueryTerms};
 
 /// One search: what to look for, where, how many, and how to rank.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +53,8 @@ pub struct SearchOutcome {
     pub signals: QuerySignals,
     /// The query's terms and their rarity (none in dense-only mode).
     pub terms: Option<QueryTerms>,
+    /// Passages in the library: how much chance evidence to expect.
+    pub passages: u64,
 }
 
 /// The text a passage's query-term coverage is measured on: what BM25
@@ -115,6 +119,7 @@ pub fn search(library: &Library, search: &Search<'_>) -> Result<SearchOutcome, L
         degraded,
         signals,
         terms,
+        passages: library.lexical_count(),
     })
 }
 

@@ -89,21 +89,62 @@ fn grounded_answer_quotes_the_passage_that_holds_it_and_cites_only_sources() {
     assert!(text.contains("by phone"), "{text}");
 }
 
+/// Questions whose words the handbook uses, though MiniLM finds them far
+/// from any passage: the gate weighs BM25's evidence too.
+#[test]
+fn the_gate_lets_through_what_the_documents_say_in_their_own_words() {
+    let dir = demo_library();
+    for (question, expected) in [
+        ("When is a fit note needed?", "require a fit note"),
+        ("Can I send patient data by WhatsApp?", "messaging apps"),
+    ] {
+        let v = ask_json(&dir, question);
+        let quotes = v["answer"]["checks"]["quotes"].as_array().unwrap();
+        assert!(
+            quotes
+                .iter()
+                .any(|q| q["quote"].as_str().unwrap().contains(expected)),
+            "{question}: {v}"
+        );
+        // A heading in capitals is never quoted, however many words it shares.
+        assert!(
+            quotes
+                .iter()
+                .all(|q| q["quote"].as_str().unwrap().chars().any(char::is_lowercase)),
+            "{v}"
+        );
+    }
+}
+
 #[test]
 fn uncovered_question_is_answered_without_the_model() {
     let dir = demo_library();
-    let v = ask_json(&dir, "What is the boiling point of mercury on Mars?");
-    assert_eq!(v["answer"]["grounded"], false);
-    assert_eq!(
-        v["answer"]["text"].as_str().unwrap(),
-        enclave::rag::NOT_COVERED
-    );
-    assert!(
-        v["answer"]["checks"]["tiers_tried"]
-            .as_array()
-            .unwrap()
-            .is_empty(),
-        "the model was called: {v}"
-    );
-    assert!(v["answer"]["citations"].as_array().unwrap().is_empty());
+    // The demo's own off-topic questions, and one more.
+    let questions =
+        std::fs::read_to_string(crate::common::repo_root().join("packaging/demo/questions.jsonl"))
+            .unwrap();
+    let mut off_topic: Vec<String> = questions
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|q| q["kind"] == "off_topic")
+        .map(|q| q["question"].as_str().unwrap().to_string())
+        .collect();
+    assert!(off_topic.len() >= 3);
+    off_topic.push("What is the boiling point of mercury on Mars?".into());
+    for question in &off_topic {
+        let v = ask_json(&dir, question);
+        assert_eq!(v["answer"]["grounded"], false, "{question}: {v}");
+        assert_eq!(
+            v["answer"]["text"].as_str().unwrap(),
+            enclave::rag::NOT_COVERED
+        );
+        assert!(
+            v["answer"]["checks"]["tiers_tried"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "the model was called: {v}"
+        );
+        assert!(v["answer"]["citations"].as_array().unwrap().is_empty());
+    }
 }

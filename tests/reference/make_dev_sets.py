@@ -14,19 +14,23 @@ already here:
              Keyword searches like staff type them; dense retrieval is weak here
              by construction.
 
-Usage: python3 tests/reference/make_dev_sets.py [SHARED_EVAL_DIR] [OUT_DIR]
+Usage: python3 tests/reference/make_dev_sets.py [--sizes] [SHARED_EVAL_DIR] [OUT_DIR]
+(--sizes also builds smaller corpora of the hotpotqa and keywords kinds, for
+calibrating the evidence gate across corpus sizes)
 (defaults: ../shared/eval and target/dev-sets). Deterministic: same input, same sets.
 """
 
 import collections
+import html.parser
 import json
 import os
 import random
 import re
 import sys
 
-shared = sys.argv[1] if len(sys.argv) > 1 else "../shared/eval"
-out = sys.argv[2] if len(sys.argv) > 2 else "target/dev-sets"
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+shared = args[0] if args else "../shared/eval"
+out = args[1] if len(args) > 1 else "target/dev-sets"
 
 
 def write_set(name, corpus, queries, qrels, note):
@@ -95,5 +99,107 @@ order; the passage is the one relevant document. Built by
 tests/reference/make_dev_sets.py.""")
 
 
+class _Text(html.parser.HTMLParser):
+    """The text of an HTML page, a line per block element."""
+
+    BLOCKS = {"p", "li", "h1", "h2", "h3", "h4", "tr", "div", "br", "title"}
+
+    def __init__(self):
+        super().__init__()
+        self.parts = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self.hidden += 1
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self.hidden -= 1
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.parts.append(data)
+
+    def text(self):
+        return re.sub(r"\n\s*\n+", "\n\n", "".join(self.parts)).strip()
+
+
+def demo():
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "packaging", "demo")
+    corpus = []
+    for name in sorted(os.listdir(os.path.join(root, "documents"))):
+        with open(os.path.join(root, "documents", name), encoding="utf-8") as f:
+            text = f.read()
+        if name.endswith(".html"):
+            parser = _Text()
+            parser.feed(text)
+            text = parser.text()
+        corpus.append({"_id": name, "title": os.path.splitext(name)[0], "text": text})
+    queries, qrels = [], []
+    with open(os.path.join(root, "questions.jsonl")) as f:
+        for n, line in enumerate(f):
+            if not line.strip():
+                continue
+            q = json.loads(line)
+            if not q.get("answerable"):
+                continue
+            qid = f"demo{n}"
+            holders = [d["_id"] for d in corpus
+                       if any(a.lower() in d["text"].lower() for a in q["answers"])]
+            if not holders:
+                continue
+            queries.append({"_id": qid, "text": q["question"]})
+            qrels.extend((qid, d) for d in holders)
+    write_set("demo", corpus, queries, qrels, """
+The bundled demo corpus (packaging/demo/documents, HTML reduced to its text)
+with the answerable questions of packaging/demo/questions.jsonl; a question's
+relevant documents are those holding one of its expected answers. Tiny (three
+documents): there for the gate, whose chance evidence depends on corpus size,
+not for choosing a fusion. Built by tests/reference/make_dev_sets.py.""")
+
+
+def sizes():
+    """Smaller corpora of the same kinds, for calibrating how the gate's
+    chance evidence grows with the number of passages: HotpotQA's first k
+    questions with their ten paragraphs each, and k keyword queries with
+    their passages among random others from msmarco."""
+    with open(os.path.join(shared, "hotpotqa-dev", "dev.jsonl")) as f:
+        hq = [json.loads(line) for line in f if line.strip()]
+    for k in (3, 10, 30):
+        corpus, seen, queries, qrels = [], set(), [], []
+        for q in hq[:k]:
+            for title, sentences in q["context"]:
+                if title not in seen:
+                    seen.add(title)
+                    corpus.append({"_id": title, "title": title, "text": "".join(sentences)})
+            queries.append({"_id": q["_id"], "text": q["question"]})
+            qrels.extend((q["_id"], t) for t in {fact[0] for fact in q["supporting_facts"]})
+        write_set(f"size-hotpotqa-{len(corpus)}", corpus, queries, qrels,
+                  f"HotpotQA's first {k} questions and their paragraphs (see hotpotqa).")
+    kw = os.path.join(out, "keywords")
+    with open(os.path.join(kw, "queries.jsonl")) as f:
+        kq = [json.loads(line) for line in f if line.strip()]
+    with open(os.path.join(kw, "qrels", "test.tsv")) as f:
+        target = dict(line.rstrip("\n").split("\t")[:2] for line in list(f)[1:])
+    with open(os.path.join(shared, "msmarco", "corpus.jsonl")) as f:
+        docs = [json.loads(line) for line in f if line.strip()]
+    by_id = {d["_id"]: d for d in docs}
+    rng = random.Random(29)
+    for n, k in ((30, 3), (100, 10), (300, 30), (1000, 60)):
+        chosen = kq[:k]
+        ids = [target[q["_id"]] for q in chosen]
+        others = [d["_id"] for d in docs if d["_id"] not in set(ids)]
+        ids += rng.sample(others, n - len(ids))
+        write_set(f"size-keywords-{n}", [by_id[i] for i in ids], chosen,
+                  [(q["_id"], target[q["_id"]]) for q in chosen],
+                  f"{k} keyword queries (see keywords) among {n} msmarco passages, seed 29.")
+
+
 hotpotqa()
 keywords()
+demo()
+if "--sizes" in sys.argv:
+    sizes()

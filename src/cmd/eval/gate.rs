@@ -21,8 +21,8 @@ use crate::config::Config;
 use crate::index::lexical::TermWeight;
 use crate::library::Library;
 use crate::rag::plan;
-use crate::rag::retrieve::{self, coverage_text};
 use crate::rag::retrieve::Mode;
+use crate::rag::retrieve::{self, SearchOutcome, coverage_text};
 
 #[derive(Debug, Serialize)]
 pub struct GateRow {
@@ -32,6 +32,8 @@ pub struct GateRow {
     pub false_refusals: usize,
     pub off_topic: usize,
     pub off_topic_refusals: usize,
+    /// The evidence the gate asked for on this corpus.
+    pub threshold: f32,
 }
 
 pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
@@ -62,6 +64,7 @@ pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
             false_refusals: 0,
             off_topic: 0,
             off_topic_refusals: 0,
+            threshold: plan::threshold(library.lexical_count(), config.rag.min_evidence),
         };
         for (a, asked) in sets.iter().enumerate() {
             let own = a == c;
@@ -69,13 +72,16 @@ pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
                 continue;
             }
             for q in &asked.queries {
-                if let Some(out) = dump.as_mut() {
-                    let line = dump_line(&library, &sources, &corpus.name, asked, q, own)?;
-                    writeln!(out, "{}", serde_json::to_string(&line)?)?;
-                }
                 let search = plan::gate_search(&q.text, None, &config.rag);
                 let found = retrieve::search(&library, &search)?;
-                let refused = !plan::gate(&found, &config.rag).covered;
+                let verdict = plan::gate(&found, &config.rag);
+                let refused = !verdict.covered;
+                if let Some(out) = dump.as_mut() {
+                    let mut line = dump_line(&library, &sources, &corpus.name, asked, q, own)?;
+                    line.gate_hits = gate_hits(&found);
+                    line.evidence = verdict.evidence;
+                    writeln!(out, "{}", serde_json::to_string(&line)?)?;
+                }
                 if own {
                     row.answerable += 1;
                     row.false_refusals += usize::from(refused);
@@ -95,12 +101,13 @@ pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "gate: covered when a passage's cosine plus query-term coverage reaches {}",
+        "gate: covered when a passage's cosine plus query-term coverage reaches the threshold \
+         (rag.min_evidence {}, less for libraries under ~400 passages)",
         config.rag.min_evidence
     );
     println!(
-        "{:<14} {:>24} {:>28}",
-        "corpus", "false refusals (own)", "off-topic refused (others)"
+        "{:<14} {:>9} {:>24} {:>28}",
+        "corpus", "threshold", "false refusals (own)", "off-topic refused (others)"
     );
     let pct = |n: usize, d: usize| {
         if d == 0 {
@@ -111,8 +118,9 @@ pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
     };
     for r in &rows {
         println!(
-            "{:<14} {:>14} ({:>5.1} %) {:>18} ({:>5.1} %)",
+            "{:<14} {:>9.2} {:>14} ({:>5.1} %) {:>18} ({:>5.1} %)",
             r.set,
+            r.threshold,
             format!("{}/{}", r.false_refusals, r.answerable),
             pct(r.false_refusals, r.answerable),
             format!("{}/{}", r.off_topic_refusals, r.off_topic),
@@ -149,6 +157,24 @@ struct DumpLine<'a> {
     chunks: HashMap<i64, (String, f32)>,
     /// The relevant documents (own corpus only).
     relevant: Vec<&'a str>,
+    /// The hits the gate saw: (chunk id, cosine, coverage).
+    gate_hits: Vec<(i64, f32, f32)>,
+    /// The gate's evidence.
+    evidence: f32,
+}
+
+fn gate_hits(found: &SearchOutcome) -> Vec<(i64, f32, f32)> {
+    found
+        .hits
+        .iter()
+        .map(|h| {
+            (
+                h.chunk.chunk_id,
+                plan::passage_cosine(h).unwrap_or(0.0),
+                plan::coverage(found, h),
+            )
+        })
+        .collect()
 }
 
 fn dump_line<'a>(
@@ -195,5 +221,7 @@ fn dump_line<'a>(
         dense: dense.iter().map(|h| (h.chunk_id, h.score)).collect(),
         chunks,
         relevant,
+        gate_hits: Vec::new(),
+        evidence: 0.0,
     })
 }
