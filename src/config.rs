@@ -232,6 +232,10 @@ pub struct RagConfig {
     /// 400 passages need less (chance matches are rarer there); see
     /// `rag::plan::gate`.
     pub min_evidence: f32,
+    /// Replaced by `min_evidence` (a cosine alone missed what BM25 found);
+    /// read and ignored, with a warning, so an older config file still loads.
+    #[serde(default, skip_serializing)]
+    pub min_similarity: Option<f32>,
     /// Passages scoring below this fraction of the best one are left out.
     pub relative_cutoff: f32,
     /// Longest passage text put into the prompt, in tokens.
@@ -380,6 +384,7 @@ impl Default for RagConfig {
         RagConfig {
             passages: 6,
             min_evidence: 1.0,
+            min_similarity: None,
             relative_cutoff: 0.6,
             max_passage_tokens: 400,
             quotes: 3,
@@ -566,6 +571,12 @@ impl Config {
             });
         }
         let r = &self.rag;
+        if !(0.0..=2.0).contains(&r.min_evidence) {
+            return Err(ConfigError::Invalid {
+                name: "rag",
+                reason: "min_evidence is a cosine plus a share, in 0..=2".into(),
+            });
+        }
         if r.quotes == 0
             || !(0.0..=1.0).contains(&r.min_support_similarity)
             || !(0.0..=1.0).contains(&r.escalate_below)
@@ -684,6 +695,14 @@ mod tests {
         let back: Config = toml::from_str(&text).expect("default config parses");
         assert_eq!(back.search.rrf_k, 60.0);
         assert_eq!(back.embed.max_tokens, 256);
+    }
+
+    #[test]
+    fn a_config_with_the_old_gate_setting_still_loads() {
+        let c: Config = toml::from_str("[rag]\nmin_similarity = 0.35\n").unwrap();
+        assert_eq!(c.rag.min_similarity, Some(0.35));
+        assert_eq!(c.rag.min_evidence, 1.0);
+        assert!(!toml::to_string(&c).unwrap().contains("min_similarity"));
     }
 
     #[test]

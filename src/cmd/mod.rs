@@ -97,4 +97,10 @@ fn init_logging(config: &Config) {
     } else {
         builder.compact().try_init()
     };
+    if config.rag.min_similarity.is_some() {
+        tracing::warn!(
+            "rag.min_similarity is no longer used: the evidence gate weighs cosine and term \
+             coverage against rag.min_evidence; remove it from the config file"
+        );
+    }
 }
