@@ -117,20 +117,26 @@ impl Llm {
     }
 
     /// Render and tokenize a conversation; the assistant turn is opened.
+    /// Messages are spliced in as plain text: a control-token text inside
+    /// one (however nested or escaped) stays text.
     pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        let text = self.template.render(messages)?;
+        let parts = self.template.render_spliced(messages)?;
         // Templates that print the BOS text themselves get no second one.
         let bos_in_text = self
             .tokenizer
             .bos
             .map(|b| {
                 let t = self.tokenizer.token_text(b);
-                !t.is_empty() && text.starts_with(t)
+                !t.is_empty()
+                    && parts
+                        .first()
+                        .is_some_and(|(text, trusted)| *trusted && text.starts_with(t))
             })
             .unwrap_or(false);
+        let parts: Vec<(&str, bool)> = parts.iter().map(|(t, p)| (t.as_str(), *p)).collect();
         Ok(self
             .tokenizer
-            .encode(&text, self.tokenizer.add_bos && !bos_in_text, true))
+            .encode_spliced(&parts, self.tokenizer.add_bos && !bos_in_text))
     }
 
     /// Count the tokens of plain text (for fitting passages into the window).

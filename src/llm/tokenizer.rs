@@ -301,21 +301,32 @@ impl Tokenizer {
     }
 
     /// Tokenize `text`. With `parse_special`, control-token texts in it become
-    /// those tokens (used for rendered chat templates only).
+    /// those tokens (used for a chat template's own text only).
     pub fn encode(&self, text: &str, add_bos: bool, parse_special: bool) -> Vec<u32> {
-        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        self.encode_spliced(&[(text, parse_special)], add_bos)
+    }
+
+    /// Tokenize consecutive pieces of one text, each with or without
+    /// control-token parsing: a chat template's own text is parsed, the
+    /// messages spliced into it never are, so no document, question or
+    /// earlier answer can open or close a turn, however it spells the marker.
+    pub fn encode_spliced(&self, parts: &[(&str, bool)], add_bos: bool) -> Vec<u32> {
+        let len: usize = parts.iter().map(|(t, _)| t.len()).sum();
+        let mut out = Vec::with_capacity(len / 3 + 2);
         if add_bos && let Some(bos) = self.bos {
             out.push(bos);
         }
         let mut first_fragment = true;
-        for fragment in self.partition_specials(text, parse_special) {
-            match fragment {
-                Fragment::Special(id) => out.push(id),
-                Fragment::Text(t) => {
-                    self.encode_text(t, first_fragment, &mut out);
+        for (text, parse_special) in parts {
+            for fragment in self.partition_specials(text, *parse_special) {
+                match fragment {
+                    Fragment::Special(id) => out.push(id),
+                    Fragment::Text(t) => {
+                        self.encode_text(t, first_fragment, &mut out);
+                    }
                 }
+                first_fragment = false;
             }
-            first_fragment = false;
         }
         out
     }
