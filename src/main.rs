@@ -18,8 +18,22 @@ fn tune_allocator() {
     }
 }
 
+/// Everything Enclave writes (the database with every conversation and
+/// password hash, originals, indexes, backups, exports, keys) is for its own
+/// user: whatever umask it was started with, nothing it creates is readable
+/// by group or others. The packaged unit's `UMask=0027` is not the only guard.
+fn private_files() {
+    // SAFETY: umask has no preconditions and cannot fail; it only changes
+    // the mode bits of files created afterwards.
+    unsafe {
+        let inherited = libc::umask(0o077);
+        libc::umask(inherited | 0o077);
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
+    private_files();
     // The extraction worker is this binary too; it must start without reading
     // config, models or logs, so it is dispatched before anything else.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -107,3 +107,52 @@ fn backup_during_ingestion_restores_and_verifies() {
     );
     assert!(!report.contains("FAIL  audit log"), "{report}");
 }
+
+/// Started under the usual umask 022, nothing Enclave writes is readable by
+/// anyone but its own user: not the data dir, not the database, not a backup.
+#[test]
+fn data_dir_and_backups_are_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    fn lenient(cmd: &mut std::process::Command) -> &mut std::process::Command {
+        // SAFETY: umask is async-signal-safe and only affects the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o022);
+                Ok(())
+            })
+        }
+    }
+    fn open_to_others(path: &std::path::Path, found: &mut Vec<String>) {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        if meta.permissions().mode() & 0o077 != 0 {
+            found.push(format!(
+                "{} {:o}",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                open_to_others(&entry.unwrap().path(), found);
+            }
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let doc = tmp.path().join("note.txt");
+    std::fs::write(&doc, "Parking permits are renewed every April.").unwrap();
+    run_ok(
+        lenient(&mut enclave(&data))
+            .args(["ingest", "--collection", "demo"])
+            .arg(&doc),
+    );
+    let backup = tmp.path().join("backup");
+    run_ok(lenient(&mut enclave(&data)).arg("backup").arg(&backup));
+    let mut found = Vec::new();
+    open_to_others(&data, &mut found);
+    open_to_others(&backup, &mut found);
+    assert!(found.is_empty(), "readable by others: {found:#?}");
+}
