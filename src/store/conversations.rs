@@ -161,6 +161,35 @@ pub fn messages(db: &Db<'_>, conversation_id: i64, user_id: i64) -> Result<Vec<M
     .collect()
 }
 
+/// Messages of a conversation drawn from a document outside `allowed` (or
+/// no longer there): what the viewer may not see again after a grant was
+/// revoked, although they saw it when it was answered.
+pub fn drawn_from_elsewhere(
+    db: &Db<'_>,
+    conversation_id: i64,
+    allowed: &[String],
+) -> Result<std::collections::HashSet<i64>> {
+    let conn = db.0;
+    let mut stmt = conn.prepare(
+        "SELECT ms.message_id, col.name FROM message_sources ms
+         JOIN messages m ON m.id = ms.message_id
+         LEFT JOIN documents d ON d.id = ms.document_id
+         LEFT JOIN collections col ON col.id = d.collection_id
+         WHERE m.conversation_id = ?1",
+    )?;
+    let rows = stmt.query_map(params![conversation_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    let mut out = std::collections::HashSet::new();
+    for row in rows {
+        let (message, collection) = row?;
+        if !collection.is_some_and(|c| allowed.contains(&c)) {
+            out.insert(message);
+        }
+    }
+    Ok(out)
+}
+
 /// Earlier answered turns of a conversation, for the model's context.
 pub fn history(db: &Db<'_>, conversation_id: i64, turns: usize) -> Result<Vec<(String, String)>> {
     let conn = db.0;

@@ -80,13 +80,30 @@ fn view(answer: &Answer, status: AnswerStatus, show_removed: bool) -> AnswerView
     }
 }
 
+/// What a stored answer drawn from documents the viewer can no longer
+/// access shows instead.
+pub const WITHHELD: &str =
+    "This answer drew on documents you no longer have access to, so it is not shown.";
+
 /// A stored message as its owner may see it: of the checks, the quotes, and
 /// the removed sentences only when the operator shows them struck through
-/// (otherwise unverified text never leaves the server).
+/// (otherwise unverified text never leaves the server). An answer drawn from
+/// a collection the owner is no longer granted (`withheld`) keeps only its
+/// question.
 pub fn for_viewer(
     mut m: store::conversations::Message,
     show_removed: bool,
+    withheld: &std::collections::HashSet<i64>,
 ) -> store::conversations::Message {
+    if withheld.contains(&m.id) {
+        m.status = "withheld".into();
+        m.answer = WITHHELD.into();
+        m.citations = serde_json::json!([]);
+        m.checks = serde_json::json!({ "quotes": [], "removed": [] });
+        m.verification = String::new();
+        m.tier = String::new();
+        return m;
+    }
     let quotes = m.checks.get("quotes").cloned().unwrap_or_default();
     let removed: Vec<serde_json::Value> = if show_removed {
         let sentences: Vec<rag::CheckedSentence> = m

@@ -113,20 +113,25 @@ async fn chat_page(
     current: i64,
 ) -> Result<HttpResponse, ApiError> {
     let uid = authed.user().id;
-    let (convs, messages, collections) = state
+    let (convs, messages, collections, withheld) = state
         .with_db(move |db| {
             db.autocommit(|c| {
-                let messages = if current > 0 {
+                let collections = store::accounts::granted_collections(c, uid)?;
+                let (messages, withheld) = if current > 0 {
                     store::conversations::owned(c, current, uid)?
                         .ok_or_else(ApiError::not_found)?;
-                    store::conversations::messages(c, current, uid)?
+                    (
+                        store::conversations::messages(c, current, uid)?,
+                        store::conversations::drawn_from_elsewhere(c, current, &collections)?,
+                    )
                 } else {
-                    Vec::new()
+                    (Vec::new(), Default::default())
                 };
                 Ok((
                     store::conversations::list(c, uid, 200)?,
                     messages,
-                    store::accounts::granted_collections(c, uid)?,
+                    collections,
+                    withheld,
                 ))
             })
         })
@@ -139,7 +144,7 @@ async fn chat_page(
         current_id: current,
         messages: messages
             .into_iter()
-            .map(|m| super::chat::for_viewer(m, state.config.rag.show_removed_sentences))
+            .map(|m| super::chat::for_viewer(m, state.config.rag.show_removed_sentences, &withheld))
             .collect(),
         collections,
         max_chars: state.config.web.max_question_chars,

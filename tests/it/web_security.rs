@@ -668,3 +668,55 @@ fn overload_is_refused_with_retry_after_not_queued_without_bound() {
         "only streams still running are pending"
     );
 }
+
+/// An answer stays readable only while its reader may still read the
+/// documents it came from: revoking the grant withholds it from the
+/// conversation API and the chat page alike.
+#[test]
+fn a_revoked_grant_withholds_answers_already_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    let server = Server::start(&dir, &[]);
+    let mut bob = server.client();
+    assert_eq!(bob.login("bob", "pw-bob-123").status, 200);
+    let (status, events) = bob.ask(
+        "How many days of annual leave do full-time staff get?",
+        None,
+    );
+    assert_eq!(status, 200);
+    let meta = &events.iter().find(|(e, _)| e == "meta").unwrap().1;
+    let conv = meta["conversation_id"].as_i64().unwrap();
+    let quoted = "25 days of annual leave";
+    let before = bob.get(&format!("/api/conversations/{conv}"));
+    assert!(before.body.contains(quoted), "{}", before.body);
+
+    let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
+    let grant = ids(
+        &db,
+        "SELECT g.id FROM grants g JOIN users u ON u.id = g.user_id WHERE u.username = 'bob'",
+    )[0];
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    assert_eq!(
+        alice.delete(&format!("/api/grants/{grant}"), true).status,
+        200
+    );
+
+    let after = bob.get(&format!("/api/conversations/{conv}"));
+    assert_eq!(after.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&after.body).unwrap();
+    let m = &v["messages"][0];
+    assert_eq!(m["status"], "withheld", "{m}");
+    assert_eq!(m["answer"], enclave::web::chat::WITHHELD);
+    assert!(!after.body.contains(quoted), "{}", after.body);
+    assert!(!after.body.contains("Staff Handbook"), "{}", after.body);
+    let page = bob.get(&format!("/chat/{conv}"));
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains(quoted),
+        "the chat page shows it: {}",
+        page.body
+    );
+    assert!(page.body.contains("no longer have access"), "{}", page.body);
+}

@@ -27,21 +27,25 @@ pub async fn conversation(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, uid) = (id.into_inner(), authed.user().id);
-    let (conv, messages) = state
+    let (conv, messages, withheld) = state
         .with_db(move |db| {
             let conv = db
                 .autocommit(|c| store::conversations::owned(c, id, uid))?
                 .ok_or_else(ApiError::not_found)?;
-            Ok((
-                conv,
-                db.autocommit(|c| store::conversations::messages(c, id, uid))?,
-            ))
+            let (messages, withheld) = db.autocommit(|c| {
+                let granted = store::accounts::granted_collections(c, uid)?;
+                Ok::<_, ApiError>((
+                    store::conversations::messages(c, id, uid)?,
+                    store::conversations::drawn_from_elsewhere(c, id, &granted)?,
+                ))
+            })?;
+            Ok((conv, messages, withheld))
         })
         .await?;
     let show_removed = state.config.rag.show_removed_sentences;
     let messages: Vec<_> = messages
         .into_iter()
-        .map(|m| crate::web::chat::for_viewer(m, show_removed))
+        .map(|m| crate::web::chat::for_viewer(m, show_removed, &withheld))
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "conversation": conv, "messages": messages })))
 }
