@@ -378,6 +378,22 @@ pub enum AuditCommand {
         /// data dir's key if there is one, else the key named in the file.
         #[arg(long)]
         public_key: Option<String>,
+        /// Fail when more rows than this go without a signed checkpoint.
+        /// Default with --db: audit.checkpoint_every; for a file, unchecked.
+        #[arg(long, value_name = "ROWS")]
+        checkpoint_every: Option<u64>,
+        /// Accept rows after the last signed checkpoint (the server is
+        /// running, or stopped without signing). Without it they fail: a
+        /// clean stop signs the head, so an unsigned tail may have been
+        /// appended or cut by someone without the key.
+        #[arg(long)]
+        allow_open_tail: bool,
+        /// Also check the log against an external witness of its checkpoints
+        /// (`journal`, or the file `audit.witness` names): detects a log cut
+        /// back to an earlier checkpoint, or rewritten and re-signed with a
+        /// stolen key.
+        #[arg(long, value_name = "journal|FILE")]
+        witness: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

@@ -150,6 +150,11 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// Rows older than this are pruned (6 years by default, HIPAA's retention).
     pub retention_days: u64,
+    /// Where every signed checkpoint is also written, out of reach of the
+    /// database's writer: "syslog" (the system journal, tag enclave-audit),
+    /// a file path (make it append-only or owned by another user), or ""
+    /// for none. `enclave audit verify --db --witness` checks against it.
+    pub witness: String,
 }
 
 impl Default for WebConfig {
@@ -178,6 +183,7 @@ impl Default for AuditConfig {
             log_question_text: true,
             checkpoint_every: 16,
             retention_days: 6 * 365 + 2,
+            witness: String::new(),
         }
     }
 }

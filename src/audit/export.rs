@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, Write};
 
-use super::verify::{ExportEnd, Report, Verifier};
+use super::verify::{ExportEnd, Report, Rules, Verifier};
 use super::{AuditError, AuditKey, Checkpoint, LogSource, Result, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -221,10 +221,10 @@ fn write_csv_line(out: &mut dyn Write, cells: &[&str]) -> Result<()> {
 }
 
 /// Verify an export file (format recognised from its first line).
-pub fn verify_file(input: &mut dyn BufRead, pinned_key: Option<String>) -> Result<Report> {
+pub fn verify_file(input: &mut dyn BufRead, rules: Rules) -> Result<Report> {
     let mut first = String::new();
     input.read_line(&mut first)?;
-    let mut v = Verifier::new(pinned_key);
+    let mut v = Verifier::new(rules);
     let mut ended = false;
     let mut feed = |v: &mut Verifier, item: Item| -> Result<()> {
         if ended {

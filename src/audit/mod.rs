@@ -13,6 +13,7 @@
 pub mod export;
 pub mod key;
 pub mod verify;
+pub mod witness;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

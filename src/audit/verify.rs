@@ -25,6 +25,8 @@ pub struct Report {
     pub public_key: Option<String>,
     /// Rows up to this id were removed by retention (0: none).
     pub pruned_through: i64,
+    /// Witnessed checkpoints the log matched (None: no witness given).
+    pub witnessed: Option<u64>,
     pub failure: Option<Failure>,
 }
 
@@ -34,29 +36,70 @@ impl Report {
     }
 }
 
+/// What a log must satisfy beyond an intact chain.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// Signatures must be made with this key (else the first one seen).
+    pub pinned_key: Option<String>,
+    /// The writer signs the head at least every this many rows
+    /// (`audit.checkpoint_every`): a longer stretch without a checkpoint means
+    /// checkpoints were deleted, and so may rows after them have been.
+    pub checkpoint_every: Option<u64>,
+    /// Accept rows after the last checkpoint (the server is running, or
+    /// stopped without signing). Otherwise an unsigned tail fails: a clean
+    /// stop signs the head, so rows after the last signature may have been
+    /// appended or truncated by someone without the key.
+    pub allow_open_tail: bool,
+    /// The checkpoints an external witness recorded (`audit::witness`):
+    /// every one must match the log, and none may lie beyond its end.
+    pub witness: Option<Vec<Checkpoint>>,
+}
+
 /// Feed rows and checkpoints in log order; read the report at the end.
 pub struct Verifier {
     report: Report,
     /// The key signatures must be made with (pinned by the caller, or the
     /// first one seen).
     pinned_key: Option<String>,
+    checkpoint_every: Option<u64>,
+    allow_open_tail: bool,
     prev_hash: String,
     /// The last checkpoint that matched: rows after it are unsigned.
     signed_upto: i64,
+    /// Rows recording a retention prune: (row id, pruned through row).
+    prunes: Vec<(i64, i64)>,
+    /// Witnessed checkpoints by the row they cover.
+    witness: std::collections::BTreeMap<i64, Vec<Checkpoint>>,
 }
 
 impl Verifier {
-    pub fn new(pinned_key: Option<String>) -> Verifier {
+    pub fn new(rules: Rules) -> Verifier {
         Verifier {
             report: Report {
                 head_hash: GENESIS.to_string(),
-                public_key: pinned_key.clone(),
+                public_key: rules.pinned_key.clone(),
                 ..Report::default()
             },
-            pinned_key,
+            pinned_key: rules.pinned_key,
+            checkpoint_every: rules.checkpoint_every,
+            allow_open_tail: rules.allow_open_tail,
             prev_hash: GENESIS.to_string(),
             signed_upto: 0,
+            prunes: Vec::new(),
+            witness: rules.witness.iter().flatten().fold(
+                Default::default(),
+                |mut m: std::collections::BTreeMap<i64, Vec<Checkpoint>>, cp| {
+                    m.entry(cp.upto_id).or_default().push(cp.clone());
+                    m
+                },
+            ),
         }
+        .witnessing(rules.witness.is_some())
+    }
+
+    fn witnessing(mut self, on: bool) -> Verifier {
+        self.report.witnessed = on.then_some(0);
+        self
     }
 
     pub fn failed(&self) -> bool {
@@ -109,6 +152,39 @@ impl Verifier {
                     row.id, self.report.head_id
                 ),
             );
+        }
+        if let Some(every) = self.checkpoint_every
+            && row.id - self.signed_upto > every as i64
+        {
+            let first = self.signed_upto + 1;
+            return self.fail(
+                first,
+                format!(
+                    "rows {first}–{} have no signed checkpoint, although one is written every {every} rows (checkpoints deleted)",
+                    row.id
+                ),
+            );
+        }
+        if let Some(seen) = self.witness.get(&row.id)
+            && let Some(cp) = seen.iter().find(|cp| cp.head_hash != row.hash)
+        {
+            return self.fail(
+                row.id,
+                format!(
+                    "row {} is not what the witness recorded when it was signed at {} (rows rewritten and re-signed)",
+                    row.id, cp.signed_at
+                ),
+            );
+        }
+        if let (Some(n), Some(seen)) = (self.report.witnessed.as_mut(), self.witness.get(&row.id)) {
+            *n += seen.len() as u64;
+        }
+        if row.action == "audit.prune"
+            && let Some(through) = serde_json::from_str::<serde_json::Value>(&row.detail)
+                .ok()
+                .and_then(|d| d["through_row"].as_i64())
+        {
+            self.prunes.push((row.id, through));
         }
         self.prev_hash = row.hash.clone();
         self.report.head_id = row.id;
@@ -213,6 +289,35 @@ impl Verifier {
     }
 
     pub fn finish(mut self) -> Report {
+        let witnessed: Vec<Checkpoint> = self.witness.values().flatten().cloned().collect();
+        for cp in &witnessed {
+            let message = Checkpoint::message(cp.upto_id, &cp.head_hash, &cp.signed_at);
+            if !self.failed() && !self.signed_by_known_key(&cp.public_key, &message, &cp.signature)
+            {
+                self.fail(
+                    cp.upto_id,
+                    format!(
+                        "the witness's checkpoint for row {} signed at {} has an invalid signature",
+                        cp.upto_id, cp.signed_at
+                    ),
+                );
+            }
+        }
+        if !self.failed()
+            && let Some(cp) = witnessed
+                .iter()
+                .rev()
+                .find(|cp| cp.upto_id > self.report.head_id)
+        {
+            let missing = self.report.head_id + 1;
+            self.fail(
+                missing,
+                format!(
+                    "row {missing} is missing: the witness recorded a checkpoint for row {} signed at {}, the log ends at row {} (truncated)",
+                    cp.upto_id, cp.signed_at, self.report.head_id
+                ),
+            );
+        }
         if !self.failed() && self.report.pruned_through > 0 && self.report.rows == 0 {
             let missing = self.report.pruned_through + 1;
             self.fail(
@@ -222,8 +327,33 @@ impl Verifier {
                 ),
             );
         }
+        let pruned = self.report.pruned_through;
+        if !self.failed()
+            && pruned > 0
+            && !self
+                .prunes
+                .iter()
+                .any(|&(row, through)| through == pruned && row <= self.signed_upto)
+        {
+            self.fail(
+                1,
+                format!(
+                    "the log starts after row {pruned}, and no signed retention record says rows up to {pruned} were pruned (rows deleted from the start)"
+                ),
+            );
+        }
         if !self.failed() {
             self.report.unsigned_tail = (self.report.head_id - self.signed_upto).max(0) as u64;
+            if self.report.unsigned_tail > 0 && !self.allow_open_tail {
+                let first = self.signed_upto + 1;
+                self.fail(
+                    first,
+                    format!(
+                        "rows {first}–{} come after the last signed checkpoint: appended or truncated without the key, or the server is running or did not stop cleanly (--allow-open-tail accepts this)",
+                        self.report.head_id
+                    ),
+                );
+            }
         }
         self.report
     }
@@ -250,10 +380,10 @@ impl ExportEnd {
 }
 
 /// Verify a log: rows in id order, each checkpoint after its row.
-pub fn verify_log(log: &dyn super::LogSource, pinned_key: Option<String>) -> super::Result<Report> {
+pub fn verify_log(log: &dyn super::LogSource, rules: Rules) -> super::Result<Report> {
     let checkpoints = log.checkpoints()?;
     let mut pending = checkpoints.iter().peekable();
-    let mut v = Verifier::new(pinned_key);
+    let mut v = Verifier::new(rules);
     log.for_each_row(&mut |row| {
         while let Some(cp) = pending.next_if(|cp| cp.upto_id < row.id) {
             v.checkpoint(cp);

@@ -193,8 +193,13 @@ pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
             "chunks": chunks,
         })),
     )?;
-    let key = store.audit_sink().map(|s| s.key.public_hex());
-    let report = store.verify_audit(key)?;
+    store.sign_audit_head()?;
+    let report = store.verify_audit(crate::audit::verify::Rules {
+        pinned_key: store.audit_sink().map(|s| s.key.public_hex()),
+        checkpoint_every: Some(config.audit.checkpoint_every),
+        allow_open_tail: false,
+        witness: None,
+    })?;
     println!(
         "Restored {docs} searchable documents ({chunks} passages) into {}; audit log: {}.",
         data.display(),

@@ -251,6 +251,9 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
             file,
             db,
             public_key,
+            checkpoint_every,
+            allow_open_tail,
+            witness,
             json,
         } => {
             let pinned = match public_key {
@@ -264,15 +267,30 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
                     }
                 }
             };
+            let rules = audit::verify::Rules {
+                pinned_key: pinned,
+                // An export may come from a server with another cadence:
+                // checked only when given.
+                checkpoint_every: checkpoint_every.or(db.then_some(config.audit.checkpoint_every)),
+                allow_open_tail,
+                witness: match witness {
+                    Some(w) => Some(
+                        audit::witness::Witness::from_setting(&w)
+                            .context("--witness needs \"journal\" or a file")?
+                            .read()?,
+                    ),
+                    None => None,
+                },
+            };
             let report = if db {
                 let store = Store::open(&config.data_dir.join("enclave.sqlite"))?;
-                store.verify_audit(pinned)?
+                store.verify_audit(rules)?
             } else {
                 let path = file.context("name an export file, or pass --db")?;
                 let f = std::fs::File::open(&path)
                     .with_context(|| format!("opening {}", path.display()))?;
                 let mut reader = std::io::BufReader::new(f);
-                audit::export::verify_file(&mut reader, pinned)?
+                audit::export::verify_file(&mut reader, rules)?
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -297,6 +315,9 @@ fn print_report(report: &audit::verify::Report) {
                 "OK: {} rows, chain intact, {} signed checkpoints; head row {} ({}).",
                 report.rows, report.checkpoints, report.head_id, report.head_hash
             );
+            if let Some(n) = report.witnessed {
+                let _ = writeln!(out, "{n} checkpoints match the witness.");
+            }
             if report.unsigned_tail > 0 {
                 let _ = writeln!(
                     out,

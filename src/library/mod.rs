@@ -425,6 +425,7 @@ pub fn audit_sink(config: &Config) -> Result<AuditSink> {
     Ok(AuditSink {
         key: std::sync::Arc::new(AuditKey::load_or_create(&config.data_dir)?),
         checkpoint_every: config.audit.checkpoint_every,
+        witness: crate::audit::witness::Witness::from_setting(&config.audit.witness),
     })
 }
 

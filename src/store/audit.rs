@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::Db;
 
 use crate::audit::export::Format;
-use crate::audit::verify::Report;
+use crate::audit::verify::{Report, Rules};
 use crate::audit::{Actor, AuditKey, Checkpoint, Entry, Filter, GENESIS, LogSource, Result, Row};
 
 fn join_ids(ids: &[i64]) -> String {
@@ -20,7 +20,13 @@ fn join_ids(ids: &[i64]) -> String {
 
 /// Append `entry` in the caller's transaction (which should be IMMEDIATE, so
 /// the head read here cannot be raced), signing a checkpoint when one is due.
-pub fn append(conn: &Connection, key: &AuditKey, every: u64, entry: &Entry) -> Result<i64> {
+/// Returns the row's id and the checkpoint signed after it, if one was due.
+pub fn append(
+    conn: &Connection,
+    key: &AuditKey,
+    every: u64,
+    entry: &Entry,
+) -> Result<(i64, Option<Checkpoint>)> {
     let head: Option<(i64, String)> = conn
         .query_row(
             "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1",
@@ -68,16 +74,18 @@ pub fn append(conn: &Connection, key: &AuditKey, every: u64, entry: &Entry) -> R
             row.hash
         ],
     )?;
-    if (row.id as u64).is_multiple_of(every) {
-        write_checkpoint(conn, key, row.id, &row.hash)?;
-    }
-    Ok(row.id)
+    let checkpoint = if (row.id as u64).is_multiple_of(every) {
+        Some(write_checkpoint(conn, key, row.id, &row.hash)?)
+    } else {
+        None
+    };
+    Ok((row.id, checkpoint))
 }
 
 /// Append in a transaction of its own (for events with no other write).
 pub fn append_now(conn: &mut Connection, key: &AuditKey, every: u64, entry: &Entry) -> Result<i64> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let id = append(&tx, key, every, entry)?;
+    let (id, _) = append(&tx, key, every, entry)?;
     tx.commit()?;
     Ok(id)
 }
@@ -87,19 +95,33 @@ fn write_checkpoint(
     key: &AuditKey,
     upto_id: i64,
     head_hash: &str,
-) -> Result<()> {
+) -> Result<Checkpoint> {
     let signed_at = crate::time::now_utc();
     let signature = key.sign(&Checkpoint::message(upto_id, head_hash, &signed_at));
+    let cp = Checkpoint {
+        upto_id,
+        head_hash: head_hash.to_string(),
+        signed_at,
+        public_key: key.public_hex(),
+        signature,
+    };
     conn.execute(
         "INSERT INTO audit_checkpoints (upto_id, head_hash, signed_at, public_key, signature)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![upto_id, head_hash, signed_at, key.public_hex(), signature],
+        params![
+            cp.upto_id,
+            cp.head_hash,
+            cp.signed_at,
+            cp.public_key,
+            cp.signature
+        ],
     )?;
-    Ok(())
+    Ok(cp)
 }
 
-/// Sign the current head if rows were added since the last checkpoint.
-pub fn checkpoint_head(conn: &mut Connection, key: &AuditKey) -> Result<()> {
+/// Sign the current head if rows were added since the last checkpoint;
+/// the checkpoint, if one was written.
+pub fn checkpoint_head(conn: &mut Connection, key: &AuditKey) -> Result<Option<Checkpoint>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let head: Option<(i64, String)> = tx
         .query_row(
@@ -113,24 +135,24 @@ pub fn checkpoint_head(conn: &mut Connection, key: &AuditKey) -> Result<()> {
         [],
         |r| r.get(0),
     )?;
-    if let Some((id, hash)) = head
-        && id > signed
-    {
-        write_checkpoint(&tx, key, id, &hash)?;
-    }
+    let written = match head {
+        Some((id, hash)) if id > signed => Some(write_checkpoint(&tx, key, id, &hash)?),
+        _ => None,
+    };
     tx.commit()?;
-    Ok(())
+    Ok(written)
 }
 
 /// Remove rows older than `retention_days`, up to the newest signed
 /// checkpoint among them, which stays as the anchor the remaining chain is
-/// verified from. Records the pruning itself. Returns the rows removed.
+/// verified from. Records the pruning itself. Returns the rows removed and
+/// the checkpoint the record brought, if one was due.
 pub fn prune(
     conn: &mut Connection,
     key: &AuditKey,
     every: u64,
     retention_days: u64,
-) -> Result<u64> {
+) -> Result<(u64, Option<Checkpoint>)> {
     let cutoff = crate::time::days_ago_utc(retention_days);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let anchor: Option<i64> = tx
@@ -143,7 +165,7 @@ pub fn prune(
         )
         .optional()?;
     let Some(anchor) = anchor else {
-        return Ok(0);
+        return Ok((0, None));
     };
     let removed = tx.execute("DELETE FROM audit_log WHERE id <= ?1", [anchor])?;
     // Keep one checkpoint for the anchor row; older ones cover nothing now.
@@ -158,9 +180,21 @@ pub fn prune(
             "through_row": anchor,
             "older_than": cutoff,
         }));
-    append(&tx, key, every, &entry)?;
+    // The record is signed at once: until it is, the shortened log has
+    // nothing but the anchor to show that its start was cut on purpose.
+    let (id, signed) = append(&tx, key, every, &entry)?;
+    let signed = match signed {
+        Some(cp) => cp,
+        None => {
+            let hash: String =
+                tx.query_row("SELECT hash FROM audit_log WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+            write_checkpoint(&tx, key, id, &hash)?
+        }
+    };
     tx.commit()?;
-    Ok(removed as u64)
+    Ok((removed as u64, Some(signed)))
 }
 
 const ROW_SELECT: &str = "SELECT id, at, actor, action, target, outcome, address, document_ids,
@@ -273,8 +307,8 @@ pub fn export(
 }
 
 /// Verify the live log: rows in id order, each checkpoint after its row.
-pub fn verify(conn: &Connection, pinned_key: Option<String>) -> Result<Report> {
-    crate::audit::verify::verify_log(&Log(conn), pinned_key)
+pub fn verify(conn: &Connection, rules: Rules) -> Result<Report> {
+    crate::audit::verify::verify_log(&Log(conn), rules)
 }
 
 /// The log as exports and verification read it.
@@ -306,21 +340,27 @@ impl super::Store {
     /// Sign the head of the log if rows were added since the last checkpoint
     /// (at shutdown, before a backup). No-op when this store does not audit.
     pub fn sign_audit_head(&mut self) -> Result<()> {
-        match self.audit.clone() {
-            Some(sink) => checkpoint_head(&mut self.conn, &sink.key),
-            None => Ok(()),
+        if let Some(sink) = self.audit.clone()
+            && let Some(cp) = checkpoint_head(&mut self.conn, &sink.key)?
+        {
+            sink.witness(&[cp]);
         }
+        Ok(())
     }
 
     /// Apply the retention period (see [`prune`]); returns the rows removed.
     pub fn prune_audit(&mut self, retention_days: u64) -> Result<u64> {
         match self.audit.clone() {
-            Some(sink) => prune(
-                &mut self.conn,
-                &sink.key,
-                sink.checkpoint_every,
-                retention_days,
-            ),
+            Some(sink) => {
+                let (removed, signed) = prune(
+                    &mut self.conn,
+                    &sink.key,
+                    sink.checkpoint_every,
+                    retention_days,
+                )?;
+                sink.witness(signed.as_slice());
+                Ok(removed)
+            }
             None => Ok(0),
         }
     }
@@ -332,11 +372,13 @@ impl super::Store {
         format: Format,
         out: &mut dyn Write,
     ) -> Result<u64> {
+        // Sign (and witness) the head first; the export then ends on it.
+        self.sign_audit_head()?;
         export(&mut self.conn, key, format, out)
     }
 
     /// [`verify`] of this store's log.
-    pub fn verify_audit(&self, pinned_key: Option<String>) -> Result<Report> {
-        verify(&self.conn, pinned_key)
+    pub fn verify_audit(&self, rules: Rules) -> Result<Report> {
+        verify(&self.conn, rules)
     }
 }

@@ -85,6 +85,23 @@ pub struct Store {
 pub struct AuditSink {
     pub key: std::sync::Arc<crate::audit::AuditKey>,
     pub checkpoint_every: u64,
+    /// Where checkpoints are also written once committed.
+    pub witness: Option<crate::audit::witness::Witness>,
+}
+
+impl AuditSink {
+    /// Witness checkpoints a committed transaction wrote. A witness that
+    /// cannot be written is an operator's problem, not the action's (it
+    /// committed): logged loudly, and `verify --witness` will name the gap.
+    fn witness(&self, checkpoints: &[crate::audit::Checkpoint]) {
+        if let Some(w) = &self.witness {
+            for cp in checkpoints {
+                if let Err(e) = w.record(cp) {
+                    tracing::error!(error = %e, row = cp.upto_id, "could not witness an audit checkpoint");
+                }
+            }
+        }
+    }
 }
 
 impl Store {
@@ -135,8 +152,11 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| E::from(StoreError::from(e)))?;
         let (value, entry) = f(&Db(&tx))?;
-        audit_in(self.audit.as_ref(), &tx, entry.as_ref()).map_err(E::from)?;
+        let signed = audit_in(self.audit.as_ref(), &tx, entry.as_ref()).map_err(E::from)?;
         tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
+        if let (Some(sink), Some(cp)) = (&self.audit, signed) {
+            sink.witness(&[cp]);
+        }
         Ok(value)
     }
 
@@ -162,14 +182,30 @@ impl Store {
     }
 }
 
-/// Append `entry` to the audit log inside `tx`, if auditing is on.
+/// A process that wrote audit rows signs (and witnesses) the head when it
+/// lets go of the database: after a clean stop, no row is left unsigned, so
+/// `enclave audit verify --db` can treat an unsigned tail as tampering.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.audit.is_some()
+            && let Err(e) = self.sign_audit_head()
+        {
+            tracing::error!(error = %e, "could not sign the audit log's head on close");
+        }
+    }
+}
+
+/// Append `entry` to the audit log inside `tx`, if auditing is on; the
+/// checkpoint it signed, if one was due.
 fn audit_in(
     sink: Option<&AuditSink>,
     tx: &Connection,
     entry: Option<&crate::audit::Entry>,
-) -> Result<()> {
-    if let (Some(sink), Some(entry)) = (sink, entry) {
-        audit::append(tx, &sink.key, sink.checkpoint_every, entry)?;
+) -> Result<Option<crate::audit::Checkpoint>> {
+    match (sink, entry) {
+        (Some(sink), Some(entry)) => {
+            Ok(audit::append(tx, &sink.key, sink.checkpoint_every, entry)?.1)
+        }
+        _ => Ok(None),
     }
-    Ok(())
 }

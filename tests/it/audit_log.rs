@@ -33,8 +33,18 @@ fn log_with_rows(dir: &std::path::Path, n: usize) -> (Connection, AuditKey) {
     (conn, key)
 }
 
+/// What `enclave audit verify --db` checks on a stopped server's log.
+fn rules(key: &AuditKey) -> audit::verify::Rules {
+    audit::verify::Rules {
+        pinned_key: Some(key.public_hex()),
+        checkpoint_every: Some(EVERY),
+        allow_open_tail: false,
+        witness: None,
+    }
+}
+
 fn verify_db(conn: &Connection, key: &AuditKey) -> audit::verify::Report {
-    log::verify(conn, Some(key.public_hex())).unwrap()
+    log::verify(conn, rules(key)).unwrap()
 }
 
 fn failed_row(report: &audit::verify::Report) -> i64 {
@@ -57,7 +67,7 @@ fn intact_log_verifies_with_checkpoints() {
     // Another key does not verify it.
     let other = tempfile::tempdir().unwrap();
     let stranger = AuditKey::load_or_create(other.path()).unwrap();
-    let r = log::verify(&conn, Some(stranger.public_hex())).unwrap();
+    let r = log::verify(&conn, rules(&stranger)).unwrap();
     assert!(!r.ok());
 }
 
@@ -177,7 +187,7 @@ fn export(conn: &mut Connection, key: &AuditKey, format: Format) -> String {
 
 fn verify_text(text: &str, key: &AuditKey) -> audit::verify::Report {
     let mut reader = BufReader::new(text.as_bytes());
-    audit::export::verify_file(&mut reader, Some(key.public_hex())).unwrap()
+    audit::export::verify_file(&mut reader, rules(key)).unwrap()
 }
 
 /// Line index of row `id` in an export (JSONL: one line per record; CSV: the
@@ -316,7 +326,7 @@ fn retention_prunes_to_a_signed_anchor_and_the_rest_still_verifies() {
     let (mut conn, key) = log_with_rows(dir.path(), 40);
     // Retention 0 days: everything before now is old enough; pruning stops at
     // the newest checkpoint below the head (row 32).
-    let removed = log::prune(&mut conn, &key, EVERY, 0).unwrap();
+    let (removed, _) = log::prune(&mut conn, &key, EVERY, 0).unwrap();
     assert_eq!(removed, 32);
     let report = verify_db(&conn, &key);
     assert!(report.ok(), "{report:?}");
@@ -328,4 +338,246 @@ fn retention_prunes_to_a_signed_anchor_and_the_rest_still_verifies() {
     conn.execute("DELETE FROM audit_log WHERE id = 33", [])
         .unwrap();
     assert_eq!(failed_row(&verify_db(&conn, &key)), 33);
+}
+
+/// Every checkpoint of the log, as the live witness recorded them.
+fn witness_everything(conn: &Connection, dir: &std::path::Path) -> audit::witness::Witness {
+    let witness = audit::witness::Witness::File(dir.join("witness.log"));
+    for cp in log::checkpoints(conn).unwrap() {
+        witness.record(&cp).unwrap();
+    }
+    witness
+}
+
+fn verify_with(
+    conn: &Connection,
+    key: &AuditKey,
+    witness: &audit::witness::Witness,
+) -> audit::verify::Report {
+    let rules = audit::verify::Rules {
+        witness: Some(witness.read().unwrap()),
+        ..rules(key)
+    };
+    log::verify(conn, rules).unwrap()
+}
+
+/// The review's case: 83 rows, cut back to row 32 with the checkpoints
+/// after it. Cut at a checkpoint, the shortened log is a valid log; only the
+/// witness knows it went further. Cut anywhere else, the unsigned tail
+/// gives it away.
+#[test]
+fn a_log_cut_back_to_a_checkpoint_is_caught_by_the_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, key) = log_with_rows(dir.path(), 83);
+    let witness = witness_everything(&conn, dir.path());
+    assert!(verify_with(&conn, &key, &witness).ok());
+    conn.execute_batch(
+        "DELETE FROM audit_log WHERE id > 35; DELETE FROM audit_checkpoints WHERE upto_id > 35;",
+    )
+    .unwrap();
+    let report = verify_db(&conn, &key);
+    assert_eq!(failed_row(&report), 33, "the unsigned tail: {report:?}");
+    let open = audit::verify::Rules {
+        allow_open_tail: true,
+        ..rules(&key)
+    };
+    assert!(
+        log::verify(&conn, open).unwrap().ok(),
+        "a running server's tail is accepted when asked"
+    );
+
+    conn.execute_batch(
+        "DELETE FROM audit_log WHERE id > 32; DELETE FROM audit_checkpoints WHERE upto_id > 32;",
+    )
+    .unwrap();
+    assert!(
+        verify_db(&conn, &key).ok(),
+        "without the witness a cut at a checkpoint is a valid shorter log"
+    );
+    let report = verify_with(&conn, &key, &witness);
+    assert_eq!(failed_row(&report), 33, "{report:?}");
+    assert!(report.failure.unwrap().reason.contains("truncated"));
+}
+
+/// Deleting the oldest rows and their checkpoints leaves a checkpoint that
+/// looks like a retention anchor; without a signed record of that pruning it
+/// is not one.
+#[test]
+fn deleting_the_start_of_the_log_needs_a_signed_retention_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, key) = log_with_rows(dir.path(), 40);
+    conn.execute_batch(
+        "DELETE FROM audit_log WHERE id <= 16; DELETE FROM audit_checkpoints WHERE upto_id < 16;",
+    )
+    .unwrap();
+    let report = verify_db(&conn, &key);
+    assert!(
+        report
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.reason.contains("no signed retention record")),
+        "{report:?}"
+    );
+}
+
+/// Deleting checkpoints from the middle breaks the cadence the writer keeps.
+#[test]
+fn a_stretch_without_its_checkpoint_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, key) = log_with_rows(dir.path(), 40);
+    conn.execute("DELETE FROM audit_checkpoints WHERE upto_id = 16", [])
+        .unwrap();
+    let report = verify_db(&conn, &key);
+    assert_eq!(failed_row(&report), 1, "{report:?}");
+    assert!(
+        report
+            .failure
+            .unwrap()
+            .reason
+            .contains("no signed checkpoint")
+    );
+}
+
+/// Whoever has the signing key (it sits beside the database) can rewrite
+/// rows and sign the result: the log is then valid on its own, and only the
+/// witness, written when the real rows were signed, tells.
+#[test]
+fn rows_rewritten_and_re_signed_with_the_stolen_key_fail_against_the_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, key) = log_with_rows(dir.path(), 40);
+    let witness = witness_everything(&conn, dir.path());
+    let mut rows: Vec<audit::Row> = Vec::new();
+    log::for_each_row(&conn, |r| {
+        rows.push(r);
+        Ok(())
+    })
+    .unwrap();
+    rows[4].actor = "nobody".into();
+    let mut prev = rows[3].hash.clone();
+    for row in rows.iter_mut().skip(4) {
+        row.prev_hash = prev;
+        row.hash = row.compute_hash();
+        prev = row.hash.clone();
+    }
+    conn.execute_batch("DELETE FROM audit_log WHERE id >= 5; DELETE FROM audit_checkpoints;")
+        .unwrap();
+    for row in &rows[4..] {
+        conn.execute(
+            "INSERT INTO audit_log (id, at, actor, action, target, outcome, address,
+                 document_ids, chunk_ids, detail, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            rusqlite::params![
+                row.id,
+                row.at,
+                row.actor,
+                row.action,
+                row.target,
+                row.outcome,
+                row.address,
+                row.document_ids,
+                row.chunk_ids,
+                row.detail,
+                row.prev_hash,
+                row.hash
+            ],
+        )
+        .unwrap();
+    }
+    for row in rows.iter().filter(|r| r.id % 16 == 0 || r.id == 40) {
+        let signed_at = "2026-11-30T18:00:00Z";
+        let signature = key.sign(&audit::Checkpoint::message(row.id, &row.hash, signed_at));
+        conn.execute(
+            "INSERT INTO audit_checkpoints (upto_id, head_hash, signed_at, public_key, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![row.id, row.hash, signed_at, key.public_hex(), signature],
+        )
+        .unwrap();
+    }
+    assert!(
+        verify_db(&conn, &key).ok(),
+        "re-signed with the real key, the log is valid on its own"
+    );
+    let report = verify_with(&conn, &key, &witness);
+    assert_eq!(failed_row(&report), 16, "{report:?}");
+    assert!(report.failure.unwrap().reason.contains("re-signed"));
+}
+
+/// Through the command line: each command signs the head it wrote and the
+/// configured witness file gets every checkpoint; the log verifies against
+/// it until the last command's rows are cut away.
+#[test]
+fn commands_witness_their_checkpoints_and_verify_checks_against_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let witness = tmp.path().join("witness.log");
+    let config = tmp.path().join("enclave.toml");
+    std::fs::write(
+        &config,
+        format!("[audit]\nwitness = {:?}\n", witness.display().to_string()),
+    )
+    .unwrap();
+    let doc = tmp.path().join("note.txt");
+    std::fs::write(&doc, "Parking permits are renewed every April.").unwrap();
+    let with_config = |args: &[&str]| {
+        let mut cmd = crate::common::enclave(&data);
+        cmd.arg("--config").arg(&config).args(args);
+        cmd
+    };
+    crate::common::run_ok(&mut with_config(&[
+        "ingest",
+        "-c",
+        "demo",
+        doc.to_str().unwrap(),
+    ]));
+    for name in ["erin", "frank"] {
+        let mut child = with_config(&["user", "add", name, "--role", "staff", "--password-stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "pw-{name}-123456").unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let witnessed = std::fs::read_to_string(&witness).unwrap();
+    assert!(
+        witnessed.lines().count() >= 3,
+        "one checkpoint per command: {witnessed}"
+    );
+    let verify = || {
+        with_config(&[
+            "audit",
+            "verify",
+            "--db",
+            "--witness",
+            witness.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+    };
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("match the witness"), "{text}");
+
+    // Cut back to the checkpoint before the last command's.
+    let conn = Connection::open(data.join("enclave.sqlite")).unwrap();
+    let previous: i64 = conn
+        .query_row(
+            "SELECT upto_id FROM audit_checkpoints ORDER BY upto_id DESC LIMIT 1 OFFSET 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute_batch(&format!(
+        "DELETE FROM audit_log WHERE id > {previous}; DELETE FROM audit_checkpoints WHERE upto_id > {previous};"
+    ))
+    .unwrap();
+    drop(conn);
+    let alone = with_config(&["audit", "verify", "--db"]).output().unwrap();
+    assert!(alone.status.success(), "a shorter valid log on its own");
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("truncated"), "{text}");
 }
