@@ -228,22 +228,59 @@ fn audit(config: &Config) -> Check {
         .then(|| crate::audit::AuditKey::load_or_create(&config.data_dir).ok())
         .flatten()
         .map(|k| k.public_hex());
+    let witness = crate::audit::witness::Witness::from_setting(&config.audit.witness);
+    // Reading the journal needs root or the systemd-journal group; without
+    // it the log is still checked, and the witness named as unchecked.
+    let (witnessed, unread) = match witness.as_ref().map(|w| w.read()) {
+        Some(Ok(seen)) => (Some(seen), None),
+        Some(Err(e)) => (None, Some(e.to_string())),
+        None => (None, None),
+    };
     // The server may be running: its newest rows are not signed yet.
     let rules = crate::audit::verify::Rules {
         pinned_key: key,
         checkpoint_every: Some(config.audit.checkpoint_every),
         allow_open_tail: true,
-        witness: None,
+        witness: witnessed,
     };
+    let key_file = config.data_dir.join(crate::audit::key::FILE_NAME);
     match store.verify_audit(rules) {
-        Ok(r) if r.ok() => check(
-            "audit log",
-            Level::Ok,
-            format!(
-                "{} rows, chain and {} checkpoints verified",
-                r.rows, r.checkpoints
-            ),
-        ),
+        Ok(r) if r.ok() => {
+            let verified = format!(
+                "{} rows, chain and {} checkpoints verified; key {}",
+                r.rows,
+                r.checkpoints,
+                key_file.display()
+            );
+            match (witness.is_some(), unread, r.witnessed) {
+                (false, _, _) => check(
+                    "audit log",
+                    Level::Warn,
+                    format!(
+                        "{verified}; no witness (audit.witness): a log cut back to a checkpoint, \
+                         or rewritten with the key, would not show"
+                    ),
+                ),
+                (true, Some(e), _) => check(
+                    "audit log",
+                    Level::Warn,
+                    format!(
+                        "{verified}; cannot read the witness ({}): {e}; run \
+                         `enclave audit verify --db --witness` as root",
+                        config.audit.witness
+                    ),
+                ),
+                (true, None, n) => check(
+                    "audit log",
+                    Level::Ok,
+                    format!(
+                        "{verified}; {} checkpoints match the witness ({})",
+                        n.unwrap_or(0),
+                        config.audit.witness
+                    ),
+                ),
+            }
+        }
         Ok(r) => {
             let f = r.failure.unwrap_or(crate::audit::verify::Failure {
                 row: 0,
