@@ -31,14 +31,20 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The command line, as the operating-system user running it.
+    /// The command line, as the operating-system user running it: the
+    /// account of the real uid (`$USER` is whatever the caller set), and
+    /// who ran sudo when sudo says so (a note: the variable is the
+    /// caller's to set too).
     pub fn cli() -> Actor {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            // SAFETY: getuid has no preconditions and cannot fail.
-            .unwrap_or_else(|_| format!("uid-{}", unsafe { libc::getuid() }));
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let user = account_name(uid).unwrap_or_else(|| format!("uid-{uid}"));
+        let name = match std::env::var("SUDO_USER") {
+            Ok(by) if !by.is_empty() && by != user => format!("cli:{user} (sudo by {by})"),
+            _ => format!("cli:{user}"),
+        };
         Actor {
-            name: format!("cli:{user}"),
+            name,
             address: "local".into(),
         }
     }
@@ -49,6 +55,23 @@ impl Actor {
             address: "local".into(),
         }
     }
+}
+
+/// The login name of `uid`, from the password database.
+fn account_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid value for getpwuid_r to fill.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, buf's length is passed,
+    // and on success pw_name points into buf, which outlives its use here.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name is a NUL-terminated string inside buf (see above).
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// One event about to be recorded.
@@ -170,6 +193,23 @@ pub enum AuditError {
 }
 
 pub type Result<T> = std::result::Result<T, AuditError>;
+
+#[cfg(test)]
+mod actor_tests {
+    #[test]
+    fn the_command_line_actor_is_the_real_account_not_the_environment() {
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let real = super::account_name(uid);
+        assert!(real.is_some(), "uid {uid} has an account here");
+        let actor = super::Actor::cli();
+        assert!(
+            actor.name.starts_with(&format!("cli:{}", real.unwrap())),
+            "{}",
+            actor.name
+        );
+    }
+}
 
 /// Which rows to show (the auditor pages' filters).
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -303,8 +303,9 @@ impl Store {
             }
         }
         let audit = audit.map(|e| e.documents(ids.iter().copied()));
-        audit_in(self.audit.as_ref(), &tx, audit.as_ref())?;
+        let signed = audit_in(self.audit.as_ref(), &tx, audit.as_ref())?;
         tx.commit()?;
+        self.witness(signed);
         Ok(ids)
     }
 
@@ -507,8 +508,9 @@ impl Store {
             [document_id],
         )?;
         tx.execute("DELETE FROM documents WHERE id = ?1", [document_id])?;
-        audit_in(self.audit.as_ref(), &tx, audit)?;
+        let signed = audit_in(self.audit.as_ref(), &tx, audit)?;
         tx.commit()?;
+        self.witness(signed);
         Ok(answers_erased)
     }
 

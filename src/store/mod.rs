@@ -111,6 +111,8 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Erased text must not linger in free pages of the file.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         let mut store = Store { conn, audit: None };
         store.migrate()?;
         Ok(store)
@@ -154,10 +156,15 @@ impl Store {
         let (value, entry) = f(&Db(&tx))?;
         let signed = audit_in(self.audit.as_ref(), &tx, entry.as_ref()).map_err(E::from)?;
         tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
+        self.witness(signed);
+        Ok(value)
+    }
+
+    /// Witness a checkpoint a committed transaction signed (see [`AuditSink`]).
+    fn witness(&self, signed: Option<crate::audit::Checkpoint>) {
         if let (Some(sink), Some(cp)) = (&self.audit, signed) {
             sink.witness(&[cp]);
         }
-        Ok(value)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -197,6 +204,7 @@ impl Drop for Store {
 
 /// Append `entry` to the audit log inside `tx`, if auditing is on; the
 /// checkpoint it signed, if one was due.
+#[must_use = "a signed checkpoint is witnessed once the transaction commits"]
 fn audit_in(
     sink: Option<&AuditSink>,
     tx: &Connection,

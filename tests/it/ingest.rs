@@ -112,6 +112,15 @@ fn demo_corpus_is_searchable_with_pages_offsets_and_scores() {
     }
     let hash = receipt["content_hash"].as_str().unwrap();
     assert!(!data.join("originals").join(&hash[..2]).join(hash).exists());
+    // Nor is its text left in the database file's free pages.
+    for file in ["enclave.sqlite", "enclave.sqlite-wal"] {
+        let bytes = std::fs::read(data.join(file)).unwrap_or_default();
+        let phrase = b"require a fit note";
+        assert!(
+            !bytes.windows(phrase.len()).any(|w| w == phrase),
+            "erased text still in {file}"
+        );
+    }
 }
 
 #[test]
