@@ -577,6 +577,15 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
             "{action} audited"
         );
     }
+    // Reading the log through the API is in the log too.
+    let views = carol.get("/api/audit?action=audit.view").json();
+    assert!(
+        views["rows"].as_array().unwrap().iter().any(|r| r["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"via\":\"api\"")),
+        "{views}"
+    );
     let denied = carol.get("/api/audit?action=passage.view").json();
     assert!(
         denied["rows"]
