@@ -51,11 +51,13 @@ impl Witness {
     /// Every checkpoint witnessed so far, oldest first.
     pub fn read(&self) -> Result<Vec<Checkpoint>> {
         let text = match self {
-            Witness::File(path) => std::fs::read_to_string(path)?,
+            Witness::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| AuditError::Format(format!("witness {}: {e}", path.display())))?,
             Witness::Syslog => {
                 let out = std::process::Command::new("journalctl")
                     .args(["-t", TAG, "-o", "cat", "--no-pager", "-q"])
-                    .output()?;
+                    .output()
+                    .map_err(|e| AuditError::Format(format!("cannot run journalctl: {e}")))?;
                 if !out.status.success() {
                     return Err(AuditError::Format(format!(
                         "journalctl failed: {}",
