@@ -189,9 +189,18 @@ fn failures_since(db: &Db<'_>, key: &str, since: i64) -> Result<(i64, i64)> {
     )
 }
 
-/// Seconds to wait before another login attempt for this account or from
-/// this address, or `None` if one may be tried now. Checked before the
-/// password, so a throttled attempt costs no hashing and teaches nothing.
+/// The failures that hold an account back are those from one address: an
+/// attacker elsewhere can slow their own guesses at an account, not lock its
+/// owner out (the per-address limit still caps what one address can try
+/// across accounts).
+fn account_key(username: &str, address: &str) -> String {
+    format!("user:{}|addr:{address}", username.to_lowercase())
+}
+
+/// Seconds to wait before another login attempt for this account from this
+/// address, or from this address at all, or `None` if one may be tried now.
+/// Checked before the password, so a throttled attempt costs no hashing and
+/// teaches nothing.
 pub fn login_wait(
     db: &Db<'_>,
     username: &str,
@@ -204,8 +213,7 @@ pub fn login_wait(
     if by_addr >= policy.per_address as i64 {
         return Ok(Some((last_addr + WINDOW_SECS - now).max(1) as u64));
     }
-    let key = format!("user:{}", username.to_lowercase());
-    let (by_user, last_user) = failures_since(db, &key, since)?;
+    let (by_user, last_user) = failures_since(db, &account_key(username, address), since)?;
     if by_user >= policy.per_account as i64 {
         let over = (by_user - policy.per_account as i64).min(20) as u32;
         let wait = (15i64 << over).min(MAX_ACCOUNT_WAIT_SECS);
@@ -217,31 +225,43 @@ pub fn login_wait(
     Ok(None)
 }
 
-pub fn record_failure(db: &Db<'_>, username: &str, address: &str) -> Result<()> {
+/// Count an attempt as failed against the account (from this address) and
+/// the address. Done *before* the password is hashed, so that concurrent
+/// attempts cannot all pass the throttle while none has failed yet; a
+/// success takes the reservation back ([`release`]). Returns the rows.
+pub fn record_failure(db: &Db<'_>, username: &str, address: &str) -> Result<Vec<i64>> {
     let conn = db.0;
     let now = now_secs();
     conn.execute(
         "DELETE FROM login_failures WHERE at <= ?1",
         [now - WINDOW_SECS],
     )?;
-    for key in [
-        format!("user:{}", username.to_lowercase()),
-        format!("addr:{address}"),
-    ] {
+    let mut rows = Vec::with_capacity(2);
+    for key in [account_key(username, address), format!("addr:{address}")] {
         conn.execute(
             "INSERT INTO login_failures (key, at) VALUES (?1, ?2)",
             params![key, now],
         )?;
+        rows.push(conn.last_insert_rowid());
+    }
+    Ok(rows)
+}
+
+/// Take back an attempt [`record_failure`] reserved that succeeded.
+pub fn release(db: &Db<'_>, rows: &[i64]) -> Result<()> {
+    for row in rows {
+        db.0.execute("DELETE FROM login_failures WHERE rowid = ?1", [row])?;
     }
     Ok(())
 }
 
-/// A successful login forgets the account's failures (not the address's).
-pub fn clear_failures(db: &Db<'_>, username: &str) -> Result<()> {
+/// A successful login forgets the account's failures from that address (not
+/// the address's failures on other accounts).
+pub fn clear_failures(db: &Db<'_>, username: &str, address: &str) -> Result<()> {
     let conn = db.0;
     conn.execute(
         "DELETE FROM login_failures WHERE key = ?1",
-        [format!("user:{}", username.to_lowercase())],
+        [account_key(username, address)],
     )?;
     Ok(())
 }
@@ -265,35 +285,53 @@ mod tests {
     #[test]
     fn an_account_waits_longer_after_each_failure_but_never_past_the_cap() {
         let conn = db();
+        let attacker = "10.0.0.9";
         for _ in 0..4 {
-            record_failure(&Db(&conn), "dave", "10.0.0.9").unwrap();
+            record_failure(&Db(&conn), "dave", attacker).unwrap();
         }
         assert_eq!(
-            login_wait(&Db(&conn), "dave", "10.0.0.9", POLICY).unwrap(),
+            login_wait(&Db(&conn), "dave", attacker, POLICY).unwrap(),
             None
         );
-        record_failure(&Db(&conn), "Dave", "10.0.0.9").unwrap();
-        let first = login_wait(&Db(&conn), "dave", "10.0.0.8", POLICY).unwrap();
+        record_failure(&Db(&conn), "Dave", attacker).unwrap();
+        let first = login_wait(&Db(&conn), "dave", attacker, POLICY).unwrap();
         assert!(first.is_some_and(|w| (1..=15).contains(&w)), "{first:?}");
         for _ in 0..30 {
-            record_failure(&Db(&conn), "dave", "10.0.0.9").unwrap();
+            record_failure(&Db(&conn), "dave", attacker).unwrap();
         }
-        let capped = login_wait(&Db(&conn), "dave", "10.0.0.8", POLICY).unwrap();
+        let capped = login_wait(&Db(&conn), "dave", attacker, POLICY).unwrap();
         assert!(
             capped.is_some_and(|w| w > 15 && w <= MAX_ACCOUNT_WAIT_SECS as u64),
             "{capped:?}"
+        );
+        // Dave himself, from his own address, is not held back: an attacker
+        // cannot lock him out, however long they keep at it.
+        assert_eq!(
+            login_wait(&Db(&conn), "dave", "10.0.0.8", POLICY).unwrap(),
+            None
         );
         // Other accounts are not held back by dave's failures.
         assert_eq!(
             login_wait(&Db(&conn), "erin", "10.0.0.8", POLICY).unwrap(),
             None
         );
-        // A success forgets the account's failures.
-        clear_failures(&Db(&conn), "DAVE").unwrap();
+        // A success forgets the account's failures from that address.
+        clear_failures(&Db(&conn), "DAVE", attacker).unwrap();
         assert_eq!(
-            login_wait(&Db(&conn), "dave", "10.0.0.8", POLICY).unwrap(),
+            login_wait(&Db(&conn), "dave", attacker, POLICY).unwrap(),
             None
         );
+        // A reservation taken back leaves nothing behind.
+        let rows = record_failure(&Db(&conn), "erin", "10.0.0.8").unwrap();
+        release(&Db(&conn), &rows).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM login_failures WHERE key LIKE '%erin%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]
@@ -313,7 +351,7 @@ mod tests {
             None
         );
         // A success does not forget the address's failures.
-        clear_failures(&Db(&conn), "user1").unwrap();
+        clear_failures(&Db(&conn), "user1", "10.0.0.66").unwrap();
         assert!(
             login_wait(&Db(&conn), "alice", "10.0.0.66", POLICY)
                 .unwrap()

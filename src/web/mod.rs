@@ -242,6 +242,10 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
         streams: Mutex::new(HashMap::new()),
         started: Instant::now(),
         model_bytes,
+        password_checks: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+        ),
+        throttled: Mutex::new(HashMap::new()),
     });
     let for_pruning = state.clone();
     std::thread::Builder::new()

@@ -31,6 +31,11 @@ pub struct AppState {
     pub streams: Mutex<HashMap<i64, usize>>,
     pub started: Instant,
     pub model_bytes: u64,
+    /// Password checks (argon2) running at once, at most.
+    pub password_checks: tokio::sync::Semaphore,
+    /// Throttled login refusals per (account, address): when the current
+    /// window's row was logged, and how many refusals since went unlogged.
+    pub throttled: Mutex<HashMap<(String, String), (Instant, u64)>>,
 }
 
 impl AppState {
@@ -38,6 +43,29 @@ impl AppState {
         Lifetimes {
             idle_secs: self.config.web.idle_timeout_mins as i64 * 60,
             absolute_secs: self.config.web.session_hours as i64 * 3600,
+        }
+    }
+
+    /// Whether to log this throttled refusal: the first per account and
+    /// address in each window is, with the number of refusals not logged
+    /// since the last row (returned); the others are only counted. Keeps the
+    /// audit log from growing with every request of a flood.
+    pub fn throttled_refusal(&self, target: &str, address: &str) -> Option<u64> {
+        const WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+        let mut map = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (logged, _)| logged.elapsed() < WINDOW);
+        }
+        let key = (target.to_string(), address.to_string());
+        match map.get_mut(&key) {
+            Some((logged, not_logged)) if logged.elapsed() < WINDOW => {
+                *not_logged += 1;
+                None
+            }
+            _ => {
+                let not_logged = map.insert(key, (Instant::now(), 0)).map_or(0, |(_, n)| n);
+                Some(not_logged)
+            }
         }
     }
 

@@ -729,3 +729,47 @@ fn a_revoked_grant_withholds_answers_already_given() {
     );
     assert!(page.body.contains("no longer have access"), "{}", page.body);
 }
+
+/// Forty wrong logins for one account at once: the throttle counts each
+/// attempt before its password is hashed, so no more than the allowed five
+/// are ever checked (the rest are refused without hashing), and the audit
+/// log gets one row per failure and a single row for all the refusals.
+#[test]
+fn a_concurrent_login_flood_is_throttled_before_hashing_and_logged_in_aggregate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    let server = Server::start(&dir, &[]);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(40));
+    let threads: Vec<_> = (0..40)
+        .map(|_| {
+            let (base, barrier) = (server.base.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut c = crate::common::server::Client::new(&base);
+                barrier.wait();
+                c.login("bob", "wrong-password").status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let count = |s: u16| statuses.iter().filter(|&&x| x == s).count();
+    assert!(
+        count(401) <= 5,
+        "at most five passwords checked: {statuses:?}"
+    );
+    assert_eq!(count(401) + count(429), 40, "{statuses:?}");
+    // Another account is unaffected.
+    assert_eq!(server.client().login("dave", "pw-dave-123").status, 200);
+    drop(server);
+    let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
+    let rows = |outcome: &str| {
+        ids(
+            &db,
+            &format!(
+                "SELECT count(*) FROM audit_log WHERE action = 'login' AND target = 'user:bob' AND outcome = '{outcome}'"
+            ),
+        )[0]
+    };
+    assert_eq!(rows("failed"), count(401) as i64);
+    assert_eq!(rows("throttled"), 1, "one row for {} refusals", count(429));
+}

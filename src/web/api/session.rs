@@ -26,6 +26,13 @@ struct PasswordAttempt {
     target: String,
 }
 
+/// An attempt the throttle let through: the account's credentials (none for
+/// an unknown name) and the failure rows reserved for it until it succeeds.
+struct Admitted {
+    creds: Option<(accounts::User, String)>,
+    reservation: Vec<i64>,
+}
+
 impl PasswordAttempt {
     fn new(actor: Actor, username: &str, action: &'static str) -> PasswordAttempt {
         PasswordAttempt {
@@ -36,52 +43,75 @@ impl PasswordAttempt {
         }
     }
 
-    /// The account's credentials, unless the throttle holds this account or
-    /// address back: then the refusal is logged and returned (429). Checked
-    /// before any hashing, so a throttled try costs nothing and teaches nothing.
-    async fn admit(
-        &self,
-        state: &Data<AppState>,
-    ) -> Result<Option<(accounts::User, String)>, ApiError> {
+    /// Let the attempt through unless the throttle holds this account (from
+    /// this address) or this address back; then the refusal is logged (at
+    /// most one row per account and address per window, with the count of
+    /// the ones not logged) and returned (429). Checked before any hashing,
+    /// so a throttled try costs nothing and teaches nothing; and the attempt
+    /// is counted as failed *before* hashing, in the same step, so that a
+    /// burst of concurrent tries cannot all get past the throttle.
+    async fn admit(&self, state: &Data<AppState>) -> Result<Admitted, ApiError> {
         let policy = state.throttle();
         let (u, a) = (self.username.clone(), self.actor.address.clone());
-        let (wait, creds) = state
+        let admitted = state
             .with_db(move |db| {
-                let wait = db.autocommit(|c| store::sessions::login_wait(c, &u, &a, policy))?;
-                Ok((
-                    wait,
-                    db.autocommit(|c| store::accounts::credentials(c, &u))?,
-                ))
+                db.autocommit(|c| {
+                    if let Some(wait) = store::sessions::login_wait(c, &u, &a, policy)? {
+                        return Ok(Err(wait));
+                    }
+                    let reservation = store::sessions::record_failure(c, &u, &a)?;
+                    let creds = store::accounts::credentials(c, &u)?;
+                    Ok::<_, ApiError>(Ok(Admitted { creds, reservation }))
+                })
             })
             .await?;
-        let Some(secs) = wait else {
-            return Ok(creds);
+        let secs = match admitted {
+            Ok(admitted) => return Ok(admitted),
+            Err(secs) => secs,
         };
-        let entry = Entry::new(&self.actor, self.action, self.target.clone())
-            .outcome("throttled")
-            .detail(serde_json::json!({ "retry_after_secs": secs }));
-        state
-            .with_db(move |db| db.transact(|_| Ok(((), Some(entry)))))
-            .await?;
+        if let Some(not_logged) = state.throttled_refusal(&self.target, &self.actor.address) {
+            let entry = Entry::new(&self.actor, self.action, self.target.clone())
+                .outcome("throttled")
+                .detail(serde_json::json!({
+                    "retry_after_secs": secs,
+                    "refusals_not_logged_before": not_logged,
+                }));
+            state
+                .with_db(move |db| db.transact(|_| Ok(((), Some(entry)))))
+                .await?;
+        }
         Err(ApiError::too_many(
             format!("too many wrong passwords; try again in {secs} s"),
             secs,
         ))
     }
 
-    /// A wrong password: counted against the account and the address, logged.
+    /// A wrong password (already counted by [`admit`]): logged.
     async fn failed(&self, state: &Data<AppState>) -> Result<(), ApiError> {
-        let (u, a) = (self.username.clone(), self.actor.address.clone());
         let entry = Entry::new(&self.actor, self.action, self.target.clone()).outcome("failed");
         state
-            .with_db(move |db| {
-                db.transact(|tx| {
-                    store::sessions::record_failure(tx, &u, &a)?;
-                    Ok(((), Some(entry)))
-                })
-            })
+            .with_db(move |db| db.transact(|_| Ok(((), Some(entry)))))
             .await
     }
+}
+
+/// Check a password off the async threads, at most a few at once: argon2
+/// takes 19 MiB and tens of milliseconds per check, and a flood of logins
+/// must queue here rather than fill the blocking pool and the memory.
+async fn check_password<T: Send + 'static>(
+    state: &Data<AppState>,
+    check: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        state.password_checks.acquire(),
+    )
+    .await
+    .map_err(|_| ApiError::unavailable("too many logins at once; try again", 2))?
+    .map_err(ApiError::internal)?;
+    let out = web::block(check).await?;
+    drop(permit);
+    Ok(out)
 }
 
 /// Log in. No session yet, so no CSRF token: instead the body must be JSON
@@ -111,10 +141,9 @@ pub async fn login(
         address: address.clone(),
     };
     let attempt = PasswordAttempt::new(actor.clone(), &username, "login");
-    let creds = attempt.admit(&state).await?;
-    // Hash checking is slow on purpose: off the async threads.
+    let Admitted { creds, reservation } = attempt.admit(&state).await?;
     let pw = password.clone();
-    let verified = web::block(move || match &creds {
+    let verified = check_password(&state, move || match &creds {
         Some((user, hash)) => {
             (accounts::verify_password(hash, &pw) && !user.disabled).then(|| user.clone())
         }
@@ -131,7 +160,8 @@ pub async fn login(
     let ((token, session), collections) = state
         .with_db(move |db| {
             db.transact(|tx| {
-                store::sessions::clear_failures(tx, &user.username)?;
+                store::sessions::release(tx, &reservation)?;
+                store::sessions::clear_failures(tx, &user.username, &address)?;
                 let created = store::sessions::create(tx, &user, &address)?;
                 let collections = store::accounts::granted_collections(tx, user.id)?;
                 let entry = Entry::new(&actor, "login", format!("user:{}", user.username));
@@ -184,11 +214,11 @@ pub async fn change_password(
     }
     let (actor, user) = (authed.actor(), authed.user().clone());
     let attempt = PasswordAttempt::new(actor.clone(), &user.username, "user.password");
-    let Some((_, current_hash)) = attempt.admit(&state).await? else {
+    let Admitted { creds, reservation } = attempt.admit(&state).await?;
+    let Some((_, current_hash)) = creds else {
         return Err(ApiError::not_found());
     };
-    // Both hashings are slow on purpose: off the async threads.
-    let new_hash = web::block(move || {
+    let new_hash = check_password(&state, move || {
         accounts::verify_password(&current_hash, &current_password)
             .then(|| accounts::hash_password(&new_password))
             .transpose()
@@ -206,7 +236,8 @@ pub async fn change_password(
         .with_db(move |db| {
             db.transact(|tx| {
                 store::accounts::set_password(tx, user.id, &new_hash, PasswordOrigin::Chosen)?;
-                store::sessions::clear_failures(tx, &user.username)?;
+                store::sessions::release(tx, &reservation)?;
+                store::sessions::clear_failures(tx, &user.username, &actor.address)?;
                 let fresh = store::accounts::user(tx, user.id)?;
                 let created = store::sessions::create(tx, &fresh, &actor.address)?;
                 let collections = store::accounts::granted_collections(tx, user.id)?;
