@@ -89,8 +89,8 @@ pub fn backup(config: &Config, args: BackupArgs) -> Result<ExitCode> {
     eprintln!("Copying {} stored originals…", stored.len());
     let mut missing_originals = Vec::new();
     for rel in stored {
-        if rel.contains("..") || rel.starts_with('/') {
-            bail!("refusing a stored path outside the data dir: {rel}");
+        if crate::library::original_file(data, rel).is_none() {
+            bail!("refusing a stored path that is not an original's: {rel}");
         }
         if data.join(rel).is_file() {
             copy_into(data, dest, rel)?;

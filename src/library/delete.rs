@@ -30,13 +30,12 @@ impl Library {
         self.vectors.delete_document(document_id)?;
         self.vectors.commit()?;
         let mut original_removed = false;
-        if !doc.stored_path.is_empty()
+        if let Some(path) = super::original_file(&self.data_dir, &doc.stored_path)
             && self
                 .store
                 .stored_path_users(&doc.stored_path, document_id)?
                 == 0
         {
-            let path = self.data_dir.join(&doc.stored_path);
             match std::fs::remove_file(&path) {
                 Ok(()) => original_removed = true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => original_removed = true,

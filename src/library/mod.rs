@@ -429,6 +429,22 @@ pub fn audit_sink(config: &Config) -> Result<AuditSink> {
     })
 }
 
+/// The file of a stored original, when `stored_path` has the shape Enclave
+/// writes (`originals/<2 hex>/<64 hex>`). Anything else in the database
+/// (an absolute path, `..`, another folder: a tampered or foreign restore)
+/// is never served, copied or deleted.
+pub fn original_file(data_dir: &Path, stored_path: &str) -> Option<std::path::PathBuf> {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match stored_path.split('/').collect::<Vec<_>>().as_slice() {
+        ["originals", prefix, hash]
+            if hex(prefix, 2) && hex(hash, 64) && hash.starts_with(prefix) =>
+        {
+            Some(data_dir.join(stored_path))
+        }
+        _ => None,
+    }
+}
+
 fn lock_data_dir(data_dir: &Path) -> Result<File> {
     let path = data_dir.join(".lock");
     let file = File::options()
@@ -448,4 +464,31 @@ fn lock_data_dir(data_dir: &Path) -> Result<File> {
         return Err(LibraryError::Locked(data_dir.to_path_buf()));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod original_file_tests {
+    use super::original_file;
+    use std::path::Path;
+
+    #[test]
+    fn only_paths_enclave_writes_are_accepted() {
+        let hash = "ab".repeat(32);
+        let good = format!("originals/ab/{hash}");
+        assert_eq!(
+            original_file(Path::new("/data"), &good),
+            Some(Path::new("/data").join(&good))
+        );
+        for bad in [
+            "/etc/shadow".to_string(),
+            format!("originals/ab/../../{hash}"),
+            "originals/ab/../../../etc/passwd".into(),
+            format!("originals/cd/{hash}"),
+            format!("tls/ab/{hash}"),
+            "originals/ab/short".into(),
+            String::new(),
+        ] {
+            assert_eq!(original_file(Path::new("/data"), &bad), None, "{bad}");
+        }
+    }
 }

@@ -200,6 +200,13 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
         );
     }
     db.autocommit(store::uploads::fail_interrupted)?;
+    let removed = upload::remove_staged(&config.data_dir);
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "files of uploads interrupted by the last stop removed"
+        );
+    }
     let config_hash = hex::encode(Sha256::digest(config.to_toml().as_bytes()));
     let previous = db.autocommit(|c| store::audit::last_detail(c, "server.start"))?;
     let previous_hash = previous

@@ -311,3 +311,34 @@ pub async fn list_uploads(
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "uploads": views })))
 }
+
+/// Remove every staged upload file: called at start, when no upload can be
+/// in progress, so each one is left from an upload a stop interrupted (its
+/// row is failed by `uploads::fail_interrupted`). Returns how many.
+pub fn remove_staged(data_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("uploads")) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "upload"))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+#[cfg(test)]
+mod staged_tests {
+    #[test]
+    fn staged_files_left_by_a_stop_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = dir.path().join("uploads");
+        std::fs::create_dir_all(&uploads).unwrap();
+        std::fs::write(uploads.join("a.upload"), b"half a file").unwrap();
+        std::fs::write(uploads.join("b.upload"), b"").unwrap();
+        std::fs::write(uploads.join("keep.txt"), b"not ours").unwrap();
+        assert_eq!(super::remove_staged(dir.path()), 2);
+        assert!(uploads.join("keep.txt").exists());
+        assert_eq!(super::remove_staged(dir.path()), 0);
+        assert_eq!(super::remove_staged(&dir.path().join("missing")), 0);
+    }
+}

@@ -140,10 +140,11 @@ pub async fn original(
                 .outcome(if granted { "ok" } else { "denied" })
                 .documents([doc_id]);
             db.record(entry)?;
-            if !granted || doc.stored_path.is_empty() {
-                return Err(ApiError::not_found());
+            let path = crate::library::original_file(&data_dir, &doc.stored_path);
+            match path {
+                Some(path) if granted => Ok((path, doc.source_name, doc.mime)),
+                _ => Err(ApiError::not_found()),
             }
-            Ok((data_dir.join(&doc.stored_path), doc.source_name, doc.mime))
         })
         .await?;
     let bytes = web::block(move || std::fs::read(path))
