@@ -221,9 +221,22 @@ pub fn add_question(db: &Db<'_>, conversation_id: i64, question: &str) -> Result
 }
 
 /// Store the outcome of a question with the passages it was drawn from, so
-/// erasing a document erases this answer.
-pub fn finish(db: &Db<'_>, message_id: i64, answer: &FinishedAnswer<'_>) -> Result<()> {
+/// erasing a document erases this answer. A document erased while the answer
+/// was being written (it is gone now) erases it here, as erasure would have:
+/// stored as `erased`, without its text. Returns whether that happened.
+pub fn finish(db: &Db<'_>, message_id: i64, answer: &FinishedAnswer<'_>) -> Result<bool> {
     let conn = db.0;
+    let mut exists = conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM documents WHERE id = ?1)")?;
+    for (_, doc) in answer.sources {
+        if !exists.query_row([doc], |r| r.get::<_, bool>(0))? {
+            conn.execute(
+                "UPDATE messages SET status = 'erased', answer = '', citations = '[]',
+                        checks = '{}' WHERE id = ?1",
+                [message_id],
+            )?;
+            return Ok(true);
+        }
+    }
     conn.execute(
         "UPDATE messages SET status = ?2, answer = ?3, citations = ?4, degraded = ?5,
                 verification = ?6, tier = ?7, checks = ?8 WHERE id = ?1",
@@ -244,7 +257,7 @@ pub fn finish(db: &Db<'_>, message_id: i64, answer: &FinishedAnswer<'_>) -> Resu
     for (chunk, doc) in answer.sources {
         stmt.execute(params![message_id, chunk, doc])?;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Whether `user_id` owns message `message_id`.
@@ -340,5 +353,18 @@ mod tests {
         assert_eq!(stored[0].citations, citations);
         // Nobody else's: another user id sees nothing.
         assert!(messages(conn, conv, uid + 1).unwrap().is_empty());
+
+        // An answer whose document was erased while it was being written
+        // is stored erased, not with the erased document's words.
+        let late = add_question(conn, conv, "How long is the working week?").unwrap();
+        let gone = FinishedAnswer {
+            sources: &[(3, 999)],
+            ..answered("A 37.5-hour week [1].", false, "verified")
+        };
+        assert!(finish(conn, late, &gone).unwrap());
+        let stored = messages(conn, conv, uid).unwrap();
+        let late = stored.iter().find(|m| m.id == late).unwrap();
+        assert_eq!(late.status, "erased");
+        assert!(late.answer.is_empty() && late.checks == serde_json::json!({}));
     }
 }

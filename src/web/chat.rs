@@ -299,7 +299,7 @@ fn store_answer(
             .collect();
         let citations = serde_json::to_value(&answer.citations).map_err(ApiError::internal)?;
         let checks = serde_json::to_value(&answer.checks).map_err(ApiError::internal)?;
-        store::conversations::finish(
+        let erased = store::conversations::finish(
             tx,
             message_id,
             &store::conversations::FinishedAnswer {
@@ -317,7 +317,7 @@ fn store_answer(
         docs.sort_unstable();
         docs.dedup();
         let entry = Entry::new(actor, "answer", format!("message:{message_id}"))
-            .outcome(outcome)
+            .outcome(if erased { "erased" } else { outcome })
             .documents(docs)
             .chunks(answer.sources.iter().map(|s| s.chunk_id))
             .detail(answer_detail(answer, status, degraded));
