@@ -143,7 +143,8 @@ impl VectorConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// Write the text of questions into the audit log (otherwise only their
-    /// length and SHA-256). A policy decision for the data controller.
+    /// length and a keyed digest, HMAC-SHA-256 under a key derived from the
+    /// audit key). A policy decision for the data controller.
     pub log_question_text: bool,
     /// A signed checkpoint (Ed25519, key in `<data_dir>/audit-key`) is written
     /// after every this many audit rows, and at every export.

@@ -12,7 +12,6 @@
 use actix_web::HttpResponse;
 use actix_web::web::{self, Bytes, Data};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::auth::ChatSession;
 use super::error::ApiError;
@@ -238,6 +237,10 @@ async fn record_question(
     let log_text = state.config.audit.log_question_text;
     state
         .with_db(move |db| {
+            let digest = db
+                .audit_sink()
+                .map(|s| s.key.digest(&q))
+                .unwrap_or_default();
             db.transact(|tx| {
                 let conv = match conversation {
                     Some(id) => {
@@ -253,7 +256,7 @@ async fn record_question(
                     "conversation": conv,
                     "collections": collections,
                     "chars": q.chars().count(),
-                    "sha256": hex::encode(Sha256::digest(q.as_bytes())),
+                    "hmac_sha256": digest,
                 });
                 if log_text {
                     detail["question"] = q.clone().into();
@@ -291,6 +294,7 @@ fn store_answer(
     outcome: &'static str,
     degraded: bool,
 ) -> Result<(), ApiError> {
+    let key = db.audit_sink().map(|s| s.key.clone());
     db.transact(|tx| {
         let pairs: Vec<(i64, i64)> = answer
             .sources
@@ -320,7 +324,7 @@ fn store_answer(
             .outcome(if erased { "erased" } else { outcome })
             .documents(docs)
             .chunks(answer.sources.iter().map(|s| s.chunk_id))
-            .detail(answer_detail(answer, status, degraded));
+            .detail(answer_detail(answer, status, degraded, key.as_deref()));
         Ok(((), Some(entry)))
     })
 }
@@ -329,7 +333,12 @@ fn store_answer(
 /// tiers tried, what it cost, and each removed sentence by its reason and
 /// digest ("removed: not supported by the documents"; the text itself is in
 /// the stored answer).
-fn answer_detail(answer: &Answer, status: AnswerStatus, degraded: bool) -> serde_json::Value {
+fn answer_detail(
+    answer: &Answer,
+    status: AnswerStatus,
+    degraded: bool,
+    key: Option<&crate::audit::AuditKey>,
+) -> serde_json::Value {
     let removed: Vec<serde_json::Value> = answer
         .removed()
         .map(|s| {
@@ -337,7 +346,7 @@ fn answer_detail(answer: &Answer, status: AnswerStatus, degraded: bool) -> serde
                 "tier": s.tier,
                 "removed": "not supported by the documents",
                 "reason": s.reason,
-                "sha256": hex::encode(Sha256::digest(s.text.as_bytes())),
+                "hmac_sha256": key.map(|k| k.digest(&s.text)).unwrap_or_default(),
             })
         })
         .collect();
