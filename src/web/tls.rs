@@ -24,10 +24,34 @@ pub fn material(config: &Config) -> Result<(PathBuf, PathBuf, bool)> {
     let dir = config.data_dir.join("tls");
     let cert = dir.join("self-signed.crt");
     let key = dir.join("self-signed.key");
-    if !(cert.is_file() && key.is_file()) {
+    if !(cert.is_file() && key.is_file()) || due_for_renewal(&dir) {
         generate(&dir, &cert, &key)?;
     }
     Ok((cert, key, true))
+}
+
+/// How long a self-signed certificate is valid: browsers and auditors
+/// reject ones valid for decades, and a short one is renewed at a start.
+const VALID_DAYS: u64 = 730;
+/// Renewed at start when it expires within this many days.
+const RENEW_DAYS: u64 = 30;
+/// Beside the pair: when the certificate expires (Unix seconds).
+const EXPIRY_FILE: &str = "self-signed.expires";
+
+/// Whether the self-signed certificate expires soon, or is from before its
+/// expiry was recorded (those were valid until the year 4096).
+fn due_for_renewal(dir: &Path) -> bool {
+    let expires = std::fs::read_to_string(dir.join(EXPIRY_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let now = unix_now();
+    expires.is_none_or(|t| t < now + RENEW_DAYS * 86_400)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<()> {
@@ -41,7 +65,16 @@ fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<()> {
     if !host.is_empty() && host != "localhost" {
         names.push(host);
     }
-    let pair = rcgen::generate_simple_self_signed(names).context("generating a TLS certificate")?;
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
+    params.not_before = (now - day).into();
+    params.not_after = (now + day * VALID_DAYS as u32).into();
+    let signing_key = rcgen::KeyPair::generate().context("generating a TLS key")?;
+    let cert = params
+        .self_signed(&signing_key)
+        .context("generating a TLS certificate")?;
+    let pair = rcgen::CertifiedKey { cert, signing_key };
     let mut key_file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -52,8 +85,14 @@ fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<()> {
     std::io::Write::write_all(&mut key_file, pair.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(cert_path, pair.cert.pem())
         .with_context(|| format!("writing {}", cert_path.display()))?;
+    std::fs::write(
+        dir.join(EXPIRY_FILE),
+        (unix_now() + VALID_DAYS * 86_400).to_string(),
+    )
+    .with_context(|| format!("writing {}", dir.join(EXPIRY_FILE).display()))?;
     tracing::warn!(
         cert = %cert_path.display(),
+        days = VALID_DAYS,
         "generated a self-signed TLS certificate; browsers will warn until web.tls_cert names one from your CA"
     );
     Ok(())
@@ -81,4 +120,41 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
         .context("certificate and key do not match")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_self_signed_certificate_lasts_two_years_and_is_renewed_near_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let (cert, _, self_signed) = material(&config).unwrap();
+        assert!(self_signed);
+        let tls = dir.path().join("tls");
+        assert!(!due_for_renewal(&tls));
+        let first = std::fs::read(&cert).unwrap();
+        // The validity written into the certificate, as openssl reads it.
+        if let Ok(out) = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-in"])
+            .arg(&cert)
+            .output()
+        {
+            let end = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(!end.contains("4096"), "{end}");
+        }
+        // A start within 30 days of expiry makes a new one.
+        std::fs::write(tls.join(EXPIRY_FILE), (unix_now() + 86_400).to_string()).unwrap();
+        assert!(due_for_renewal(&tls));
+        material(&config).unwrap();
+        assert_ne!(std::fs::read(&cert).unwrap(), first);
+        assert!(!due_for_renewal(&tls));
+        // One from before expiries were recorded (valid until 4096) too.
+        std::fs::remove_file(tls.join(EXPIRY_FILE)).unwrap();
+        assert!(due_for_renewal(&tls));
+    }
 }
