@@ -215,8 +215,55 @@ pub async fn resolve_session(
         }
         _ => Resolved::Absent,
     };
+    let who = match &resolved {
+        Resolved::Live(session) => Some(session.user.username.clone()),
+        _ => None,
+    };
     req.extensions_mut().insert(resolved);
-    Ok(next.call(req).await?.map_into_left_body())
+    let res = next.call(req).await?;
+    if let Some(user) = who {
+        audit_refusal(&res, user).await;
+    }
+    Ok(res.map_into_left_body())
+}
+
+/// A signed-in user refused a route (403: role or CSRF) or an object (404
+/// on a route that names one: someone else's conversation, message or
+/// upload, or one that does not exist) is audited as `access.denied`: the
+/// first per user, refusal and route in each window, with the number of
+/// the others since, so probing is on record and a flood does not grow
+/// the log.
+async fn audit_refusal<B>(res: &ServiceResponse<B>, user: String) {
+    let status = res.status().as_u16();
+    let route = res.request().match_pattern().unwrap_or_default();
+    let names_object = route.contains('{');
+    if !(status == 403 || (status == 404 && names_object)) {
+        return;
+    }
+    let Some(state) = res.request().app_data::<web::Data<AppState>>().cloned() else {
+        return;
+    };
+    let target = format!("{} {route}", res.request().method());
+    let address = client_address(res.request());
+    let Some(not_logged) =
+        state.first_refusal_in_window(&format!("{status} {target} {user}"), &address)
+    else {
+        return;
+    };
+    let actor = Actor {
+        name: user,
+        address,
+    };
+    let entry = crate::audit::Entry::new(&actor, "access.denied", target)
+        .outcome("denied")
+        .detail(serde_json::json!({
+            "status": status,
+            "path": res.request().path(),
+            "refusals_not_logged_before": not_logged,
+        }));
+    if let Err(e) = state.with_db(move |db| Ok(db.record(entry)?)).await {
+        tracing::error!(error = %e.message, "could not audit a refused request");
+    }
 }
 
 impl Authed {

@@ -33,8 +33,8 @@ pub struct AppState {
     pub model_bytes: u64,
     /// Password checks (argon2) running at once, at most.
     pub password_checks: tokio::sync::Semaphore,
-    /// Throttled login refusals per (account, address): when the current
-    /// window's row was logged, and how many refusals since went unlogged.
+    /// Refusals per (what was refused, address): when the current window's
+    /// row was logged, and how many refusals since went unlogged.
     pub throttled: Mutex<HashMap<(String, String), (Instant, u64)>>,
 }
 
@@ -46,11 +46,12 @@ impl AppState {
         }
     }
 
-    /// Whether to log this throttled refusal: the first per account and
-    /// address in each window is, with the number of refusals not logged
-    /// since the last row (returned); the others are only counted. Keeps the
-    /// audit log from growing with every request of a flood.
-    pub fn throttled_refusal(&self, target: &str, address: &str) -> Option<u64> {
+    /// Whether to log this refusal (a throttled login, a denied request):
+    /// the first per key and address in each window is, with the number of
+    /// refusals not logged since the last row (returned); the others are
+    /// only counted. Keeps the audit log from growing with every request of
+    /// a flood.
+    pub fn first_refusal_in_window(&self, target: &str, address: &str) -> Option<u64> {
         const WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
         let mut map = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {

@@ -773,3 +773,46 @@ fn a_concurrent_login_flood_is_throttled_before_hashing_and_logged_in_aggregate(
     assert_eq!(rows("failed"), count(401) as i64);
     assert_eq!(rows("throttled"), 1, "one row for {} refusals", count(429));
 }
+
+/// Refusals of a signed-in user are on record: a role's 403, a missing CSRF
+/// token's 403, and a 404 on someone else's conversation, each once per
+/// route and window however often it is repeated.
+#[test]
+fn refused_requests_are_audited_once_per_route_and_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    let server = Server::start(&dir, &[]);
+    let mut dave = server.client();
+    assert_eq!(dave.login("dave", "pw-dave-123").status, 200);
+    let (_, events) = dave.ask(
+        "How many days of annual leave do full-time staff get?",
+        None,
+    );
+    let conv = events.iter().find(|(e, _)| e == "meta").unwrap().1["conversation_id"]
+        .as_i64()
+        .unwrap();
+    let mut bob = server.client();
+    assert_eq!(bob.login("bob", "pw-bob-123").status, 200);
+    for _ in 0..30 {
+        assert_eq!(bob.get("/api/users").status, 403);
+    }
+    for _ in 0..5 {
+        assert_eq!(bob.get(&format!("/api/conversations/{conv}")).status, 404);
+        let no_token = bob.post_json("/api/ask", &serde_json::json!({"question": "x"}), false);
+        assert_eq!(no_token.status, 403);
+    }
+    drop(server);
+    let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
+    let rows = |target: &str| {
+        ids(
+            &db,
+            &format!(
+                "SELECT count(*) FROM audit_log WHERE action = 'access.denied' AND actor = 'bob' AND target = '{target}'"
+            ),
+        )[0]
+    };
+    assert_eq!(rows("GET /api/users"), 1);
+    assert_eq!(rows("GET /api/conversations/{id}"), 1);
+    assert_eq!(rows("POST /api/ask"), 1);
+}

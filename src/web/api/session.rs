@@ -69,7 +69,7 @@ impl PasswordAttempt {
             Ok(admitted) => return Ok(admitted),
             Err(secs) => secs,
         };
-        if let Some(not_logged) = state.throttled_refusal(&self.target, &self.actor.address) {
+        if let Some(not_logged) = state.first_refusal_in_window(&self.target, &self.actor.address) {
             let entry = Entry::new(&self.actor, self.action, self.target.clone())
                 .outcome("throttled")
                 .detail(serde_json::json!({
