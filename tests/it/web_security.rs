@@ -701,6 +701,22 @@ fn a_revoked_grant_withholds_answers_already_given() {
     assert!(before.body.contains(quoted), "{}", before.body);
 
     let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
+    // While granted, the original downloads whole (streamed from disk).
+    let handbook = ids(
+        &db,
+        "SELECT id FROM documents WHERE source_name LIKE '%staff-handbook.md'",
+    )[0];
+    let download = bob.get(&format!("/api/documents/{handbook}/original"));
+    assert_eq!(download.status, 200);
+    let expected = std::fs::read_to_string(
+        crate::common::repo_root().join("packaging/demo/documents/staff-handbook.md"),
+    )
+    .unwrap();
+    assert_eq!(download.body, expected);
+    assert_eq!(
+        download.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
     let grant = ids(
         &db,
         "SELECT g.id FROM grants g JOIN users u ON u.id = g.user_id WHERE u.username = 'bob'",

@@ -147,9 +147,10 @@ pub async fn original(
             }
         })
         .await?;
-    let bytes = web::block(move || std::fs::read(path))
+    let file = web::block(move || std::fs::File::open(path))
         .await?
         .map_err(|_| ApiError::not_found())?;
+    let size = file.metadata().map_err(ApiError::internal)?.len();
     let ascii: String = name
         .chars()
         .map(|c| {
@@ -167,5 +168,30 @@ pub async fn original(
             format!("attachment; filename=\"{ascii}\""),
         ))
         .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
-        .body(bytes))
+        .body(actix_web::body::SizedStream::new(size, file_chunks(file))))
+}
+
+/// A file as a stream of 64 KiB chunks, each read on the blocking pool: a
+/// download of a 100 MiB original holds one chunk in memory, not the file.
+fn file_chunks(
+    file: std::fs::File,
+) -> impl futures_util::Stream<Item = Result<actix_web::web::Bytes, actix_web::Error>> {
+    futures_util::stream::try_unfold(Some(file), |file| async move {
+        let Some(mut file) = file else {
+            return Ok(None);
+        };
+        let (file, chunk) = web::block(move || {
+            let mut buf = vec![0u8; 64 << 10];
+            let n = std::io::Read::read(&mut file, &mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((file, buf))
+        })
+        .await
+        .map_err(actix_web::error::ErrorInternalServerError)?
+        .map_err(actix_web::error::ErrorInternalServerError)?;
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((actix_web::web::Bytes::from(chunk), Some(file))))
+    })
 }
