@@ -306,6 +306,23 @@ pub fn export(
     Ok(rows)
 }
 
+/// [`export`] of the database at `path` through a read-only connection of
+/// its own, in one read transaction: the server's connection, and every
+/// request waiting for it, is not held while a large log is written out.
+/// Sign the head first ([`super::Store::sign_audit_head`]) so the export
+/// ends on a checkpoint.
+pub fn export_file(
+    path: &std::path::Path,
+    key: &AuditKey,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let mut conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let tx = conn.transaction()?;
+    crate::audit::export::write(&Log(&tx), key, format, out)
+}
+
 /// Verify the live log: rows in id order, each checkpoint after its row.
 pub fn verify(conn: &Connection, rules: Rules) -> Result<Report> {
     crate::audit::verify::verify_log(&Log(conn), rules)

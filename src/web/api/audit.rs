@@ -37,14 +37,16 @@ pub struct ExportQuery {
     pub format: audit::export::Format,
 }
 
-/// The whole log as a download; the export itself is audited.
+/// The whole log as a download; the export itself is audited. Streamed:
+/// written by a thread of its own through a read-only connection, chunk by
+/// chunk, while the server goes on.
 pub async fn audit_export(
     state: Data<AppState>,
     authed: AuditorSession,
     q: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (format, actor) = (q.format, authed.actor());
-    let body = state
+    let key = state
         .with_db(move |db| {
             let key = db
                 .audit_sink()
@@ -53,11 +55,31 @@ pub async fn audit_export(
             let entry = Entry::new(&actor, "audit.export", "audit_log")
                 .detail(serde_json::json!({ "format": format.extension() }));
             db.record(entry)?;
-            let mut out = Vec::new();
-            db.export_audit(&key, format, &mut out)?;
-            Ok(out)
+            db.sign_audit_head()?;
+            Ok(key)
         })
         .await?;
+    let path = state.config.data_dir.join("enclave.sqlite");
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::Builder::new()
+        .name("audit-export".into())
+        .spawn(move || {
+            let mut out = ChunkSender {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let written = store::audit::export_file(&path, &key, format, &mut out)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|_| std::io::Write::flush(&mut out));
+            if let Err(e) = written {
+                tracing::error!(error = %e, "audit export failed while streaming");
+                let _ = out.tx.blocking_send(Err(e));
+            }
+        })
+        .map_err(ApiError::internal)?;
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
     let name = format!(
         "enclave-audit-{}.{}",
         crate::time::now_utc().get(..10).unwrap_or("export"),
@@ -69,7 +91,36 @@ pub async fn audit_export(
             "Content-Disposition",
             format!("attachment; filename=\"{name}\""),
         ))
-        .body(body))
+        .streaming(body))
+}
+
+const CHUNK: usize = 64 << 10;
+
+/// Bytes written to it go to the response, 64 KiB at a time; when the
+/// client is slow it waits (the channel is bounded), so memory stays flat.
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<Result<web::Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = web::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "download cancelled"))
+    }
 }
 
 pub async fn audit_verify(
