@@ -46,6 +46,18 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(extract::worker::run_worker(std::path::Path::new(path)) as u8);
     }
+    if args
+        .get(1)
+        .is_some_and(|a| a == extract::worker::PROBE_SUBCOMMAND)
+    {
+        let (Some(file), Some(address)) = (args.get(2), args.get(3)) else {
+            return ExitCode::from(2);
+        };
+        let address = address.to_string_lossy();
+        return ExitCode::from(
+            extract::worker::run_probe(std::path::Path::new(file), &address) as u8,
+        );
+    }
     let cli = cli::Cli::parse();
     if let Some(threads) = cli.compute_threads() {
         // SAFETY: still single-threaded here; candle and rayon read these once,

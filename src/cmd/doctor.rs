@@ -70,7 +70,53 @@ pub fn checks(config: &Config) -> Vec<Check> {
     out.push(audit(config));
     out.push(indexes(config));
     out.push(outbound(config));
+    out.push(extractor(config));
     out
+}
+
+/// Whether the kernel confines the document parsers: a probe confined as
+/// the extraction worker is tries to read the database and to connect to a
+/// listener of ours.
+fn extractor(config: &Config) -> Check {
+    use crate::extract::confine::Confinement;
+    let target = config.data_dir.join("enclave.sqlite");
+    let probe = match crate::extract::worker::probe_isolation(&target) {
+        Ok(p) => p,
+        Err(e) => {
+            return check(
+                "extractor",
+                Level::Warn,
+                format!("cannot run the probe: {e}"),
+            );
+        }
+    };
+    let refused = probe.open.is_err() && probe.connect.is_err();
+    match (probe.confinement, refused) {
+        (Confinement::Full, true) => check(
+            "extractor",
+            Level::Ok,
+            "document parsers run confined (Landlock): no file beyond their input, no network",
+        ),
+        (confinement, _) => check(
+            "extractor",
+            Level::Warn,
+            format!(
+                "document parsers are confined by rlimits only (Landlock: {confinement:?}; reading \
+                 the database: {}, connecting: {}); a kernel of 6.7 or later with Landlock enabled \
+                 confines them fully",
+                if probe.open.is_ok() {
+                    "allowed"
+                } else {
+                    "refused"
+                },
+                if probe.connect.is_ok() {
+                    "allowed"
+                } else {
+                    "refused"
+                },
+            ),
+        ),
+    }
 }
 
 /// The one outbound connection Enclave may make: an external Qdrant.

@@ -5,6 +5,7 @@
 //! format parsers run in a separate worker process ([`worker`]) with time,
 //! memory and output limits; a crash or a hang there fails one document only.
 
+pub mod confine;
 pub mod docx;
 pub mod html;
 pub mod pdf;

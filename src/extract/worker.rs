@@ -15,6 +15,9 @@ use crate::config::ExtractConfig;
 
 /// Name of the hidden subcommand the parent runs.
 pub const WORKER_SUBCOMMAND: &str = "__extract-worker";
+/// Name of the hidden subcommand that confines itself as the worker does and
+/// reports what it can still reach (`enclave doctor`).
+pub const PROBE_SUBCOMMAND: &str = "__extract-probe";
 /// Environment variable carrying the parse limits to the worker.
 const LIMITS_ENV: &str = "ENCLAVE_EXTRACT_LIMITS";
 
@@ -51,7 +54,9 @@ pub fn extract_isolated(
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Its own process group: a timeout kills everything it started.
+        .process_group(0);
     // SAFETY: the closure runs in the forked child before exec and only calls
     // async-signal-safe setrlimit(2).
     unsafe {
@@ -76,6 +81,8 @@ pub fn extract_isolated(
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
+                // SAFETY: kill(2) on the worker's own process group (its pid).
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
                 let _ = child.kill();
                 let _ = child.wait();
                 let _ = out_reader.join();
@@ -124,6 +131,8 @@ fn apply_rlimits(memory: u64, cpu_secs: u64) -> std::io::Result<()> {
     set(libc::RLIMIT_CORE, 0)?;
     // The worker only writes to its pipes; it has no business creating files.
     set(libc::RLIMIT_FSIZE, 0)?;
+    // Its pipes and its one input; a parser that leaks descriptors stops here.
+    set(libc::RLIMIT_NOFILE, 32)?;
     Ok(())
 }
 
@@ -188,9 +197,13 @@ pub fn run_worker(path: &Path) -> i32 {
         Some(l) => l,
         None => ParseLimits::from(&ExtractConfig::default()),
     };
-    let outcome = std::panic::catch_unwind(|| match std::fs::read(path) {
-        Ok(bytes) => super::extract_in_process(&bytes, &limits),
-        Err(e) => Err(Rejection::Io(e.to_string())),
+    // Read the input, then give up every other file and the network
+    // before a parser sees a byte of it.
+    let input = std::fs::read(path).map_err(|e| Rejection::Io(e.to_string()));
+    super::confine::confine_self();
+    let outcome = std::panic::catch_unwind(|| match &input {
+        Ok(bytes) => super::extract_in_process(bytes, &limits),
+        Err(e) => Err(e.clone()),
     })
     .unwrap_or_else(|_| {
         Err(Rejection::Malformed {
@@ -202,4 +215,29 @@ pub fn run_worker(path: &Path) -> i32 {
         Ok(()) => 0,
         Err(_) => 2,
     }
+}
+
+/// Entry point of the probe: confine as the worker does, then try to read
+/// `file` and connect to `address`; print what happened as JSON.
+pub fn run_probe(file: &Path, address: &str) -> i32 {
+    let probe = super::confine::probe(file, address);
+    match serde_json::to_writer(std::io::stdout().lock(), &probe) {
+        Ok(()) => 0,
+        Err(_) => 2,
+    }
+}
+
+/// Run the probe in a child process (it confines itself for good): what a
+/// worker could reach of `file` and of a TCP listener of our own.
+pub fn probe_isolation(file: &Path) -> std::io::Result<super::confine::Probe> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?.to_string();
+    let out = Command::new(worker_executable()?)
+        .arg(PROBE_SUBCOMMAND)
+        .arg(file)
+        .arg(&address)
+        .stdin(Stdio::null())
+        .output()?;
+    drop(listener);
+    serde_json::from_slice(&out.stdout).map_err(std::io::Error::other)
 }

@@ -289,3 +289,37 @@ fn list_tree(root: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
     }
     out
 }
+
+/// The extraction worker, once it has its input, can open no other file and
+/// connect nowhere: a parser bug cannot read the database or call out.
+#[test]
+fn the_extraction_worker_can_neither_read_the_database_nor_connect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let doc = tmp.path().join("note.txt");
+    std::fs::write(&doc, "Parking permits are renewed every April.").unwrap();
+    run_ok(enclave(&data).args(["ingest", "-c", "demo"]).arg(&doc));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .arg("__extract-probe")
+        .arg(data.join("enclave.sqlite"))
+        .arg(listener.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
+    let probe: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(probe["confinement"], "Full", "{probe}");
+    let refused = |what: &str| {
+        probe[what]["Err"]
+            .as_str()
+            .is_some_and(|e| e.contains("Permission denied"))
+    };
+    assert!(refused("open"), "the database was readable: {probe}");
+    assert!(refused("connect"), "a connection went out: {probe}");
+    // Unconfined, the same process could do both (the probe is not lying).
+    assert!(std::fs::File::open(data.join("enclave.sqlite")).is_ok());
+    assert!(std::net::TcpStream::connect(listener.local_addr().unwrap()).is_ok());
+    // And the confined worker still extracts.
+    let hits = run_ok(enclave(&data).args(["search", "parking permits", "--json"]));
+    assert!(hits.contains("April"), "{hits}");
+}
