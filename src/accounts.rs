@@ -2,7 +2,8 @@
 //!
 //! There is no default account: the first admin comes from
 //! `enclave user add --role admin`. Passwords are hashed with argon2id
-//! (19 MiB, 2 passes, 1 lane: OWASP's minimum) and are 8–128 characters.
+//! (19 MiB, 2 passes, 1 lane: OWASP's minimum) and are 12–128 characters, not
+//! easy to guess (zxcvbn).
 //! Grants decide which collections a user's questions may retrieve from; the
 //! retrieval layer filters both indexes by them, so the UI is not the guard.
 //! The rows live in `store::accounts`.
@@ -17,8 +18,12 @@ pub enum AccountError {
     Sqlite(#[from] rusqlite::Error),
     #[error("user names are 1–64 characters: letters, digits and . _ @ - (got {0:?})")]
     BadUsername(String),
-    #[error("passwords must be 8–128 characters")]
+    #[error("passwords must be 12–128 characters")]
     BadPassword,
+    #[error(
+        "this password is too easy to guess (a common password, a word with digits, a keyboard run); a phrase of several unrelated words is better"
+    )]
+    WeakPassword,
     #[error(
         "group and collection names are 1–64 characters: letters, digits and . _ - (got {0:?})"
     )]
@@ -115,12 +120,17 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// At least 12 characters (ASVS L2), at most 128, and not easy to guess:
+/// zxcvbn's estimate, which ships lists of common passwords, names and
+/// words, must reach 3 of 4 ("safely unguessable" online).
 pub fn validate_password(password: &str) -> Result<()> {
-    if (8..=128).contains(&password.chars().count()) {
-        Ok(())
-    } else {
-        Err(AccountError::BadPassword)
+    if !(12..=128).contains(&password.chars().count()) {
+        return Err(AccountError::BadPassword);
     }
+    if u8::from(zxcvbn::zxcvbn(password, &[]).score()) < 3 {
+        return Err(AccountError::WeakPassword);
+    }
+    Ok(())
 }
 
 pub fn hash_password(password: &str) -> Result<String> {
@@ -205,12 +215,20 @@ mod tests {
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {
-        let h = hash_password("correct horse").unwrap();
+        let h = hash_password("correct horse battery").unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(verify_password(&h, "correct horse"));
-        assert!(!verify_password(&h, "correct hors"));
+        assert!(verify_password(&h, "correct horse battery"));
+        assert!(!verify_password(&h, "correct horse batter"));
         assert!(hash_password("short").is_err());
         assert!(hash_password(&"x".repeat(129)).is_err());
+        // Long enough, but among the first guesses of any attacker.
+        for weak in ["password1234", "qwertyuiop123", "aaaaaaaaaaaaaaaa"] {
+            assert!(
+                matches!(validate_password(weak), Err(AccountError::WeakPassword)),
+                "{weak}"
+            );
+        }
+        assert!(validate_password(&generate_password()).is_ok());
         assert!(!verify_password("not a hash", "correct horse"));
     }
 

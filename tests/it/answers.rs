@@ -258,7 +258,7 @@ fn a_wrong_figure_never_reaches_the_stream_and_the_quotes_answer_instead() {
     seeded_data_dir(&data);
     let server = Server::start(&data, &[]);
     let mut bob = server.client();
-    assert_eq!(bob.login("bob", "pw-bob-123").status, 200);
+    assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
     let question = "Within how many hours must notifiable breaches be reported?";
     let (status, events) = bob.ask(question, None);
     assert_eq!(status, 200);

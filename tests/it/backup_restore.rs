@@ -12,7 +12,7 @@ fn backup_during_ingestion_restores_and_verifies() {
     seeded_data_dir(&dir);
     let server = Server::start(&dir, &[]);
     let mut alice = server.client();
-    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
     let texts: Vec<(String, Vec<u8>)> = (0..8)
         .map(|i| {
             (

@@ -307,7 +307,7 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
     // Log in as the admin.
     d.goto(&format!("{origin}/login"));
     d.type_into("#username", "alice");
-    d.type_into("#password", "pw-alice-123");
+    d.type_into("#password", "pw-alice-secret-123");
     d.click("#login-button");
     d.wait_for("location.pathname === '/chat'", "the chat page after login");
 

@@ -27,7 +27,7 @@ fn whole_flow(server: &Server, tmp: &Path) {
     let chunk = done["sources"][0]["chunk_id"].as_i64().expect("a source");
     assert_eq!(alice.get(&format!("/api/passages/{chunk}")).status, 200);
     let mut carol = server.client();
-    assert_eq!(carol.login("carol", "pw-carol-123").status, 200);
+    assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 200);
     let export = carol.get("/api/audit/export?format=jsonl");
     assert_eq!(export.status, 200);
     std::fs::write(tmp.join("audit.jsonl"), export.body).unwrap();

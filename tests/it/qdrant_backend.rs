@@ -482,9 +482,9 @@ fn qdrant_outage_degrades_answers_and_recovers_without_a_hand() {
     seeded_data_dir(&data);
     let server = Server::start(&data, &[]);
     let mut bob = server.client();
-    assert_eq!(bob.login("bob", "pw-bob-123").status, 200);
+    assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
     let mut alice = server.client();
-    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
     let done = |events: &[(String, serde_json::Value)]| {
         events
             .iter()

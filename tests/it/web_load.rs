@@ -59,7 +59,7 @@ fn thirty_two_concurrent_chat_users() {
     let server = Server::start(&dir, &[]);
     let pid = server.pid();
     let mut admin = server.client();
-    assert_eq!(admin.login("alice", "pw-alice-123").status, 200);
+    assert_eq!(admin.login("alice", "pw-alice-secret-123").status, 200);
     for i in 0..USERS {
         let name = format!("load{i:02}");
         let r = admin.post_json(

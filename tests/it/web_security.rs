@@ -183,7 +183,7 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
 
     // --- login, cookie rules -----------------------------------------------------------
     let mut bob = server.client();
-    let r = bob.login("bob", "pw-bob-123");
+    let r = bob.login("bob", "pw-bob-secret-123");
     assert_eq!(r.status, 200, "{}", r.body);
     let cookie = r.header("set-cookie").unwrap().to_string();
     for part in ["__Host-", "Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
@@ -191,11 +191,11 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
     }
     assert!(!cookie.contains("Domain"), "{cookie}");
     let mut dave = server.client();
-    assert_eq!(dave.login("dave", "pw-dave-123").status, 200);
+    assert_eq!(dave.login("dave", "pw-dave-secret-123").status, 200);
     let mut alice = server.client();
-    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
     let mut carol = server.client();
-    assert_eq!(carol.login("carol", "pw-carol-123").status, 200);
+    assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 200);
 
     // --- grants inside retrieval: bob asks about the secret collection -----------------------
     let (status, events) = bob.ask("What is the vault access code for the pharmacy safe?", None);
@@ -361,7 +361,7 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
         "POST",
         "/api/login",
         "application/x-www-form-urlencoded",
-        b"username=bob&password=pw-bob-123".to_vec(),
+        b"username=bob&password=pw-bob-secret-123".to_vec(),
         false,
     );
     assert!(
@@ -423,7 +423,7 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
     }
     assert!(statuses[..5].iter().all(|&s| s == 401), "{statuses:?}");
     assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
-    let r = attacker.login("dave", "pw-dave-123");
+    let r = attacker.login("dave", "pw-dave-secret-123");
     assert_eq!(
         r.status, 429,
         "even the right password waits while throttled"
@@ -431,7 +431,10 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=300).contains(&wait), "short lock-out: {wait}");
     // Another account from the same address is not locked out.
-    assert_eq!(server.client().login("carol", "pw-carol-123").status, 200);
+    assert_eq!(
+        server.client().login("carol", "pw-carol-secret-123").status,
+        200
+    );
 
     // --- sessions: expiry, logout, disabling ------------------------------------------------------------
     db.execute("UPDATE sessions SET last_seen = last_seen - 16 * 60 WHERE user_id = (SELECT id FROM users WHERE username = 'dave')", []).unwrap();
@@ -440,11 +443,11 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
     assert_eq!(r.header("location"), Some("/login?expired=1"));
     assert_eq!(dave.get("/api/conversations").status, 401);
     let mut bob2 = server.client();
-    bob2.login("bob", "pw-bob-123");
+    bob2.login("bob", "pw-bob-secret-123");
     db.execute("UPDATE sessions SET created_at = created_at - 13 * 3600 WHERE user_id = (SELECT id FROM users WHERE username = 'bob')", []).unwrap();
     assert_eq!(bob2.get("/api/me").status, 401, "absolute limit");
     let mut bob3 = server.client();
-    assert_eq!(bob3.login("bob", "pw-bob-123").status, 200);
+    assert_eq!(bob3.login("bob", "pw-bob-secret-123").status, 200);
     let stale = bob3.cookie.clone();
     assert_eq!(
         bob3.post_json("/api/logout", &serde_json::json!({}), true)
@@ -458,7 +461,7 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
         "logout ends the session server-side"
     );
     let mut bob4 = server.client();
-    assert_eq!(bob4.login("bob", "pw-bob-123").status, 200);
+    assert_eq!(bob4.login("bob", "pw-bob-secret-123").status, 200);
     let bob_id = ids(&db, "SELECT id FROM users WHERE username = 'bob'")[0];
     let r = alice.post_json(
         &format!("/api/users/{bob_id}"),
@@ -471,7 +474,10 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
         401,
         "disabling ends sessions at once"
     );
-    assert_eq!(server.client().login("bob", "pw-bob-123").status, 401);
+    assert_eq!(
+        server.client().login("bob", "pw-bob-secret-123").status,
+        401
+    );
 
     // A password reset by an admin returns the new password once and ends sessions.
     let carol_id = ids(&db, "SELECT id FROM users WHERE username = 'carol'")[0];
@@ -487,7 +493,7 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
         401,
         "a reset ends the sessions"
     );
-    assert_eq!(carol.login("carol", "pw-carol-123").status, 401);
+    assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 401);
     let r = carol.login("carol", &new_password);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["user"]["must_change_password"], true, "{}", r.body);
@@ -626,7 +632,7 @@ fn overload_is_refused_with_retry_after_not_queued_without_bound() {
             let (base, barrier) = (server.base.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut c = crate::common::server::Client::new(&base);
-                assert_eq!(c.login(user, &format!("pw-{user}-123")).status, 200);
+                assert_eq!(c.login(user, &format!("pw-{user}-secret-123")).status, 200);
                 barrier.wait();
                 let r = c.post_json(
                     "/api/ask",
@@ -688,7 +694,7 @@ fn a_revoked_grant_withholds_answers_already_given() {
     seeded_data_dir(&dir);
     let server = Server::start(&dir, &[]);
     let mut bob = server.client();
-    assert_eq!(bob.login("bob", "pw-bob-123").status, 200);
+    assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
     let (status, events) = bob.ask(
         "How many days of annual leave do full-time staff get?",
         None,
@@ -722,7 +728,7 @@ fn a_revoked_grant_withholds_answers_already_given() {
         "SELECT g.id FROM grants g JOIN users u ON u.id = g.user_id WHERE u.username = 'bob'",
     )[0];
     let mut alice = server.client();
-    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
     assert_eq!(
         alice.delete(&format!("/api/grants/{grant}"), true).status,
         200
@@ -775,7 +781,10 @@ fn a_concurrent_login_flood_is_throttled_before_hashing_and_logged_in_aggregate(
     );
     assert_eq!(count(401) + count(429), 40, "{statuses:?}");
     // Another account is unaffected.
-    assert_eq!(server.client().login("dave", "pw-dave-123").status, 200);
+    assert_eq!(
+        server.client().login("dave", "pw-dave-secret-123").status,
+        200
+    );
     drop(server);
     let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
     let rows = |outcome: &str| {
@@ -800,7 +809,7 @@ fn refused_requests_are_audited_once_per_route_and_window() {
     seeded_data_dir(&dir);
     let server = Server::start(&dir, &[]);
     let mut dave = server.client();
-    assert_eq!(dave.login("dave", "pw-dave-123").status, 200);
+    assert_eq!(dave.login("dave", "pw-dave-secret-123").status, 200);
     let (_, events) = dave.ask(
         "How many days of annual leave do full-time staff get?",
         None,
@@ -809,7 +818,7 @@ fn refused_requests_are_audited_once_per_route_and_window() {
         .as_i64()
         .unwrap();
     let mut bob = server.client();
-    assert_eq!(bob.login("bob", "pw-bob-123").status, 200);
+    assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
     for _ in 0..30 {
         assert_eq!(bob.get("/api/users").status, 403);
     }

@@ -350,7 +350,7 @@ pub fn alice_uploads_and_asks(
     question: &str,
 ) -> (Client, serde_json::Value) {
     let mut alice = server.client();
-    assert_eq!(alice.login("alice", "pw-alice-123").status, 200);
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
     let r = alice.post_json(
         "/api/grants",
         &serde_json::json!({"collection": "demo", "user": "alice"}),
@@ -373,7 +373,7 @@ pub fn alice_uploads_and_asks(
 
 /// A data dir with the demo corpus in collection `demo`, a secret document in
 /// collection `secret`, and users: alice (admin), bob and dave (staff, granted
-/// `demo`), carol (auditor). Every password is `pw-{name}-123`.
+/// `demo`), carol (auditor). Every password is `pw-{name}-secret-123`.
 pub fn seeded_data_dir(dir: &Path) {
     let demo = super::repo_root().join("packaging/demo/documents");
     run_ok(enclave(dir).args(["ingest", "-c", "demo"]).arg(&demo));
@@ -398,7 +398,7 @@ pub fn seeded_data_dir(dir: &Path) {
             .spawn()
             .unwrap();
         use std::io::Write;
-        writeln!(child.stdin.take().unwrap(), "pw-{name}-123").unwrap();
+        writeln!(child.stdin.take().unwrap(), "pw-{name}-secret-123").unwrap();
         assert!(child.wait().unwrap().success());
     }
     run_ok(enclave(dir).args(["grant", "add", "demo", "--user", "bob"]));
