@@ -409,6 +409,8 @@ function initApiForms() {
       e.preventDefault();
       const body = {};
       for (const [k, v] of new FormData(form).entries()) if (v !== "") body[k] = v;
+      // Checkboxes are yes/no, sent as booleans (an unticked one is absent from FormData).
+      for (const box of form.querySelectorAll("input[type=checkbox][name]")) body[box.name] = box.checked;
       let url = form.dataset.url;
       if (form.dataset.urlTemplate) {
         url = form.dataset.urlTemplate.replace("{user_id}", encodeURIComponent(body.user_id));

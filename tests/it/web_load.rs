@@ -64,7 +64,9 @@ fn thirty_two_concurrent_chat_users() {
         let name = format!("load{i:02}");
         let r = admin.post_json(
             "/api/users",
-            &serde_json::json!({ "username": name, "role": "staff", "password": "load-password-1" }),
+            &serde_json::json!({
+                "username": name, "role": "staff", "password": "load-password-1", "service_account": true,
+            }),
             true,
         );
         assert_eq!(r.status, 201, "{}", r.body);

@@ -841,3 +841,55 @@ fn refused_requests_are_audited_once_per_route_and_window() {
     assert_eq!(rows("GET /api/conversations/{id}"), 1);
     assert_eq!(rows("POST /api/ask"), 1);
 }
+
+/// A password an admin types for a new user is one-time: the admin cannot
+/// go on using the account. Only an account created as a service account
+/// keeps it, and the audit row says which.
+#[test]
+fn a_password_typed_by_an_admin_must_be_replaced_unless_it_is_a_service_account() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    let server = Server::start(&dir, &[]);
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
+    for (name, service) in [("gina", false), ("reporting", true)] {
+        let r = alice.post_json(
+            "/api/users",
+            &serde_json::json!({
+                "username": name, "role": "staff", "password": "typed-by-alice-42", "service_account": service,
+            }),
+            true,
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let mut gina = server.client();
+    let r = gina.login("gina", "typed-by-alice-42");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["user"]["must_change_password"], true);
+    assert_eq!(
+        gina.get("/api/conversations").status,
+        403,
+        "until she chooses her own"
+    );
+    let mut service = server.client();
+    let r = service.login("reporting", "typed-by-alice-42");
+    assert_eq!(r.json()["user"]["must_change_password"], false);
+    assert_eq!(service.get("/api/conversations").status, 200);
+    drop(server);
+    let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
+    let detail = |user: &str| -> String {
+        db.query_row(
+            "SELECT detail FROM audit_log WHERE action = 'user.add' AND target = ?1",
+            [format!("user:{user}")],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(
+        detail("gina").contains("\"service_account\":false"),
+        "{}",
+        detail("gina")
+    );
+    assert!(detail("reporting").contains("\"service_account\":true"));
+}

@@ -46,6 +46,11 @@ pub struct NewUserBody {
     /// Empty: generate one and return it once.
     #[serde(default)]
     pub password: String,
+    /// Keep the password given here. Otherwise it is one-time, generated or
+    /// typed: an admin who typed it must not be able to keep using the
+    /// account, so its holder replaces it at the first login.
+    #[serde(default)]
+    pub service_account: bool,
 }
 
 pub async fn create_user(
@@ -57,6 +62,7 @@ pub async fn create_user(
         username,
         role,
         password,
+        service_account,
     } = body.into_inner();
     accounts::validate_username(&username)?;
     let generated = password.is_empty();
@@ -72,14 +78,18 @@ pub async fn create_user(
     let id = state
         .with_db(move |db| {
             db.transact(|tx| {
-                let origin = if generated {
-                    PasswordOrigin::OneTime
-                } else {
+                let origin = if service_account && !generated {
                     PasswordOrigin::Chosen
+                } else {
+                    PasswordOrigin::OneTime
                 };
                 let id = store::accounts::add_user(tx, &u, role, &hash, origin)?;
-                let entry = Entry::new(&actor, "user.add", format!("user:{u}"))
-                    .detail(serde_json::json!({ "role": role.as_str() }));
+                let entry =
+                    Entry::new(&actor, "user.add", format!("user:{u}")).detail(serde_json::json!({
+                        "role": role.as_str(),
+                        "password": if generated { "generated" } else { "typed by the admin" },
+                        "service_account": service_account && !generated,
+                    }));
                 Ok((id, Some(entry)))
             })
         })
