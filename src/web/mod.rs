@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod chat;
 pub mod error;
 pub mod pages;
@@ -134,6 +135,7 @@ pub fn serve(config: &Config) -> Result<ExitCode> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(body::deadline))
             .wrap(actix_web::middleware::from_fn(auth::resolve_session))
             .wrap(security_headers())
             .configure(|cfg| routes(cfg, json_limit))

@@ -77,9 +77,10 @@ pub async fn audit_export(
             }
         })
         .map_err(ApiError::internal)?;
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
+    let body =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
     let name = format!(
         "enclave-audit-{}.{}",
         crate::time::now_utc().get(..10).unwrap_or("export"),

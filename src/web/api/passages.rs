@@ -176,7 +176,7 @@ pub async fn original(
 fn file_chunks(
     file: std::fs::File,
 ) -> impl futures_util::Stream<Item = Result<actix_web::web::Bytes, actix_web::Error>> {
-    futures_util::stream::try_unfold(Some(file), |file| async move {
+    let chunks = futures_util::stream::try_unfold(Some(file), |file| async move {
         let Some(mut file) = file else {
             return Ok(None);
         };
@@ -193,5 +193,7 @@ fn file_chunks(
             return Ok(None);
         }
         Ok(Some((actix_web::web::Bytes::from(chunk), Some(file))))
-    })
+    });
+    // The body may be polled again after its end; fused, it answers None.
+    futures_util::StreamExt::fuse(chunks)
 }
