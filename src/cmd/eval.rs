@@ -87,6 +87,11 @@ pub(super) struct Set {
     qrels: Qrels,
 }
 
+/// Several sets, each read as [`read_set`] does.
+fn read_sets(dirs: &[std::path::PathBuf]) -> Result<Vec<Set>> {
+    dirs.iter().map(|d| read_set(d)).collect()
+}
+
 fn read_set(dir: &Path) -> Result<Set> {
     let queries = read_jsonl::<Query>(&dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&dir.join("qrels").join("test.tsv"))?;

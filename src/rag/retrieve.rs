@@ -51,7 +51,7 @@ pub struct SearchOutcome {
     pub hits: Vec<SearchHit>,
     pub degraded: bool,
     pub signals: QuerySignals,
-    /// The query's terms and their rarity (none in dense-only mode).
+    /// The query's terms and their rarity (hybrid searches only).
     pub terms: Option<QueryTerms>,
     /// Passages in the library: how much chance evidence to expect.
     pub passages: u64,
@@ -141,9 +141,11 @@ fn ranked(
     let (lexical, dense, degraded) =
         library.candidates(search.query, search.collections, search.mode)?;
     library.note_vector_outage(degraded);
+    // The query's terms and BM25's coverage of them feed adaptive fusion and
+    // the gate, both of hybrid searches only.
     let terms = match search.mode {
-        Mode::Dense => None,
-        Mode::Hybrid | Mode::Bm25 => Some(library.query_terms(search.query)?),
+        Mode::Hybrid => Some(library.query_terms(search.query)?),
+        Mode::Bm25 | Mode::Dense => None,
     };
     let signals = QuerySignals {
         best_cosine: dense.first().map_or(0.0, |h| h.score),

@@ -2,15 +2,12 @@
 //! instance: every document in the snapshot searchable again (indexes rebuilt
 //! from SQLite), originals intact, and an audit chain that verifies.
 
-use crate::common::server::{Server, seeded_data_dir};
+use crate::common::server::seeded_server;
 use crate::common::{enclave, run_ok};
 
 #[test]
 fn backup_during_ingestion_restores_and_verifies() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    let server = Server::start(&dir, &[]);
+    let (tmp, dir, server) = seeded_server();
     let mut alice = server.client();
     assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
     let texts: Vec<(String, Vec<u8>)> = (0..8)

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::server::{Server, alice_uploads_and_asks, seeded_data_dir};
+use crate::common::server::{Server, alice_uploads_and_asks, seeded_data_dir, seeded_server};
 
 const INNER: &str = "ENCLAVE_EGRESS_INNER";
 
@@ -80,10 +80,7 @@ fn inner_flow_in_namespace() {
         "only loopback in this namespace: {links}"
     );
     assert!(links.contains("lo:"), "{links}");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    let server = Server::start(&dir, &[]);
+    let (tmp, _dir, server) = seeded_server();
     whole_flow(&server, tmp.path());
 }
 

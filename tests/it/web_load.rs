@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::server::{Server, seeded_data_dir};
+use crate::common::server::seeded_server;
 
 const USERS: usize = 32;
 /// Questions per user (`ENCLAVE_LOAD_QUESTIONS` overrides, to watch memory
@@ -53,10 +53,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[test]
 #[ignore = "load test: minutes of generation; run with --ignored"]
 fn thirty_two_concurrent_chat_users() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    let server = Server::start(&dir, &[]);
+    let (_tmp, _dir, server) = seeded_server();
     let pid = server.pid();
     let mut admin = server.client();
     assert_eq!(admin.login("alice", "pw-alice-secret-123").status, 200);

@@ -4,7 +4,7 @@
 //! session expiry and logout, security headers, escaping, upload limits, and
 //! the audit trail of it all.
 
-use crate::common::server::{Server, seeded_data_dir};
+use crate::common::server::{Server, seeded_data_dir, seeded_server};
 use rusqlite::Connection;
 
 const SECRET: &str = "7319";
@@ -127,10 +127,7 @@ fn assert_grid_covers_every_route(grid: &[GridRow]) {
 
 #[test]
 fn web_appliance_resists_the_attacks_in_the_issue() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    let server = Server::start(&dir, &[]);
+    let (tmp, dir, server) = seeded_server();
     let db = Connection::open(dir.join("enclave.sqlite")).unwrap();
     let secret_doc = ids(
         &db,
@@ -689,10 +686,7 @@ fn overload_is_refused_with_retry_after_not_queued_without_bound() {
 /// conversation API and the chat page alike.
 #[test]
 fn a_revoked_grant_withholds_answers_already_given() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    let server = Server::start(&dir, &[]);
+    let (_tmp, dir, server) = seeded_server();
     let mut bob = server.client();
     assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
     let (status, events) = bob.ask(
@@ -758,10 +752,7 @@ fn a_revoked_grant_withholds_answers_already_given() {
 /// log gets one row per failure and a single row for all the refusals.
 #[test]
 fn a_concurrent_login_flood_is_throttled_before_hashing_and_logged_in_aggregate() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    let server = Server::start(&dir, &[]);
+    let (_tmp, dir, server) = seeded_server();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(40));
     let threads: Vec<_> = (0..40)
         .map(|_| {
@@ -804,10 +795,7 @@ fn a_concurrent_login_flood_is_throttled_before_hashing_and_logged_in_aggregate(
 /// route and window however often it is repeated.
 #[test]
 fn refused_requests_are_audited_once_per_route_and_window() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    let server = Server::start(&dir, &[]);
+    let (_tmp, dir, server) = seeded_server();
     let mut dave = server.client();
     assert_eq!(dave.login("dave", "pw-dave-secret-123").status, 200);
     let (_, events) = dave.ask(
@@ -847,10 +835,7 @@ fn refused_requests_are_audited_once_per_route_and_window() {
 /// keeps it, and the audit row says which.
 #[test]
 fn a_password_typed_by_an_admin_must_be_replaced_unless_it_is_a_service_account() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    let server = Server::start(&dir, &[]);
+    let (_tmp, dir, server) = seeded_server();
     let mut alice = server.client();
     assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
     for (name, service) in [("gina", false), ("reporting", true)] {

@@ -8,7 +8,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Metrics, evaluate, index_set, read_set};
+use super::{Metrics, evaluate, index_set, read_sets};
 use crate::cli::EvalArgs;
 use crate::config::{Config, Fusion};
 use crate::rag::fusion::FusionParams;
@@ -84,11 +84,7 @@ struct Report {
 }
 
 pub fn run(config: &Config, args: &EvalArgs) -> Result<()> {
-    let sets = args
-        .folds
-        .iter()
-        .map(|d| read_set(d))
-        .collect::<Result<Vec<_>>>()?;
+    let sets = read_sets(&args.folds)?;
     let (base_dir, _scratch) = super::scratch_dir(&args.scratch)?;
     let mut cells = Vec::new();
     let mut names = Vec::new();

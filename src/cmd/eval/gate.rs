@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Query, Set, index_set, read_set};
+use super::{Query, Set, index_set, read_sets};
 use crate::cli::EvalGateArgs;
 use crate::config::Config;
 use crate::index::lexical::TermWeight;
@@ -37,11 +37,7 @@ pub struct GateRow {
 }
 
 pub fn run(config: &Config, args: EvalGateArgs) -> Result<()> {
-    let sets = args
-        .dirs
-        .iter()
-        .map(|d| read_set(d))
-        .collect::<Result<Vec<_>>>()?;
+    let sets = read_sets(&args.dirs)?;
     let (base_dir, _scratch) = super::scratch_dir(&args.scratch)?;
     let digests = sets
         .iter()

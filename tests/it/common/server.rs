@@ -374,6 +374,16 @@ pub fn alice_uploads_and_asks(
 /// A data dir with the demo corpus in collection `demo`, a secret document in
 /// collection `secret`, and users: alice (admin), bob and dave (staff, granted
 /// `demo`), carol (auditor). Every password is `pw-{name}-secret-123`.
+/// A server on a fresh seeded data dir (see [`seeded_data_dir`]): the temp
+/// dir that holds it, the data dir, and the running server.
+pub fn seeded_server() -> (tempfile::TempDir, std::path::PathBuf, Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    let server = Server::start(&dir, &[]);
+    (tmp, dir, server)
+}
+
 pub fn seeded_data_dir(dir: &Path) {
     let demo = super::repo_root().join("packaging/demo/documents");
     run_ok(enclave(dir).args(["ingest", "-c", "demo"]).arg(&demo));
