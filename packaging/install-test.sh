@@ -85,6 +85,10 @@ inner() {
     grep -qx "$k" "$unit" || fail "unit lacks $k"
   done
   as_enclave enclave --config "$conf" models verify
+  [ "$(chroot "$root" stat -c '%a %U:%G' /etc/enclave/audit.pub)" = "644 root:root" ] || fail "no pinned audit.pub"
+  [ "$(chroot "$root" stat -c '%a %U' /var/lib/enclave/audit-key)" = "400 enclave" ] || fail "audit key mode"
+  [ "$(as_enclave enclave --config "$conf" audit key 2>/dev/null)" = "$(cat "$root/etc/enclave/audit.pub")" ] \
+    || fail "the pinned key is not the data dir's"
 
   step "accounts"
   echo 'install-admin-pw-1' | as_enclave enclave --config "$conf" user add admin --role admin --password-stdin
@@ -145,7 +149,7 @@ else:
   for action in login document.upload question answer audit.export; do
     grep -q "\"$action\"" "$root/tmp/audit.jsonl" || fail "audit export lacks $action"
   done
-  chroot "$root" enclave audit verify /tmp/audit.jsonl
+  chroot "$root" enclave audit verify --public-key /etc/enclave/audit.pub /tmp/audit.jsonl
 
   step "stop, doctor"
   kill -TERM $server

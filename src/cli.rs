@@ -73,8 +73,9 @@ pub enum Command {
     /// List and verify installed model files (checksums from MANIFEST.tsv).
     #[command(subcommand)]
     Models(ModelsCommand),
-    /// Copy the database (online), originals, audit key and TLS material to DEST,
-    /// while the server runs; indexes are rebuilt on restore.
+    /// Copy the database (online), originals and TLS material to DEST while
+    /// the server runs (the audit key only with --with-audit-key); indexes
+    /// are rebuilt on restore.
     Backup(BackupArgs),
     /// Restore a backup into an empty data dir and rebuild the indexes.
     Restore(RestoreArgs),
@@ -357,6 +358,11 @@ pub struct GrantArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
+    /// Print the audit log's public key (hex) on stdout, creating the key
+    /// pair if the data dir has none; where the private key is, its mode and
+    /// whether the pinned copy (audit.public_key_file) matches go to stderr.
+    /// Pin it outside the data dir: `enclave audit key > /etc/enclave/audit.pub`.
+    Key,
     /// Write the whole log (rows, signed checkpoints and a signed end line).
     Export {
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
@@ -374,9 +380,12 @@ pub enum AuditCommand {
         /// Verify the live database instead of a file.
         #[arg(long, conflicts_with = "file")]
         db: bool,
-        /// Require signatures by this Ed25519 public key (hex). Default: the
-        /// data dir's key if there is one, else the key named in the file.
-        #[arg(long)]
+        /// The key that must sign the head of the log: an Ed25519 public key
+        /// in hex, or a file holding one (like /etc/enclave/audit.pub).
+        /// Earlier keys count only through the log's signed key-change
+        /// records. Default: audit.public_key_file when set and present,
+        /// else the data dir's key, else the key the log names.
+        #[arg(long, value_name = "HEX|FILE")]
         public_key: Option<String>,
         /// Fail when more rows than this go without a signed checkpoint.
         /// Default with --db: audit.checkpoint_every; for a file, unchecked.
@@ -404,6 +413,11 @@ pub enum AuditCommand {
 pub struct BackupArgs {
     /// Directory to create (must not exist, or be empty).
     pub dest: PathBuf,
+    /// Also copy the audit signing key. Without it (the default) whoever
+    /// holds the backup cannot re-sign the log; a restore makes a new key
+    /// and records the change in the log.
+    #[arg(long)]
+    pub with_audit_key: bool,
 }
 
 #[derive(Args, Debug)]

@@ -156,6 +156,11 @@ pub struct AuditConfig {
     /// a file path (make it append-only or owned by another user), or ""
     /// for none. `enclave audit verify --db --witness` checks against it.
     pub witness: String,
+    /// The auditor's pinned copy of the public key, outside the data dir
+    /// and not writable by the service (the package writes
+    /// /etc/enclave/audit.pub at install). When the file exists, `verify`
+    /// requires the log's head to be signed by it. "": none.
+    pub public_key_file: PathBuf,
 }
 
 impl Default for WebConfig {
@@ -185,6 +190,7 @@ impl Default for AuditConfig {
             checkpoint_every: 16,
             retention_days: 6 * 365 + 2,
             witness: String::new(),
+            public_key_file: PathBuf::new(),
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The audit signing key: Ed25519, created at first start in the data dir
-//! (`audit-key`, mode 0600, hex), never leaving it. Its public half is written
-//! into every checkpoint and export so a copy of the log can be checked
-//! elsewhere, pinned with `enclave audit verify --public-key`.
+//! (`audit-key`, mode 0400, hex). Backups leave it out unless asked; a
+//! restore without it makes a new key and records the change in the log
+//! (`audit.key_change`, see `verify`). Its public half is written into every
+//! checkpoint and export so a copy of the log can be checked elsewhere, and
+//! is pinned outside the data dir (`audit.public_key_file`, printed by
+//! `enclave audit key`) or with `enclave audit verify --public-key`.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,6 +15,13 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use super::{AuditError, Result};
 
 pub const FILE_NAME: &str = "audit-key";
+
+/// The key file's mode: readable by its owner only, and not writable even
+/// by them (nothing rewrites a key).
+pub const MODE: u32 = 0o400;
+
+/// The action of the row recording that a new key signs from here on.
+pub const KEY_CHANGE: &str = "audit.key_change";
 
 pub struct AuditKey {
     signing: SigningKey,
@@ -27,6 +37,7 @@ impl AuditKey {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => {
+                tighten_mode(&path);
                 let bytes = hex::decode(text.trim()).map_err(|e| err(e.to_string()))?;
                 let secret: [u8; 32] = bytes
                     .try_into()
@@ -41,7 +52,7 @@ impl AuditKey {
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode(0o600)
+                    .mode(MODE)
                     .open(&path)
                     .map_err(|e| err(e.to_string()))?;
                 file.write_all(hex::encode(signing.to_bytes()).as_bytes())
@@ -51,6 +62,15 @@ impl AuditKey {
                 Ok(AuditKey { signing })
             }
             Err(e) => Err(err(e.to_string())),
+        }
+    }
+
+    /// The key of `data_dir` if it has one; creates nothing.
+    pub fn load_existing(data_dir: &Path) -> Result<Option<AuditKey>> {
+        if data_dir.join(FILE_NAME).is_file() {
+            Self::load_or_create(data_dir).map(Some)
+        } else {
+            Ok(None)
         }
     }
 
@@ -79,6 +99,62 @@ impl AuditKey {
         mac.update(text.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
+}
+
+/// Keys written by earlier versions were 0600: make them 0400. A key on a
+/// read-only or foreign-owned file is left as it is (doctor reports it).
+fn tighten_mode(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o777 != MODE
+        && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(MODE))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not make the audit key mode 0400");
+    }
+}
+
+/// A public key given as hex, or as a file holding it (the pinned
+/// `audit.pub`): the hex, checked to be a valid Ed25519 key.
+pub fn parse_public_key(text_or_path: &str) -> std::result::Result<String, String> {
+    let text = text_or_path.trim();
+    let hex_key = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        text.to_ascii_lowercase()
+    } else {
+        std::fs::read_to_string(text)
+            .map_err(|e| format!("{text}: {e}"))?
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let bytes: [u8; 32] = hex::decode(&hex_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("{text}: not a hex Ed25519 public key"))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("{text}: {e}"))?;
+    Ok(hex_key)
+}
+
+/// The key `verify` holds the log's head to: the pinned copy when one is
+/// configured and exists, else the data dir's own key, else none (the log's
+/// first signature decides).
+pub fn expected_head_key(public_key_file: &Path, data_dir: &Path) -> Result<Option<String>> {
+    match pinned(public_key_file)? {
+        Some(k) => Ok(Some(k)),
+        None => Ok(AuditKey::load_existing(data_dir)?.map(|k| k.public_hex())),
+    }
+}
+
+/// The pinned public key, when `public_key_file` is set and exists; a
+/// damaged one is an error, not a reason to fall back.
+pub fn pinned(public_key_file: &Path) -> Result<Option<String>> {
+    if public_key_file.as_os_str().is_empty() || !public_key_file.exists() {
+        return Ok(None);
+    }
+    parse_public_key(&public_key_file.to_string_lossy())
+        .map(Some)
+        .map_err(|reason| AuditError::Key {
+            path: public_key_file.display().to_string(),
+            reason,
+        })
 }
 
 /// Whether `signature_hex` is `public_hex`'s signature of `message`.
@@ -130,6 +206,34 @@ mod tests {
         assert!(!verify_signature(&b.public_hex(), "hellO", &sig));
         let mode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        assert_eq!(mode.permissions().mode() & 0o777, MODE);
+    }
+
+    #[test]
+    fn an_old_0600_key_is_tightened_to_0400() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = AuditKey::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let b = AuditKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.public_hex(), b.public_hex());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, MODE);
+    }
+
+    #[test]
+    fn public_keys_parse_from_hex_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = AuditKey::load_or_create(dir.path()).unwrap();
+        let pub_file = dir.path().join("audit.pub");
+        std::fs::write(&pub_file, format!("{}\n", key.public_hex().to_uppercase())).unwrap();
+        assert_eq!(parse_public_key(&key.public_hex()), Ok(key.public_hex()));
+        assert_eq!(
+            parse_public_key(pub_file.to_str().unwrap()),
+            Ok(key.public_hex())
+        );
+        assert!(parse_public_key("abcd").is_err());
+        assert!(parse_public_key(dir.path().join("none").to_str().unwrap()).is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::key::verify_signature;
+use super::key::{KEY_CHANGE, verify_signature};
 use super::{Checkpoint, GENESIS, Row};
 
 /// Where and why verification failed.
@@ -27,7 +27,19 @@ pub struct Report {
     pub pruned_through: i64,
     /// Witnessed checkpoints the log matched (None: no witness given).
     pub witnessed: Option<u64>,
+    /// Where a new key took over signing (a restore without the old key).
+    pub key_changes: Vec<KeyChange>,
     pub failure: Option<Failure>,
+}
+
+/// A signed `audit.key_change` row: from it on, `key` signs the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    pub row: i64,
+    pub at: String,
+    pub previous_key: String,
+    pub key: String,
+    pub reason: String,
 }
 
 impl Report {
@@ -39,7 +51,10 @@ impl Report {
 /// What a log must satisfy beyond an intact chain.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
-    /// Signatures must be made with this key (else the first one seen).
+    /// The key that must sign the head of the log: the current key, pinned
+    /// outside the data dir. Earlier keys are accepted only through a chain
+    /// of key-change records leading to it. None: whichever key the first
+    /// signature names, and the key changes the log records.
     pub pinned_key: Option<String>,
     /// The writer signs the head at least every this many rows
     /// (`audit.checkpoint_every`): a longer stretch without a checkpoint means
@@ -58,9 +73,11 @@ pub struct Rules {
 /// Feed rows and checkpoints in log order; read the report at the end.
 pub struct Verifier {
     report: Report,
-    /// The key signatures must be made with (pinned by the caller, or the
-    /// first one seen).
+    /// The key that must sign the head (see [`Rules::pinned_key`]).
     pinned_key: Option<String>,
+    /// The key signatures must be made with now: the first one seen, then
+    /// each key-change record's new key.
+    active_key: Option<String>,
     checkpoint_every: Option<u64>,
     allow_open_tail: bool,
     prev_hash: String,
@@ -77,10 +94,10 @@ impl Verifier {
         Verifier {
             report: Report {
                 head_hash: GENESIS.to_string(),
-                public_key: rules.pinned_key.clone(),
                 ..Report::default()
             },
             pinned_key: rules.pinned_key,
+            active_key: None,
             checkpoint_every: rules.checkpoint_every,
             allow_open_tail: rules.allow_open_tail,
             prev_hash: GENESIS.to_string(),
@@ -165,19 +182,12 @@ impl Verifier {
                 ),
             );
         }
-        if let Some(seen) = self.witness.get(&row.id)
-            && let Some(cp) = seen.iter().find(|cp| cp.head_hash != row.hash)
-        {
-            return self.fail(
-                row.id,
-                format!(
-                    "row {} is not what the witness recorded when it was signed at {} (rows rewritten and re-signed)",
-                    row.id, cp.signed_at
-                ),
-            );
+        if row.action == KEY_CHANGE {
+            self.key_change(row);
         }
-        if let (Some(n), Some(seen)) = (self.report.witnessed.as_mut(), self.witness.get(&row.id)) {
-            *n += seen.len() as u64;
+        self.check_witness(row);
+        if self.failed() {
+            return;
         }
         if row.action == "audit.prune"
             && let Some(through) = serde_json::from_str::<serde_json::Value>(&row.detail)
@@ -190,6 +200,86 @@ impl Verifier {
         self.report.head_id = row.id;
         self.report.head_hash = row.hash.clone();
         self.report.rows += 1;
+    }
+
+    /// A new key signs from this row on. The old key must have signed
+    /// every row before it, so a key change cannot hide a cut: whoever
+    /// writes one without the old key can only add rows after its last
+    /// signature, and the record names both keys for the auditor to see.
+    fn key_change(&mut self, row: &Row) {
+        let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
+        let (Some(previous), Some(key)) = (detail["previous_key"].as_str(), detail["key"].as_str())
+        else {
+            return self.fail(
+                row.id,
+                format!(
+                    "row {}: a key change that does not name the previous and new keys",
+                    row.id
+                ),
+            );
+        };
+        if self.signed_upto != row.id - 1 {
+            return self.fail(
+                row.id,
+                format!(
+                    "row {}: a key change that does not follow a checkpoint of the previous key (rows {}–{} were never signed by it)",
+                    row.id,
+                    self.signed_upto + 1,
+                    row.id - 1
+                ),
+            );
+        }
+        if let Some(active) = &self.active_key
+            && active != previous
+        {
+            return self.fail(
+                row.id,
+                format!(
+                    "row {}: a key change from key {previous}, but the log was signed by {active}",
+                    row.id
+                ),
+            );
+        }
+        self.active_key = Some(key.to_string());
+        self.report.key_changes.push(KeyChange {
+            row: row.id,
+            at: row.at.clone(),
+            previous_key: previous.to_string(),
+            key: key.to_string(),
+            reason: detail["reason"].as_str().unwrap_or_default().to_string(),
+        });
+    }
+
+    /// What the witness recorded for `row`: the same head, signed by the
+    /// key that signs the log there.
+    fn check_witness(&mut self, row: &Row) {
+        let Some(seen) = self.witness.get(&row.id).cloned() else {
+            return;
+        };
+        for cp in &seen {
+            if cp.head_hash != row.hash {
+                return self.fail(
+                    row.id,
+                    format!(
+                        "row {} is not what the witness recorded when it was signed at {} (rows rewritten and re-signed)",
+                        row.id, cp.signed_at
+                    ),
+                );
+            }
+            let message = Checkpoint::message(cp.upto_id, &cp.head_hash, &cp.signed_at);
+            if !self.signed_by_known_key(&cp.public_key, &message, &cp.signature) {
+                return self.fail(
+                    cp.upto_id,
+                    format!(
+                        "the witness's checkpoint for row {} signed at {} has an invalid signature",
+                        cp.upto_id, cp.signed_at
+                    ),
+                );
+            }
+        }
+        if let Some(n) = self.report.witnessed.as_mut() {
+            *n += seen.len() as u64;
+        }
     }
 
     pub fn checkpoint(&mut self, cp: &Checkpoint) {
@@ -277,32 +367,16 @@ impl Verifier {
     }
 
     fn signed_by_known_key(&mut self, public_key: &str, message: &str, signature: &str) -> bool {
-        match &self.pinned_key {
+        match &self.active_key {
             Some(k) if k != public_key => return false,
             Some(_) => {}
-            None => {
-                self.pinned_key = Some(public_key.to_string());
-                self.report.public_key = Some(public_key.to_string());
-            }
+            None => self.active_key = Some(public_key.to_string()),
         }
         verify_signature(public_key, message, signature)
     }
 
     pub fn finish(mut self) -> Report {
         let witnessed: Vec<Checkpoint> = self.witness.values().flatten().cloned().collect();
-        for cp in &witnessed {
-            let message = Checkpoint::message(cp.upto_id, &cp.head_hash, &cp.signed_at);
-            if !self.failed() && !self.signed_by_known_key(&cp.public_key, &message, &cp.signature)
-            {
-                self.fail(
-                    cp.upto_id,
-                    format!(
-                        "the witness's checkpoint for row {} signed at {} has an invalid signature",
-                        cp.upto_id, cp.signed_at
-                    ),
-                );
-            }
-        }
         if !self.failed()
             && let Some(cp) = witnessed
                 .iter()
@@ -342,6 +416,23 @@ impl Verifier {
                 ),
             );
         }
+        if !self.failed()
+            && let (Some(pinned), Some(active)) = (&self.pinned_key, &self.active_key)
+            && pinned != active
+        {
+            let since = self
+                .report
+                .key_changes
+                .last()
+                .map_or(self.report.pruned_through + 1, |c| c.row);
+            self.fail(
+                since,
+                format!(
+                    "the log is signed by key {active}, not by the pinned key {pinned} (re-signed with another key; after a restore onto a new machine, pin the new key: `enclave audit key`)"
+                ),
+            );
+        }
+        self.report.public_key = self.active_key.clone().or(self.pinned_key.clone());
         if !self.failed() {
             self.report.unsigned_tail = (self.report.head_id - self.signed_upto).max(0) as u64;
             if self.report.unsigned_tail > 0 && !self.allow_open_tail {

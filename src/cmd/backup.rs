@@ -2,8 +2,12 @@
 //!
 //! A backup is what cannot be rebuilt: a consistent snapshot of the SQLite
 //! database (SQLite's online backup, so the server keeps running), the stored
-//! originals that snapshot references, the audit signing key and the TLS
-//! material, with a `BACKUP.json` listing every file's SHA-256. The BM25 and
+//! originals that snapshot references and the TLS material, with a
+//! `BACKUP.json` listing every file's SHA-256. The audit signing key stays
+//! behind unless `--with-audit-key`: whoever holds a backup should not be
+//! able to re-sign the log. A restore without it makes a new key and records
+//! the change in the log, signed, right after the old key's last checkpoint
+//! (the snapshot's head is signed for that). The BM25 and
 //! vector indexes are derived data and are not copied; restore rebuilds them
 //! from the restored chunks, so a backup taken mid-ingest restores to a
 //! consistent library (documents that were still `indexing` are indexed).
@@ -98,7 +102,10 @@ pub fn backup(config: &Config, args: BackupArgs) -> Result<ExitCode> {
             missing_originals.push(rel.clone());
         }
     }
-    let mut extra = vec![crate::audit::key::FILE_NAME.to_string()];
+    let mut extra = Vec::new();
+    if args.with_audit_key {
+        extra.push(crate::audit::key::FILE_NAME.to_string());
+    }
     for name in ["tls/self-signed.crt", "tls/self-signed.key"] {
         if data.join(name).is_file() {
             extra.push(name.to_string());
@@ -147,6 +154,31 @@ pub fn backup(config: &Config, args: BackupArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A backup without the audit key: create one and record, signed, that it
+/// takes over from the key of the log's last checkpoint. Returns (previous,
+/// new) public keys when that happened.
+fn new_audit_key_if_left_out(
+    config: &Config,
+    manifest: &Manifest,
+) -> Result<Option<(String, String)>> {
+    let key_file = config.data_dir.join(crate::audit::key::FILE_NAME);
+    if key_file.is_file() {
+        return Ok(None); // restored with the backup (`--with-audit-key`)
+    }
+    let mut store = Store::open(&config.data_dir.join(DB))?;
+    store.set_audit(crate::library::audit_sink(config)?);
+    let reason = format!(
+        "restore of a backup created at {} without its audit key",
+        manifest.created_at
+    );
+    let previous = store.record_key_change(&Actor::cli(), &reason)?;
+    let key = store
+        .audit_sink()
+        .map(|s| s.key.public_hex())
+        .unwrap_or_default();
+    Ok(previous.map(|p| (p, key)))
+}
+
 pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
     let src = &args.src;
     let text = std::fs::read_to_string(src.join("BACKUP.json")).with_context(|| {
@@ -171,12 +203,7 @@ pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
     for rel in manifest.files.keys() {
         copy_into(src, data, rel)?;
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let key = data.join(crate::audit::key::FILE_NAME);
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-    }
+    let key_change = new_audit_key_if_left_out(config, &manifest)?;
     eprintln!(
         "Rebuilding the BM25 and vector indexes from {} passages…",
         manifest.chunks
@@ -194,6 +221,7 @@ pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
         })),
     )?;
     store.sign_audit_head()?;
+    // Against the key now in use: a key change it made is accepted.
     let report = store.verify_audit(crate::audit::verify::Rules {
         pinned_key: store.audit_sink().map(|s| s.key.public_hex()),
         checkpoint_every: Some(config.audit.checkpoint_every),
@@ -208,6 +236,13 @@ pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
             Some(f) => format!("FAILED at row {}: {}", f.row, f.reason),
         }
     );
+    if let Some((previous, key)) = key_change {
+        println!(
+            "The backup held no audit key: a new key signs the log from here on, recorded in it \
+             as a key change from {previous}.\nNew audit public key: {key}\nPin it where auditors \
+             verify from, e.g. `enclave audit key > /etc/enclave/audit.pub`."
+        );
+    }
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {

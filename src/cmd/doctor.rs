@@ -165,31 +165,48 @@ fn data_dir(dir: &Path) -> Check {
     }
     let _ = std::fs::remove_file(&probe);
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 {
-        return check(
+    let (modes, problems) = file_modes(dir, mode);
+    if problems.is_empty() {
+        check(
             "data dir",
-            Level::Warn,
-            format!(
-                "{} is accessible to all users (mode {mode:o}); chmod o-rwx",
-                dir.display()
-            ),
-        );
+            Level::Ok,
+            format!("{} writable; modes {}", dir.display(), modes.join(", ")),
+        )
+    } else {
+        check("data dir", Level::Warn, problems.join("; "))
     }
-    let key = dir.join(crate::audit::key::FILE_NAME);
-    if let Ok(m) = std::fs::metadata(&key)
-        && m.permissions().mode() & 0o077 != 0
-    {
-        return check(
-            "data dir",
-            Level::Warn,
-            format!("{} is readable by others; chmod 600", key.display()),
-        );
+}
+
+/// The modes of what must stay private, and what is wrong with them: the
+/// data dir and database closed to others, the audit key owner-read-only.
+fn file_modes(dir: &Path, dir_mode: u32) -> (Vec<String>, Vec<String>) {
+    let mut modes = vec![format!("dir {dir_mode:o}")];
+    let mut problems = Vec::new();
+    if dir_mode & 0o007 != 0 {
+        problems.push(format!(
+            "{} is accessible to all users (mode {dir_mode:o}); chmod o-rwx",
+            dir.display()
+        ));
     }
-    check(
-        "data dir",
-        Level::Ok,
-        format!("{} writable, mode {mode:o}", dir.display()),
-    )
+    let files = [
+        ("enclave.sqlite", 0o077, "chmod 600"),
+        (crate::audit::key::FILE_NAME, 0o277, "chmod 400"),
+        ("tls/self-signed.key", 0o077, "chmod 600"),
+    ];
+    for (name, forbidden, fix) in files {
+        let Ok(meta) = std::fs::metadata(dir.join(name)) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        modes.push(format!("{name} {mode:o}"));
+        if mode & forbidden != 0 {
+            problems.push(format!(
+                "{} has mode {mode:o}; {fix}",
+                dir.join(name).display()
+            ));
+        }
+    }
+    (modes, problems)
 }
 
 fn models(config: &Config) -> Check {
@@ -266,14 +283,34 @@ fn audit(config: &Config) -> Check {
         Ok(s) => s,
         Err(e) => return check("audit log", Level::Fail, e.to_string()),
     };
-    // Only read the key; doctor creates nothing.
-    let key = config
-        .data_dir
-        .join(crate::audit::key::FILE_NAME)
-        .is_file()
-        .then(|| crate::audit::AuditKey::load_or_create(&config.data_dir).ok())
+    // Only read the keys; doctor creates nothing.
+    let own = crate::audit::AuditKey::load_existing(&config.data_dir)
+        .ok()
         .flatten()
         .map(|k| k.public_hex());
+    let pin_file = &config.audit.public_key_file;
+    let pinned = match crate::audit::key::pinned(pin_file) {
+        Ok(p) => p,
+        Err(e) => return check("audit log", Level::Fail, e.to_string()),
+    };
+    let key = pinned.clone().or(own.clone());
+    let pin_note = match (&pinned, &own) {
+        (Some(p), Some(o)) if p == o => format!("public key pinned in {}", pin_file.display()),
+        (Some(_), _) => format!(
+            "{} pins another key than the data dir's (after a restore: `enclave audit key > {}`)",
+            pin_file.display(),
+            pin_file.display()
+        ),
+        (None, _) if pin_file.as_os_str().is_empty() => {
+            "public key not pinned outside the data dir (audit.public_key_file)".into()
+        }
+        (None, _) => format!(
+            "public key not pinned: {} does not exist (`enclave audit key > {}`)",
+            pin_file.display(),
+            pin_file.display()
+        ),
+    };
+    let pin_ok = pinned.is_some() && pinned == own;
     let witness = crate::audit::witness::Witness::from_setting(&config.audit.witness);
     // Reading the journal needs root or the systemd-journal group; without
     // it the log is still checked, and the witness named as unchecked.
@@ -293,12 +330,13 @@ fn audit(config: &Config) -> Check {
     match store.verify_audit(rules) {
         Ok(r) if r.ok() => {
             let verified = format!(
-                "{} rows, chain and {} checkpoints verified; key {}",
+                "{} rows, chain and {} checkpoints verified; key {}; {pin_note}",
                 r.rows,
                 r.checkpoints,
                 key_file.display()
             );
             match (witness.is_some(), unread, r.witnessed) {
+                _ if !pin_ok => check("audit log", Level::Warn, verified),
                 (false, _, _) => check(
                     "audit log",
                     Level::Warn,

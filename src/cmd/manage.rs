@@ -221,6 +221,10 @@ pub fn grant(config: &Config, cmd: GrantCommand) -> Result<ExitCode> {
 
 pub fn audit(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
+        AuditCommand::Key => {
+            print_audit_key(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Export { format, output } => {
             let mut store = open_store(config)?;
             let key = store
@@ -257,14 +261,9 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
             json,
         } => {
             let pinned = match public_key {
-                Some(k) => Some(k),
+                Some(k) => Some(audit::key::parse_public_key(&k).map_err(anyhow::Error::msg)?),
                 None => {
-                    let key_file = config.data_dir.join(audit::key::FILE_NAME);
-                    if key_file.is_file() {
-                        Some(audit::AuditKey::load_or_create(&config.data_dir)?.public_hex())
-                    } else {
-                        None
-                    }
+                    audit::key::expected_head_key(&config.audit.public_key_file, &config.data_dir)?
                 }
             };
             let rules = audit::verify::Rules {
@@ -306,6 +305,41 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
     }
 }
 
+/// The public key on stdout (for pinning), the rest on stderr.
+fn print_audit_key(config: &Config) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let key = audit::AuditKey::load_or_create(&config.data_dir)?;
+    println!("{}", key.public_hex());
+    let path = config.data_dir.join(audit::key::FILE_NAME);
+    let mode = std::fs::metadata(&path)
+        .map(|m| {
+            format!(
+                "{:o}",
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+            )
+        })
+        .unwrap_or_else(|e| e.to_string());
+    eprintln!("Private key: {} (mode {mode})", path.display());
+    let pin = &config.audit.public_key_file;
+    let pinned = if pin.as_os_str().is_empty() {
+        "not pinned (audit.public_key_file is not set)".to_string()
+    } else if !pin.exists() {
+        format!("not pinned yet: {} does not exist", pin.display())
+    } else {
+        match audit::key::parse_public_key(&pin.to_string_lossy()) {
+            Ok(k) if k == key.public_hex() => format!("pinned in {}", pin.display()),
+            Ok(k) => format!(
+                "{} pins another key ({k}): after a restore onto a new machine, replace it with this one",
+                pin.display()
+            ),
+            Err(e) => format!("the pinned copy is unreadable: {e}"),
+        }
+    };
+    eprintln!("{pinned}");
+    Ok(())
+}
+
 fn print_report(report: &audit::verify::Report) {
     let mut out = std::io::stdout().lock();
     match &report.failure {
@@ -330,6 +364,21 @@ fn print_report(report: &audit::verify::Report) {
             let _ = writeln!(out, "FAILED at row {}: {}", f.row, f.reason);
             let _ = writeln!(out, "({} rows before it verified.)", report.rows);
         }
+    }
+    for change in &report.key_changes {
+        let _ = writeln!(
+            out,
+            "Key change at row {} ({}): {} → {}{}",
+            change.row,
+            change.at,
+            change.previous_key,
+            change.key,
+            if change.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", change.reason)
+            }
+        );
     }
     if let Some(k) = &report.public_key {
         let _ = writeln!(out, "Signing key: {k}");

@@ -394,6 +394,44 @@ impl super::Store {
         export(&mut self.conn, key, format, out)
     }
 
+    /// After a restore without the old key: record that this store's key
+    /// signs the log from here on, naming the key that signed it so far,
+    /// and sign the record. Nothing when the log is already this key's (or
+    /// has no signature yet). Returns the previous key when it changed.
+    pub fn record_key_change(&mut self, actor: &Actor, reason: &str) -> Result<Option<String>> {
+        let Some(sink) = self.audit.clone() else {
+            return Ok(None);
+        };
+        let last: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT upto_id, public_key FROM audit_checkpoints ORDER BY upto_id DESC, id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let key = sink.key.public_hex();
+        let Some((after_row, previous)) = last.filter(|(_, k)| *k != key) else {
+            return Ok(None);
+        };
+        let entry = Entry::new(actor, crate::audit::key::KEY_CHANGE, "audit-key").detail(
+            serde_json::json!({
+                "previous_key": previous,
+                "key": key,
+                "after_row": after_row,
+                "reason": reason,
+            }),
+        );
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (_, signed) = append(&tx, &sink.key, sink.checkpoint_every, &entry)?;
+        tx.commit()?;
+        sink.witness(signed.as_slice());
+        self.sign_audit_head()?;
+        Ok(Some(previous))
+    }
+
     /// [`verify`] of this store's log.
     pub fn verify_audit(&self, rules: Rules) -> Result<Report> {
         verify(&self.conn, rules)

@@ -19,13 +19,19 @@ pub struct Snapshot {
 
 impl Store {
     /// Copy the database to `dest` (a new file) while others keep writing.
+    /// When this store audits, the copy's audit head is signed too: rows the
+    /// server appended while the copy ran would otherwise be unsigned in it,
+    /// and a restore without the key could never sign them.
     pub fn snapshot_to(&self, dest: &Path) -> Result<Snapshot> {
         {
             let mut copy = Connection::open(dest)?;
             let backup = rusqlite::backup::Backup::new(&self.conn, &mut copy)?;
             backup.run_to_completion(256, std::time::Duration::from_millis(5), None)?;
         }
-        let copy = Connection::open(dest)?;
+        let mut copy = Connection::open(dest)?;
+        if let Some(sink) = &self.audit {
+            super::audit::checkpoint_head(&mut copy, &sink.key)?;
+        }
         let stored_paths = {
             let mut stmt =
                 copy.prepare("SELECT DISTINCT stored_path FROM documents WHERE stored_path <> ''")?;

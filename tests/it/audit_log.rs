@@ -581,3 +581,184 @@ fn commands_witness_their_checkpoints_and_verify_checks_against_them() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("truncated"), "{text}");
 }
+
+/// Append the record of `new` taking over from `previous`, then sign the
+/// head with `new` (what a restore without the old key does).
+fn change_key(conn: &mut Connection, previous: &AuditKey, new: &AuditKey) -> i64 {
+    let entry = Entry::new(&Actor::system(), audit::key::KEY_CHANGE, "audit-key").detail(
+        serde_json::json!({
+            "previous_key": previous.public_hex(),
+            "key": new.public_hex(),
+            "reason": "restore without the old key",
+        }),
+    );
+    let row = log::append_now(conn, new, EVERY, &entry).unwrap();
+    log::checkpoint_head(conn, new).unwrap();
+    row
+}
+
+fn pinned_to(key: &AuditKey) -> audit::verify::Rules {
+    rules(key)
+}
+
+fn unpinned() -> audit::verify::Rules {
+    audit::verify::Rules {
+        pinned_key: None,
+        checkpoint_every: Some(EVERY),
+        allow_open_tail: false,
+        witness: None,
+    }
+}
+
+/// A restore without the old key hands signing to a new key: the change is
+/// a signed row right after the old key's last checkpoint, named in the
+/// report, and the pinned key must be the one signing the head.
+#[test]
+fn a_key_change_after_the_old_keys_checkpoint_verifies_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, old) = log_with_rows(dir.path(), 40);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let new = AuditKey::load_or_create(elsewhere.path()).unwrap();
+    assert_eq!(change_key(&mut conn, &old, &new), 41);
+    for i in 0..20 {
+        let entry = Entry::new(&Actor::system(), "question", format!("after:{i}"));
+        log::append_now(&mut conn, &new, EVERY, &entry).unwrap();
+    }
+    log::checkpoint_head(&mut conn, &new).unwrap();
+
+    let report = log::verify(&conn, pinned_to(&new)).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.rows, 61);
+    assert_eq!(report.key_changes.len(), 1);
+    assert_eq!(report.key_changes[0].row, 41);
+    assert_eq!(report.key_changes[0].previous_key, old.public_hex());
+    assert_eq!(
+        report.public_key.as_deref(),
+        Some(new.public_hex().as_str())
+    );
+    // The old machine's pinned key no longer signs the head.
+    let report = log::verify(&conn, pinned_to(&old)).unwrap();
+    assert_eq!(failed_row(&report), 41, "{report:?}");
+    assert!(report.failure.unwrap().reason.contains("pinned key"));
+    // An export carries the change and verifies the same way.
+    let text = export(&mut conn, &new, Format::Jsonl);
+    assert!(verify_text(&text, &new).ok());
+    assert_eq!(failed_row(&verify_text(&text, &old)), 41);
+}
+
+/// Someone who can write the database but has no key cuts the log back to
+/// a checkpoint and "restores" onto a key of their own. Without a pin the
+/// report names the change; the pinned key and the witness both refuse it.
+#[test]
+fn a_cut_disguised_as_a_key_change_fails_against_the_pin_and_the_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, real) = log_with_rows(dir.path(), 83);
+    let witness = witness_everything(&conn, dir.path());
+    conn.execute_batch(
+        "DELETE FROM audit_log WHERE id > 32; DELETE FROM audit_checkpoints WHERE upto_id > 32;",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let forger = AuditKey::load_or_create(elsewhere.path()).unwrap();
+    change_key(&mut conn, &real, &forger);
+
+    let report = log::verify(&conn, unpinned()).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.key_changes.len(), 1, "but it is shown");
+    let report = log::verify(&conn, pinned_to(&real)).unwrap();
+    assert_eq!(failed_row(&report), 33, "{report:?}");
+    let report = verify_with(&conn, &forger, &witness);
+    assert!(!report.ok(), "{report:?}");
+}
+
+/// A key change must come right after a checkpoint of the key it names:
+/// otherwise rows before it were never signed by anyone.
+#[test]
+fn a_key_change_over_unsigned_rows_or_from_another_key_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, old) = log_with_rows(dir.path(), 40);
+    for i in 0..3 {
+        let entry = Entry::new(&Actor::system(), "question", format!("unsigned:{i}"));
+        log::append_now(&mut conn, &old, EVERY, &entry).unwrap();
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
+    let new = AuditKey::load_or_create(elsewhere.path()).unwrap();
+    assert_eq!(change_key(&mut conn, &old, &new), 44);
+    let report = log::verify(&conn, pinned_to(&new)).unwrap();
+    assert_eq!(failed_row(&report), 44, "{report:?}");
+    assert!(
+        report
+            .failure
+            .unwrap()
+            .reason
+            .contains("does not follow a checkpoint")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, _old) = log_with_rows(dir.path(), 40);
+    let third = tempfile::tempdir().unwrap();
+    let stranger = AuditKey::load_or_create(third.path()).unwrap();
+    change_key(&mut conn, &stranger, &new);
+    let report = log::verify(&conn, pinned_to(&new)).unwrap();
+    assert_eq!(failed_row(&report), 41, "{report:?}");
+}
+
+/// `audit.public_key_file` (the package pins /etc/enclave/audit.pub): the
+/// key `enclave audit key` prints verifies; another key there fails the log.
+#[test]
+fn the_pinned_public_key_file_decides_which_key_signs_the_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let pin = tmp.path().join("audit.pub");
+    let config = tmp.path().join("enclave.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[audit]\npublic_key_file = {:?}\n",
+            pin.display().to_string()
+        ),
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        let mut cmd = crate::common::enclave(&data);
+        cmd.arg("--config").arg(&config).args(args);
+        cmd
+    };
+    let key_out = with_config(&["audit", "key"]).output().unwrap();
+    assert!(key_out.status.success());
+    let public = String::from_utf8_lossy(&key_out.stdout).trim().to_string();
+    assert_eq!(public.len(), 64, "{public}");
+    let notes = String::from_utf8_lossy(&key_out.stderr);
+    assert!(notes.contains("mode 400"), "{notes}");
+    assert!(notes.contains("does not exist"), "{notes}");
+    let mut child = with_config(&["user", "add", "gina", "--role", "staff", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "pw-gina-secret-123").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    std::fs::write(&pin, format!("{public}\n")).unwrap();
+    let out = with_config(&["audit", "verify", "--db"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let notes = String::from_utf8_lossy(&with_config(&["audit", "key"]).output().unwrap().stderr)
+        .into_owned();
+    assert!(notes.contains("pinned in"), "{notes}");
+
+    let other = tempfile::tempdir().unwrap();
+    let stranger = AuditKey::load_or_create(other.path()).unwrap();
+    std::fs::write(&pin, stranger.public_hex()).unwrap();
+    let out = with_config(&["audit", "verify", "--db"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("not by the pinned key"), "{text}");
+    let doctor = with_config(&["doctor"]).output().unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(report.contains("FAIL  audit log"), "{report}");
+}

@@ -52,7 +52,10 @@ fn backup_during_ingestion_restores_and_verifies() {
         snapshot_docs >= 4,
         "the seeded documents at least: {manifest}"
     );
-    assert!(backup.join("audit-key").is_file());
+    assert!(
+        !backup.join("audit-key").exists(),
+        "the signing key stays behind unless asked for"
+    );
     assert!(
         !backup.join("bm25").exists(),
         "derived indexes are not copied"
@@ -80,6 +83,7 @@ fn backup_during_ingestion_restores_and_verifies() {
     let restored = tmp.path().join("restored");
     let out = run_ok(enclave(&restored).arg("restore").arg(&backup));
     assert!(out.contains("rows verified"), "{out}");
+    assert!(out.contains("New audit public key"), "{out}");
     let docs: serde_json::Value =
         serde_json::from_str(&run_ok(enclave(&restored).args(["docs", "list", "--json"]))).unwrap();
     let docs = docs.as_array().unwrap();
@@ -96,6 +100,16 @@ fn backup_during_ingestion_restores_and_verifies() {
     );
     let verify = run_ok(enclave(&restored).args(["audit", "verify", "--db"]));
     assert!(verify.starts_with("OK"), "{verify}");
+    assert!(verify.contains("Key change at row"), "{verify}");
+    // The old key no longer signs the head: an auditor pinned to it is told.
+    let old_key = run_ok(enclave(&dir).args(["audit", "key"]));
+    let new_key = run_ok(enclave(&restored).args(["audit", "key"]));
+    assert_ne!(old_key, new_key);
+    let pinned_old = enclave(&restored)
+        .args(["audit", "verify", "--db", "--public-key", old_key.trim()])
+        .output()
+        .unwrap();
+    assert!(!pinned_old.status.success());
     let doctor = enclave(&restored).arg("doctor").output().unwrap();
     let report = String::from_utf8_lossy(&doctor.stdout);
     assert!(
@@ -148,8 +162,40 @@ fn data_dir_and_backups_are_private_under_umask_022() {
     );
     let backup = tmp.path().join("backup");
     run_ok(lenient(&mut enclave(&data)).arg("backup").arg(&backup));
+    let with_key = tmp.path().join("backup-with-key");
+    run_ok(
+        lenient(&mut enclave(&data))
+            .args(["backup", "--with-audit-key"])
+            .arg(&with_key),
+    );
     let mut found = Vec::new();
     open_to_others(&data, &mut found);
     open_to_others(&backup, &mut found);
+    open_to_others(&with_key, &mut found);
     assert!(found.is_empty(), "readable by others: {found:#?}");
+    let key_mode = |dir: &std::path::Path| {
+        std::fs::metadata(dir.join("audit-key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(key_mode(&data), 0o400);
+    assert_eq!(key_mode(&with_key), 0o400);
+
+    // Restored with its key, the log goes on under the same key.
+    let restored = tmp.path().join("restored");
+    let out = run_ok(
+        lenient(&mut enclave(&restored))
+            .arg("restore")
+            .arg(&with_key),
+    );
+    assert!(!out.contains("New audit public key"), "{out}");
+    assert_eq!(key_mode(&restored), 0o400);
+    assert_eq!(
+        run_ok(enclave(&data).args(["audit", "key"])),
+        run_ok(enclave(&restored).args(["audit", "key"]))
+    );
+    let verify = run_ok(enclave(&restored).args(["audit", "verify", "--db"]));
+    assert!(!verify.contains("Key change"), "{verify}");
 }

@@ -136,10 +136,12 @@ pub async fn audit_verify(
 /// server's own, not yet signed.
 pub async fn verify_now(state: &Data<AppState>) -> Result<audit::verify::Report, ApiError> {
     let every = state.config.audit.checkpoint_every;
+    let pin_file = state.config.audit.public_key_file.clone();
     state
         .with_db(move |db| {
+            let pinned = audit::key::pinned(&pin_file)?;
             let rules = audit::verify::Rules {
-                pinned_key: db.audit_sink().map(|s| s.key.public_hex()),
+                pinned_key: pinned.or_else(|| db.audit_sink().map(|s| s.key.public_hex())),
                 checkpoint_every: Some(every),
                 allow_open_tail: true,
                 witness: None,
