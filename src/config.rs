@@ -209,6 +209,16 @@ pub struct LlmConfig {
     pub deadline_secs: u64,
     /// Requests allowed to wait for the model; more are refused (HTTP 503).
     pub queue_capacity: usize,
+    /// Answers generated at once, in one batch (continuous batching: a new
+    /// request joins between steps). 0: as many as `kv_cache_mib` holds at
+    /// half a context window each, at most 16.
+    pub parallel: usize,
+    /// Memory for the keys and values of all running answers, per model tier.
+    /// A request is admitted only when its whole length (prompt plus
+    /// `max_new_tokens`) fits; otherwise it waits.
+    pub kv_cache_mib: usize,
+    /// Prompt tokens read per step while other answers keep streaming.
+    pub prefill_chunk: usize,
     /// Sampling: temperature 0 is greedy (the default: answers from documents
     /// should not vary run to run).
     pub sampling: SamplingParams,
@@ -381,6 +391,9 @@ impl Default for LlmConfig {
             max_new_tokens: 384,
             deadline_secs: 120,
             queue_capacity: 32,
+            parallel: 0,
+            kv_cache_mib: 1024,
+            prefill_chunk: 256,
             sampling: SamplingParams::default(),
             escalate_to: Vec::new(),
             start_higher_for: vec![
@@ -569,6 +582,13 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "llm",
                 reason: "need context_window >= 256 and 0 < max_new_tokens < context_window".into(),
+            });
+        }
+        if l.kv_cache_mib == 0 || l.prefill_chunk == 0 || l.parallel > 256 {
+            return Err(ConfigError::Invalid {
+                name: "llm",
+                reason: "kv_cache_mib and prefill_chunk must be at least 1, parallel at most 256"
+                    .into(),
             });
         }
         if l.queue_capacity == 0 || l.deadline_secs == 0 {

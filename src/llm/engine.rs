@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::gguf::{Gguf, GgufError};
-use super::model::{KvCache, Model, ModelError};
+use super::model::{BatchItem, KvCache, Model, ModelError};
 use super::sampling::{Sampler, SamplingParams};
 use super::template::{ChatTemplate, Message, TemplateError};
 use super::tokenizer::{Tokenizer, TokenizerError};
@@ -25,9 +25,10 @@ pub enum LlmError {
 
 pub type Result<T> = std::result::Result<T, LlmError>;
 
-/// Prompt tokens are fed in slices of this many: bounds the attention
-/// scratch memory while keeping the matrix products large.
-const PREFILL_CHUNK: usize = 512;
+/// Prompt tokens are fed in slices of this many by default (`llm.prefill_chunk`):
+/// bounds the attention scratch memory and, when several sequences share
+/// the engine, how long running answers pause while a new prompt is read.
+pub const PREFILL_CHUNK: usize = 256;
 
 #[derive(Debug, Clone)]
 pub enum Prompt {
@@ -69,14 +70,236 @@ pub struct GenerationStats {
     pub stop: StopReason,
 }
 
+/// A KV cache and exactly the tokens whose keys and values it holds: one
+/// per sequence the engine can run at once.
+pub struct Slot {
+    pub cache: KvCache,
+    pub tokens: Vec<u32>,
+}
+
+impl Slot {
+    /// Keep the longest prefix this slot shares with `prompt` (at least one
+    /// prompt token is always run, for fresh logits); returns its length.
+    pub fn reuse_prefix(&mut self, prompt: &[u32]) -> usize {
+        let reused = common_prefix(&self.tokens, prompt).min(prompt.len().saturating_sub(1));
+        self.cache.truncate(reused);
+        self.tokens.truncate(reused);
+        reused
+    }
+
+    /// Take `len` prompt positions from `other`, which computed them.
+    pub fn copy_prefix(&mut self, other: &Slot, len: usize) {
+        self.cache.copy_prefix(&other.cache, len);
+        self.tokens.clear();
+        self.tokens.extend_from_slice(&other.tokens[..len]);
+    }
+
+    pub fn common_prefix(&self, prompt: &[u32]) -> usize {
+        common_prefix(&self.tokens, prompt).min(prompt.len().saturating_sub(1))
+    }
+
+    /// After a failed step the cache is in an unknown state.
+    fn reset(&mut self) {
+        self.cache.truncate(0);
+        self.tokens.clear();
+    }
+}
+
+/// One answer being generated: its prompt is fed in slices, then one token
+/// per step. The same state machine serves [`Llm::generate`] (one sequence)
+/// and the batching worker (many), so an answer is the same either way.
+pub struct Sequence {
+    request: GenerationRequest,
+    prompt: Vec<u32>,
+    /// Prompt tokens in the cache.
+    fed: usize,
+    sampler: Sampler,
+    generated: Vec<u32>,
+    pending: Vec<u8>,
+    text: String,
+    stats: GenerationStats,
+    started: Instant,
+    decode_started: Option<Instant>,
+    stop: Option<StopReason>,
+}
+
+impl Sequence {
+    /// `reused` prompt tokens are already in the sequence's cache.
+    pub fn new(
+        request: GenerationRequest,
+        prompt: Vec<u32>,
+        reused: usize,
+        started: Instant,
+    ) -> Sequence {
+        let sampler = Sampler::new(request.sampling.clone());
+        Sequence {
+            stats: GenerationStats {
+                prompt_tokens: prompt.len(),
+                reused_tokens: reused,
+                generated_tokens: 0,
+                prefill_ms: 0.0,
+                decode_ms: 0.0,
+                time_to_first_token_ms: 0.0,
+                stop: StopReason::MaxTokens,
+            },
+            request,
+            prompt,
+            fed: reused,
+            sampler,
+            generated: Vec::new(),
+            pending: Vec::new(),
+            text: String::new(),
+            started,
+            decode_started: None,
+            stop: None,
+        }
+    }
+
+    pub fn prompt(&self) -> &[u32] {
+        &self.prompt
+    }
+
+    /// Positions this sequence can fill in its cache at most: what the
+    /// worker reserves before admitting it.
+    pub fn positions_needed(&self, window: usize) -> usize {
+        (self.prompt.len() + self.request.max_new_tokens).min(window)
+    }
+
+    pub fn is_prefilling(&self) -> bool {
+        self.fed < self.prompt.len()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// The tokens of the next step: the next prompt slice (at most `chunk`
+    /// tokens), or the last sampled token.
+    pub fn input(&self, chunk: usize) -> &[u32] {
+        if self.is_prefilling() {
+            let end = (self.fed + chunk.max(1)).min(self.prompt.len());
+            &self.prompt[self.fed..end]
+        } else {
+            let last = self.generated.len().saturating_sub(1);
+            &self.generated[last..]
+        }
+    }
+
+    /// Whether the step running `input` needs logits (the prompt's last
+    /// slice and every decode step).
+    pub fn wants_logits(&self, input_len: usize) -> bool {
+        !self.is_prefilling() || self.fed + input_len >= self.prompt.len()
+    }
+
+    /// Before a step: stop if cancelled, or if the deadline passed while
+    /// the prompt is still being read (decode checks it after each token).
+    pub fn check_before_step(&mut self, cancelled: bool) -> bool {
+        if cancelled {
+            self.finish(StopReason::Cancelled);
+        } else if self.is_prefilling() && past(self.request.deadline) {
+            self.finish(StopReason::Deadline);
+        }
+        self.is_done()
+    }
+
+    /// After a step that ran `input_len` tokens: the new text (often empty)
+    /// if a token was sampled.
+    pub fn after_step(
+        &mut self,
+        input_len: usize,
+        logits: Option<Vec<f32>>,
+        tokenizer: &Tokenizer,
+    ) -> String {
+        if self.is_prefilling() {
+            self.fed += input_len;
+            if self.is_prefilling() {
+                return String::new();
+            }
+        }
+        let Some(mut logits) = logits else {
+            return String::new();
+        };
+        if self.decode_started.is_none() {
+            self.stats.prefill_ms = ms(self.started.elapsed());
+            self.decode_started = Some(Instant::now());
+        }
+        // The penalty looks at the answer only: copying from the prompt (the
+        // quoted sources) is exactly what a grounded answer should do.
+        let next = self.sampler.sample(&mut logits, &self.generated);
+        if self.stats.generated_tokens == 0 {
+            self.stats.time_to_first_token_ms = ms(self.started.elapsed());
+        }
+        if !self.request.ignore_end && tokenizer.is_end(next) {
+            self.finish(StopReason::EndOfTurn);
+            return self.flush();
+        }
+        self.stats.generated_tokens += 1;
+        self.generated.push(next);
+        self.pending.extend(tokenizer.token_bytes(next));
+        let piece = take_complete_utf8(&mut self.pending);
+        self.text.push_str(&piece);
+        piece
+    }
+
+    /// After the new text was handed on: the limits that end an answer.
+    /// `cache_len` is what the sequence's cache holds now.
+    pub fn check_limits(&mut self, cache_len: usize, window: usize) -> String {
+        if self.is_done() || self.is_prefilling() {
+            return String::new();
+        }
+        if self.stats.generated_tokens >= self.request.max_new_tokens {
+            self.finish(StopReason::MaxTokens);
+        } else if past(self.request.deadline) {
+            self.finish(StopReason::Deadline);
+        } else if cache_len + 1 >= window {
+            self.finish(StopReason::ContextFull);
+        } else {
+            return String::new();
+        }
+        self.flush()
+    }
+
+    /// End now (a cancelled stream), with what was generated.
+    pub fn cancel(&mut self) -> String {
+        if !self.is_done() {
+            self.finish(StopReason::Cancelled);
+        }
+        self.flush()
+    }
+
+    fn finish(&mut self, stop: StopReason) {
+        self.stop = Some(stop);
+        self.stats.stop = stop;
+        self.stats.decode_ms = self.decode_started.map_or(0.0, |t| ms(t.elapsed()));
+    }
+
+    /// Bytes of an unfinished character left at the end, as text.
+    fn flush(&mut self) -> String {
+        if self.pending.is_empty() {
+            return String::new();
+        }
+        let rest = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        self.text.push_str(&rest);
+        rest
+    }
+
+    /// The answer and its statistics, once done.
+    pub fn into_result(self) -> (String, GenerationStats) {
+        (self.text, self.stats)
+    }
+}
+
 pub struct Llm {
     pub model: Model,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
     pub path: PathBuf,
-    cache: KvCache,
-    /// Exactly the tokens whose keys and values `cache` holds.
-    cached_tokens: Vec<u32>,
+    /// Prompt tokens per forward slice.
+    pub prefill_chunk: usize,
+    window: usize,
+    /// The sequence [`Llm::generate`] and the benchmarks use.
+    slot: Slot,
 }
 
 impl Llm {
@@ -103,17 +326,29 @@ impl Llm {
         )?;
         let cache = model.new_cache(context_window);
         Ok(Llm {
+            window: cache.window(),
             model,
             tokenizer,
             template,
             path: path.to_path_buf(),
-            cache,
-            cached_tokens: Vec::new(),
+            prefill_chunk: PREFILL_CHUNK,
+            slot: Slot {
+                cache,
+                tokens: Vec::new(),
+            },
         })
     }
 
     pub fn context_window(&self) -> usize {
-        self.cache.window()
+        self.window
+    }
+
+    /// A fresh slot (empty cache) for one more concurrent sequence.
+    pub fn new_slot(&self) -> Slot {
+        Slot {
+            cache: self.model.new_cache(self.window),
+            tokens: Vec::new(),
+        }
     }
 
     /// Render and tokenize a conversation; the assistant turn is opened.
@@ -139,6 +374,22 @@ impl Llm {
             .encode_spliced(&parts, self.tokenizer.add_bos && !bos_in_text))
     }
 
+    /// The prompt tokens of a request, refused when it cannot fit the window.
+    pub fn prompt_tokens(&self, request: &GenerationRequest) -> Result<Vec<u32>> {
+        let prompt = match &request.prompt {
+            Prompt::Chat(messages) => self.chat_tokens(messages)?,
+            Prompt::Tokens(t) => t.clone(),
+        };
+        if prompt.is_empty() || prompt.len() >= self.window {
+            return Err(ModelError::ContextFull {
+                needed: prompt.len() + 1,
+                window: self.window,
+            }
+            .into());
+        }
+        Ok(prompt)
+    }
+
     /// Count the tokens of plain text (for fitting passages into the window).
     pub fn count_tokens(&self, text: &str) -> usize {
         self.tokenizer.encode(text, false, false).len()
@@ -152,111 +403,36 @@ impl Llm {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(String, GenerationStats)> {
         let started = Instant::now();
-        let prompt = match &request.prompt {
-            Prompt::Chat(messages) => self.chat_tokens(messages)?,
-            Prompt::Tokens(t) => t.clone(),
-        };
-        let window = self.cache.window();
-        if prompt.is_empty() || prompt.len() >= window {
-            return Err(ModelError::ContextFull {
-                needed: prompt.len() + 1,
-                window,
-            }
-            .into());
-        }
+        let prompt = self.prompt_tokens(request)?;
         // Reuse the keys and values of the longest prefix already computed
-        // (the fixed system prompt, or an earlier turn); at least one token
-        // is always run to get fresh logits.
-        let reused = common_prefix(&self.cached_tokens, &prompt).min(prompt.len() - 1);
-        self.cache.truncate(reused);
-        self.cached_tokens.truncate(reused);
-        let mut stats = GenerationStats {
-            prompt_tokens: prompt.len(),
-            reused_tokens: reused,
-            generated_tokens: 0,
-            prefill_ms: 0.0,
-            decode_ms: 0.0,
-            time_to_first_token_ms: 0.0,
-            stop: StopReason::MaxTokens,
-        };
-        let mut logits = Vec::new();
-        for chunk in prompt[reused..].chunks(PREFILL_CHUNK) {
-            if past(request.deadline) {
-                stats.stop = StopReason::Deadline;
-                return Ok((String::new(), stats));
-            }
-            if !on_text("") {
-                stats.stop = StopReason::Cancelled;
-                return Ok((String::new(), stats));
-            }
-            logits = self.forward(chunk)?;
-        }
-        stats.prefill_ms = ms(started.elapsed());
-        let decode_started = Instant::now();
-        let mut sampler = Sampler::new(request.sampling.clone());
-        let mut history = prompt.clone();
-        let mut text = String::new();
-        let mut pending = Vec::new();
+        // (the fixed system prompt, or an earlier turn).
+        let reused = self.slot.reuse_prefix(&prompt);
+        let mut seq = Sequence::new(request.clone(), prompt, reused, started);
         loop {
-            // The penalty looks at the answer only: copying from the prompt (the
-            // quoted sources) is exactly what a grounded answer should do.
-            let next = sampler.sample(&mut logits, &history[prompt.len()..]);
-            if stats.generated_tokens == 0 {
-                stats.time_to_first_token_ms = ms(started.elapsed());
-            }
-            if !request.ignore_end && self.tokenizer.is_end(next) {
-                stats.stop = StopReason::EndOfTurn;
+            let prefilling = seq.is_prefilling();
+            if seq.check_before_step(prefilling && !on_text("")) {
                 break;
             }
-            stats.generated_tokens += 1;
-            history.push(next);
-            pending.extend(self.tokenizer.token_bytes(next));
-            let piece = take_complete_utf8(&mut pending);
-            text.push_str(&piece);
-            if !on_text(&piece) {
-                stats.stop = StopReason::Cancelled;
+            let input = seq.input(self.prefill_chunk).to_vec();
+            let wants = seq.wants_logits(input.len());
+            let mut logits = step(&self.model, &mut [(&mut self.slot, &input, wants)])?;
+            let piece = seq.after_step(input.len(), logits.pop().flatten(), &self.tokenizer);
+            if !piece.is_empty() && !on_text(&piece) {
+                let rest = seq.cancel();
+                if !rest.is_empty() {
+                    on_text(&rest);
+                }
                 break;
             }
-            if stats.generated_tokens >= request.max_new_tokens {
-                stats.stop = StopReason::MaxTokens;
+            let rest = seq.check_limits(self.slot.cache.len(), self.window);
+            if !rest.is_empty() {
+                on_text(&rest);
+            }
+            if seq.is_done() {
                 break;
-            }
-            if past(request.deadline) {
-                stats.stop = StopReason::Deadline;
-                break;
-            }
-            if self.cache.len() + 1 >= window {
-                stats.stop = StopReason::ContextFull;
-                break;
-            }
-            logits = self.forward(&[next])?;
-        }
-        if !pending.is_empty() {
-            let rest = String::from_utf8_lossy(&pending).into_owned();
-            text.push_str(&rest);
-            on_text(&rest);
-        }
-        stats.decode_ms = ms(decode_started.elapsed());
-        Ok((text, stats))
-    }
-
-    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        // Run the step on one of rayon's threads: the parallel products
-        // inside then start without waking the caller across pools.
-        let (model, cache) = (&self.model, &mut self.cache);
-        let (result, ()) = rayon::join(|| model.forward(tokens, cache), || ());
-        match result {
-            Ok(logits) => {
-                self.cached_tokens.extend_from_slice(tokens);
-                Ok(logits)
-            }
-            Err(e) => {
-                // A failed step leaves the cache in an unknown state.
-                self.cache.truncate(0);
-                self.cached_tokens.clear();
-                Err(e.into())
             }
         }
+        Ok(seq.into_result())
     }
 
     /// One forward step outside generation (benchmarks); `fresh` clears the
@@ -265,13 +441,66 @@ impl Llm {
         if fresh {
             self.clear_cache();
         }
-        self.forward(tokens)
+        Ok(step(&self.model, &mut [(&mut self.slot, tokens, true)])?
+            .pop()
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    /// One batched step over several sequences of their own (benchmarks):
+    /// `slots[i]` runs `inputs[i]`; returns each one's logits.
+    pub fn bench_forward_batch(
+        &self,
+        slots: &mut [Slot],
+        inputs: &[Vec<u32>],
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        let mut work: Vec<(&mut Slot, &[u32], bool)> = slots
+            .iter_mut()
+            .zip(inputs)
+            .map(|(s, i)| (s, i.as_slice(), true))
+            .collect();
+        step(&self.model, &mut work)
     }
 
     /// Drop the cached prefix (benchmarks measure cold prefill).
     pub fn clear_cache(&mut self) {
-        self.cache.truncate(0);
-        self.cached_tokens.clear();
+        self.slot.reset();
+    }
+}
+
+/// One batched forward step: each slot runs its tokens; returns the logits
+/// of those that asked. Runs on one of rayon's threads, so the parallel
+/// products inside start without waking the caller across pools. A failed
+/// step resets every slot in it (their caches are in an unknown state).
+pub fn step(
+    model: &Model,
+    work: &mut [(&mut Slot, &[u32], bool)],
+) -> Result<Vec<Option<Vec<f32>>>> {
+    let result = {
+        let mut items: Vec<BatchItem<'_>> = work
+            .iter_mut()
+            .map(|(slot, tokens, logits)| BatchItem {
+                tokens,
+                cache: &mut slot.cache,
+                logits: *logits,
+            })
+            .collect();
+        let (result, ()) = rayon::join(|| model.forward_batch(&mut items), || ());
+        result
+    };
+    match result {
+        Ok(logits) => {
+            for (slot, tokens, _) in work.iter_mut() {
+                slot.tokens.extend_from_slice(tokens);
+            }
+            Ok(logits)
+        }
+        Err(e) => {
+            for (slot, _, _) in work.iter_mut() {
+                slot.reset();
+            }
+            Err(e.into())
+        }
     }
 }
 

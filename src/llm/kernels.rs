@@ -130,9 +130,14 @@ impl PackedMatrix {
         }
     }
 
-    /// `out[r] = row r · x` for the rows in `range`.
-    fn rows_dot(&self, x: &QuantizedVector, range: std::ops::Range<usize>, out: &mut [f32]) {
+    /// `out[i·n + j] = row (range.start + i) · xs[j]` for the rows in
+    /// `range` and the `n` vectors. Each row is read once from memory for
+    /// all the vectors (it stays in L1 between them), which is what makes a
+    /// batched decode step cheaper than one step per sequence; each product
+    /// is computed exactly as it is for a single vector.
+    fn rows_dot(&self, xs: &[QuantizedVector], range: std::ops::Range<usize>, out: &mut [f32]) {
         let vnni = has_vnni();
+        let n = xs.len();
         match self {
             PackedMatrix::KQuant {
                 cols,
@@ -147,17 +152,19 @@ impl PackedMatrix {
                 let per_row = cols / SUPER_BLOCK;
                 let q4k = *dtype == GgmlDType::Q4K;
                 let block_bytes = if q4k { Q4K_BYTES } else { Q6K_BYTES };
-                for (o, r) in out.iter_mut().zip(range) {
+                for (o, r) in out.chunks_exact_mut(n).zip(range) {
                     let row = &data[r * per_row * block_bytes..(r + 1) * per_row * block_bytes];
-                    // SAFETY: constructed only with VNNI present; the row holds
-                    // `per_row` whole blocks and x has `cols` values.
-                    *o = unsafe {
-                        if q4k {
-                            avx512::q4k_row(row, &x.q_k, &x.d, &x.sums)
-                        } else {
-                            avx512::q6k_row(row, &x.q, &x.d, &x.offsets)
-                        }
-                    };
+                    for (o, x) in o.iter_mut().zip(xs) {
+                        // SAFETY: constructed only with VNNI present; the row
+                        // holds `per_row` whole blocks and x has `cols` values.
+                        *o = unsafe {
+                            if q4k {
+                                avx512::q4k_row(row, &x.q_k, &x.d, &x.sums)
+                            } else {
+                                avx512::q6k_row(row, &x.q, &x.d, &x.offsets)
+                            }
+                        };
+                    }
                 }
             }
             PackedMatrix::Q4_1 {
@@ -168,30 +175,34 @@ impl PackedMatrix {
                 ..
             } => {
                 let nb = cols / BLOCK;
-                for (o, r) in out.iter_mut().zip(range) {
+                for (o, r) in out.chunks_exact_mut(n).zip(range) {
                     let qs = &nibbles[r * nb * 16..(r + 1) * nb * 16];
                     let (d, m) = (&d[r * nb..(r + 1) * nb], &m[r * nb..(r + 1) * nb]);
-                    *o = if vnni {
-                        // SAFETY: VNNI support checked at run time; slice
-                        // lengths are consistent by construction.
-                        unsafe { avx512::q4_1_row(qs, d, m, &x.q_perm, &x.d, &x.sums) }
-                    } else {
-                        scalar_q4_1_row(qs, d, &x.q, &x.d)
-                            + m.iter().zip(&x.sums).map(|(m, s)| m * s).sum::<f32>()
-                    };
+                    for (o, x) in o.iter_mut().zip(xs) {
+                        *o = if vnni {
+                            // SAFETY: VNNI support checked at run time; slice
+                            // lengths are consistent by construction.
+                            unsafe { avx512::q4_1_row(qs, d, m, &x.q_perm, &x.d, &x.sums) }
+                        } else {
+                            scalar_q4_1_row(qs, d, &x.q, &x.d)
+                                + m.iter().zip(&x.sums).map(|(m, s)| m * s).sum::<f32>()
+                        };
+                    }
                 }
             }
             PackedMatrix::Q8_0 { cols, qs, d, .. } => {
                 let nb = cols / BLOCK;
-                for (o, r) in out.iter_mut().zip(range) {
+                for (o, r) in out.chunks_exact_mut(n).zip(range) {
                     let w = &qs[r * cols..(r + 1) * cols];
                     let d = &d[r * nb..(r + 1) * nb];
-                    *o = if vnni {
-                        // SAFETY: as above.
-                        unsafe { avx512::q8_0_row(w, d, &x.q, &x.d) }
-                    } else {
-                        scalar_q8_0_row(w, d, &x.q, &x.d)
-                    };
+                    for (o, x) in o.iter_mut().zip(xs) {
+                        *o = if vnni {
+                            // SAFETY: as above.
+                            unsafe { avx512::q8_0_row(w, d, &x.q, &x.d) }
+                        } else {
+                            scalar_q8_0_row(w, d, &x.q, &x.d)
+                        };
+                    }
                 }
             }
         }
@@ -297,28 +308,59 @@ impl QuantizedVector {
 /// `y = W·x` for several matrices sharing the input `x` (e.g. Q, K and V),
 /// in one parallel region. Returns one output vector per matrix.
 pub fn gemv_many(matrices: &[&PackedMatrix], x: &[f32]) -> Vec<Vec<f32>> {
-    let qx = QuantizedVector::new(x);
-    let mut outs: Vec<Vec<f32>> = matrices.iter().map(|m| vec![0f32; m.rows()]).collect();
+    gemm_many(matrices, x, 1)
+}
+
+/// `Y = X·Wᵀ` for `n` input rows (`x` is `n × cols`, row-major) and
+/// several matrices sharing them, in one parallel region: the batched
+/// decode step, one row per running sequence. Each matrix row is read once
+/// for all `n` inputs. Returns one `n × rows` output per matrix; row `j` of
+/// it is exactly what [`gemv_many`] gives for input row `j` alone.
+pub fn gemm_many(matrices: &[&PackedMatrix], x: &[f32], n: usize) -> Vec<Vec<f32>> {
+    let n = n.max(1);
+    let cols = x.len() / n;
+    let qxs: Vec<QuantizedVector> = x
+        .chunks_exact(cols.max(1))
+        .map(QuantizedVector::new)
+        .collect();
+    // Outputs row-major by matrix row (`rows × n`), so each task's rows are
+    // one contiguous slice; transposed at the end.
+    let mut outs: Vec<Vec<f32>> = matrices.iter().map(|m| vec![0f32; m.rows() * n]).collect();
     // Work items: slices of rows small enough to balance the threads.
     const ROWS_PER_TASK: usize = 64;
     let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
     for (i, out) in outs.iter_mut().enumerate() {
-        for (c, chunk) in out.chunks_mut(ROWS_PER_TASK).enumerate() {
+        for (c, chunk) in out.chunks_mut(ROWS_PER_TASK * n).enumerate() {
             tasks.push((i, c * ROWS_PER_TASK, chunk));
         }
     }
-    let work: usize = matrices.iter().map(|m| m.rows() * m.cols()).sum();
+    let work: usize = matrices.iter().map(|m| m.rows() * m.cols() * n).sum();
     let run = |(i, start, chunk): &mut (usize, usize, &mut [f32])| {
-        let len = chunk.len();
-        matrices[*i].rows_dot(&qx, *start..*start + len, chunk);
+        let rows = chunk.len() / n;
+        matrices[*i].rows_dot(&qxs, *start..*start + rows, chunk);
     };
-    // Below ~256k weights a parallel region costs more than it saves.
+    // Below ~256k products a parallel region costs more than it saves.
     if work < 1 << 18 {
         tasks.iter_mut().for_each(run);
     } else {
         tasks.par_iter_mut().for_each(run);
     }
-    outs
+    if n == 1 {
+        return outs;
+    }
+    outs.into_iter()
+        .zip(matrices)
+        .map(|(by_row, m)| {
+            let rows = m.rows();
+            let mut by_input = vec![0f32; rows * n];
+            for (r, values) in by_row.chunks_exact(n).enumerate() {
+                for (j, v) in values.iter().enumerate() {
+                    by_input[j * rows + r] = *v;
+                }
+            }
+            by_input
+        })
+        .collect()
 }
 
 fn scalar_q4_1_row(qs: &[u8], d: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
@@ -694,6 +736,45 @@ mod tests {
         }
     }
 
+    /// Several input rows in one product give, row by row, exactly what
+    /// each gives alone (the batched decode step relies on it).
+    #[test]
+    fn batched_products_equal_single_products_bit_for_bit() {
+        let (rows, cols, n) = (70, 128, 5);
+        let mut s = 3u64;
+        let mut q80 = Vec::new();
+        for _ in 0..rows * cols / 32 {
+            let dh = half::f16::from_f32((lcg(&mut s) % 100 + 1) as f32 / 10000.0);
+            q80.extend_from_slice(&dh.to_le_bytes());
+            for _ in 0..32 {
+                q80.push(((lcg(&mut s) % 255) as i32 - 127) as i8 as u8);
+            }
+        }
+        let mut q41 = Vec::new();
+        for _ in 0..rows * cols / 32 {
+            for v in [0.01f32, -0.02] {
+                q41.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            }
+            q41.extend((0..16).map(|_| (lcg(&mut s) % 256) as u8));
+        }
+        let a = PackedMatrix::from_q8_0(&q80, rows, cols).unwrap();
+        let b = PackedMatrix::from_q4_1(&q41, rows, cols).unwrap();
+        let x: Vec<f32> = (0..n * cols)
+            .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let batched = gemm_many(&[&a, &b], &x, n);
+        for j in 0..n {
+            let alone = gemv_many(&[&a, &b], &x[j * cols..(j + 1) * cols]);
+            for (m, out) in alone.iter().enumerate() {
+                assert_eq!(
+                    &batched[m][j * rows..(j + 1) * rows],
+                    out.as_slice(),
+                    "matrix {m} input {j}"
+                );
+            }
+        }
+    }
+
     /// The packed products equal the dequantized f32 products.
     #[test]
     fn kernels_match_dequantized_weights() {
@@ -753,7 +834,7 @@ mod tests {
         // The scalar fallback gives the same numbers as the SIMD path.
         let qx = QuantizedVector::new(&x);
         let mut simd = vec![0f32; rows];
-        a.rows_dot(&qx, 0..rows, &mut simd);
+        a.rows_dot(std::slice::from_ref(&qx), 0..rows, &mut simd);
         if let PackedMatrix::Q4_1 { nibbles, d, m, .. } = &a {
             let nb = cols / 32;
             for r in 0..rows {

@@ -14,4 +14,4 @@ pub mod worker;
 pub use engine::{GenerationRequest, GenerationStats, Llm, LlmError, Prompt, StopReason};
 pub use sampling::SamplingParams;
 pub use template::Message;
-pub use worker::{Event, SubmitError, Ticket, Worker};
+pub use worker::{Event, KvPlan, SubmitError, Ticket, Worker, WorkerOptions};

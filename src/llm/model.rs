@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 use super::gguf::{Gguf, GgufError, TensorInfo};
-use super::kernels::{PackedMatrix, axpy, dot, gemv_many};
+use super::kernels::{PackedMatrix, axpy, dot, gemm_many};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -217,19 +217,78 @@ impl Linear {
     /// region for all of them when decoding with packed weights.
     fn forward_many(linears: &[&Linear], x: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
         if m == 1 {
-            let packed: Option<Vec<&PackedMatrix>> =
-                linears.iter().map(|l| l.packed.as_ref()).collect();
-            if let Some(packed) = packed {
-                let mut outs = gemv_many(&packed, x);
-                for (out, l) in outs.iter_mut().zip(linears) {
-                    if let Some(bias) = &l.bias {
-                        out.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
-                    }
-                }
-                return Ok(outs);
-            }
+            return Linear::forward_rows(linears, x, 1);
         }
         linears.iter().map(|l| l.forward(x, m)).collect()
+    }
+
+    /// `n` independent rows (one token of each of `n` sequences), each
+    /// computed exactly as it is when its sequence runs alone: packed
+    /// multi-vector products (each weight row read once for all rows), or
+    /// candle's quantized product, never the dense prefill path.
+    fn forward_rows(linears: &[&Linear], x: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+        let packed: Option<Vec<&PackedMatrix>> =
+            linears.iter().map(|l| l.packed.as_ref()).collect();
+        let mut outs = match packed {
+            Some(packed) => gemm_many(&packed, x, n),
+            None => linears
+                .iter()
+                .map(|l| l.quantized_product(x, n))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        for (out, l) in outs.iter_mut().zip(linears) {
+            l.add_bias(out);
+        }
+        Ok(outs)
+    }
+
+    /// Rows grouped as a batched step groups them: the single-token rows of
+    /// every decoding sequence in one product, then each prefill slice on its
+    /// own, as it would run alone. Outputs are in row order.
+    fn forward_grouped(
+        linears: &[&Linear],
+        x: &[f32],
+        groups: &[RowGroup],
+    ) -> Result<Vec<Vec<f32>>> {
+        if let [only] = groups {
+            return Linear::forward_group(linears, x, only);
+        }
+        let k = x.len() / groups.iter().map(|g| g.rows.len()).sum::<usize>().max(1);
+        let mut outs: Vec<Vec<f32>> = vec![Vec::new(); linears.len()];
+        for g in groups {
+            let part = Linear::forward_group(linears, &x[g.rows.start * k..g.rows.end * k], g)?;
+            for (out, p) in outs.iter_mut().zip(part) {
+                out.extend_from_slice(&p);
+            }
+        }
+        Ok(outs)
+    }
+
+    fn forward_group(linears: &[&Linear], x: &[f32], g: &RowGroup) -> Result<Vec<Vec<f32>>> {
+        let m = g.rows.len();
+        if g.single_tokens {
+            Linear::forward_rows(linears, x, m)
+        } else {
+            Linear::forward_many(linears, x, m)
+        }
+    }
+
+    fn quantized_product(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let k = x.len() / m;
+        let input = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
+        Ok(self
+            .weight
+            .forward(&input)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    }
+
+    fn add_bias(&self, y: &mut [f32]) {
+        if let Some(bias) = &self.bias {
+            for row in y.chunks_exact_mut(self.out) {
+                row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
+            }
+        }
     }
 
     fn forward(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
@@ -243,21 +302,30 @@ impl Linear {
                 crate::linalg::matmul_transposed(x, m, k, w, self.out, &mut y);
                 y
             }
-            _ => {
-                let input = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
-                self.weight
-                    .forward(&input)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?
-            }
+            _ => self.quantized_product(x, m)?,
         };
-        if let Some(bias) = &self.bias {
-            for row in y.chunks_exact_mut(self.out) {
-                row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
-            }
-        }
+        self.add_bias(&mut y);
         Ok(y)
     }
+}
+
+/// Consecutive rows of a batched step that go through one product.
+#[derive(Debug, Clone)]
+struct RowGroup {
+    rows: std::ops::Range<usize>,
+    /// One row per sequence (decoding): the per-row path.
+    single_tokens: bool,
+}
+
+/// One sequence's part of a batched forward step.
+pub struct BatchItem<'a> {
+    /// The tokens to run after what `cache` holds (a prompt slice, or the
+    /// last sampled token).
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    /// Whether the logits of the last token are wanted (not for a prompt
+    /// slice that is not the last).
+    pub logits: bool,
 }
 
 struct Layer {
@@ -309,6 +377,59 @@ impl KvCache {
 
     pub fn window(&self) -> usize {
         self.window
+    }
+
+    /// Positions the cache can hold without allocating.
+    pub fn capacity(&self) -> usize {
+        self.keys
+            .iter()
+            .chain(&self.values)
+            .map(|k| k.capacity() / self.row.max(1))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Allocate room for exactly `positions` (a sequence's whole length, so
+    /// it never grows while generating; see the worker's KV budget).
+    pub fn reserve(&mut self, positions: usize) {
+        let want = positions.max(self.len) * self.row;
+        for v in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            if v.capacity() < want {
+                v.reserve_exact(want - v.len());
+            } else if v.capacity() > want {
+                v.shrink_to(want);
+            }
+        }
+    }
+
+    /// Forget everything and give the memory back.
+    pub fn release(&mut self) {
+        self.truncate(0);
+        for v in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            v.shrink_to_fit();
+        }
+    }
+
+    /// Replace this cache's content with the first `len` positions of
+    /// `other` (a shared prompt prefix another sequence already computed).
+    pub fn copy_prefix(&mut self, other: &KvCache, len: usize) {
+        let len = len.min(other.len);
+        let n = len * self.row;
+        for (mine, theirs) in self
+            .keys
+            .iter_mut()
+            .zip(&other.keys)
+            .chain(self.values.iter_mut().zip(&other.values))
+        {
+            mine.clear();
+            mine.extend_from_slice(&theirs[..n]);
+        }
+        self.len = len;
+    }
+
+    /// Bytes one position takes in every layer (keys and values, f32).
+    pub fn bytes_per_position(&self) -> usize {
+        self.keys.len() * 2 * self.row * std::mem::size_of::<f32>()
     }
 
     /// Forget every position from `len` on (keeps the prefix before it).
@@ -430,23 +551,64 @@ impl Model {
     /// Run `tokens` through the model after what `cache` already holds and
     /// return the logits of the last one.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        let mut items = [BatchItem {
+            tokens,
+            cache,
+            logits: true,
+        }];
+        Ok(self
+            .forward_batch(&mut items)?
+            .pop()
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    /// One step for several sequences at once: every item's tokens run after
+    /// what its own cache holds; returns each item's last logits if asked
+    /// for. The matrix products take all rows together (decoding rows in one
+    /// multi-vector product, so each weight is read once per step), and
+    /// attention runs per sequence over its own cache. Every row is computed
+    /// exactly as when its sequence runs alone.
+    pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> Result<Vec<Option<Vec<f32>>>> {
         let c = &self.config;
-        let m = tokens.len();
-        if m == 0 {
-            return Err(ModelError::Shape("forward on zero tokens".into()));
+        for item in items.iter() {
+            self.check_item(item)?;
         }
-        if cache.len + m > cache.window {
-            return Err(ModelError::ContextFull {
-                needed: cache.len + m,
-                window: cache.window,
+        // Rows: single-token items first (one product for all), then each
+        // longer item's rows.
+        let mut order: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].tokens.len() == 1)
+            .collect();
+        let singles = order.len();
+        order.extend((0..items.len()).filter(|&i| items[i].tokens.len() > 1));
+        let mut groups = Vec::new();
+        if singles > 0 {
+            groups.push(RowGroup {
+                rows: 0..singles,
+                single_tokens: true,
             });
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
-            return Err(ModelError::Shape(format!(
-                "token id {bad} is outside the vocabulary"
-            )));
+        let mut first_row = vec![0usize; items.len()];
+        let mut row = singles;
+        for (k, &i) in order.iter().enumerate() {
+            if k < singles {
+                first_row[i] = k;
+            } else {
+                first_row[i] = row;
+                let m = items[i].tokens.len();
+                groups.push(RowGroup {
+                    rows: row..row + m,
+                    single_tokens: false,
+                });
+                row += m;
+            }
         }
-        let ids = Tensor::from_slice(tokens, m, &Device::Cpu)?;
+        let total = row;
+        let tokens: Vec<u32> = order
+            .iter()
+            .flat_map(|&i| items[i].tokens.iter().copied())
+            .collect();
+        let ids = Tensor::from_slice(&tokens, total, &Device::Cpu)?;
         let mut x = self
             .embeddings
             .embedding(&ids)?
@@ -456,30 +618,80 @@ impl Model {
             let scale = (c.n_embd as f32).sqrt();
             x.iter_mut().for_each(|v| *v *= scale);
         }
-        let start = cache.len;
+        let spans: Vec<Span> = order
+            .iter()
+            .map(|&i| Span {
+                item: i,
+                rows: items[i].tokens.len(),
+                start: items[i].cache.len,
+            })
+            .collect();
         let mut normed = vec![0f32; x.len()];
         for (i, layer) in self.layers.iter().enumerate() {
             rms_norm_rows(&x, &layer.attn_norm, c.rms_eps, &mut normed);
-            let attn = self.attention(i, layer, &normed, m, start, cache)?;
+            let attn = self.attention(i, layer, &normed, &groups, &spans, items)?;
             let attn = match &layer.post_attn_norm {
                 Some(w) => rms_norm_owned(&attn, w, c.rms_eps),
                 None => attn,
             };
             add_in_place(&mut x, &attn);
             rms_norm_rows(&x, &layer.ffn_norm, c.rms_eps, &mut normed);
-            let ffn = self.feed_forward(layer, &normed, m)?;
+            let ffn = self.feed_forward(layer, &normed, &groups)?;
             let ffn = match &layer.post_ffn_norm {
                 Some(w) => rms_norm_owned(&ffn, w, c.rms_eps),
                 None => ffn,
             };
             add_in_place(&mut x, &ffn);
         }
-        cache.len += m;
-        // Only the last position's logits are needed to pick the next token.
-        let last = &x[(m - 1) * c.n_embd..];
-        let mut last_normed = vec![0f32; c.n_embd];
-        rms_norm_rows(last, &self.output_norm, c.rms_eps, &mut last_normed);
-        self.output.forward(&last_normed, 1)
+        for item in items.iter_mut() {
+            item.cache.len += item.tokens.len();
+        }
+        // Only each sequence's last position is needed to pick its next
+        // token: those rows go through the output product together.
+        let wanted: Vec<usize> = (0..items.len()).filter(|&i| items[i].logits).collect();
+        let mut last_normed = vec![0f32; wanted.len() * c.n_embd];
+        for (k, &i) in wanted.iter().enumerate() {
+            let last = first_row[i] + items[i].tokens.len() - 1;
+            rms_norm_rows(
+                &x[last * c.n_embd..(last + 1) * c.n_embd],
+                &self.output_norm,
+                c.rms_eps,
+                &mut last_normed[k * c.n_embd..(k + 1) * c.n_embd],
+            );
+        }
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; items.len()];
+        if !wanted.is_empty() {
+            let logits = Linear::forward_rows(&[&self.output], &last_normed, wanted.len())?
+                .pop()
+                .unwrap_or_default();
+            for (k, &i) in wanted.iter().enumerate() {
+                out[i] = Some(logits[k * c.vocab..(k + 1) * c.vocab].to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_item(&self, item: &BatchItem<'_>) -> Result<()> {
+        let m = item.tokens.len();
+        if m == 0 {
+            return Err(ModelError::Shape("forward on zero tokens".into()));
+        }
+        if item.cache.len + m > item.cache.window {
+            return Err(ModelError::ContextFull {
+                needed: item.cache.len + m,
+                window: item.cache.window,
+            });
+        }
+        if let Some(&bad) = item
+            .tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab)
+        {
+            return Err(ModelError::Shape(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        Ok(())
     }
 
     fn attention(
@@ -487,57 +699,102 @@ impl Model {
         index: usize,
         layer: &Layer,
         x: &[f32],
-        m: usize,
-        start: usize,
-        cache: &mut KvCache,
+        groups: &[RowGroup],
+        spans: &[Span],
+        items: &mut [BatchItem<'_>],
     ) -> Result<Vec<f32>> {
         let c = &self.config;
         let hd = c.head_dim;
+        let (q_out, kv_out) = (c.n_head * hd, c.n_head_kv * hd);
         // candle (or our decode kernels) parallelise each product themselves.
-        let mut qkv = Linear::forward_many(&[&layer.q, &layer.k, &layer.v], x, m)?;
+        let mut qkv = Linear::forward_grouped(&[&layer.q, &layer.k, &layer.v], x, groups)?;
         let v = qkv.pop().unwrap_or_default();
         let mut k = qkv.pop().unwrap_or_default();
         let mut q = qkv.pop().unwrap_or_default();
-        let (q, k) = (&mut q, &mut k);
-        if let Some(w) = &layer.q_norm {
-            for head in q.chunks_exact_mut(hd) {
-                rms_norm_in_place(head, w, c.rms_eps);
-            }
-        }
-        if let Some(w) = &layer.k_norm {
-            for head in k.chunks_exact_mut(hd) {
-                rms_norm_in_place(head, w, c.rms_eps);
-            }
-        }
         let local = c.is_local_layer(index);
         let (theta, scale) = if local {
             (c.rope_theta_local, 1.0)
         } else {
             (c.rope_theta, c.rope_scale)
         };
-        self.apply_rope(q, c.n_head, m, start, theta, scale);
-        self.apply_rope(k, c.n_head_kv, m, start, theta, scale);
-        cache.keys[index].extend_from_slice(k);
-        cache.values[index].extend_from_slice(&v);
         let window = if local { c.sliding_window } else { None };
-        let ctx = attend(
-            q,
-            &cache.keys[index],
-            &cache.values[index],
-            AttnShape {
-                m,
-                start,
+        let mut ctx = vec![0f32; q.len()];
+        // Each sequence's queries, its own cache, its own output rows.
+        let mut work: Vec<SeqAttention<'_>> = Vec::with_capacity(spans.len());
+        let mut caches: Vec<Option<&mut KvCache>> =
+            items.iter_mut().map(|it| Some(&mut *it.cache)).collect();
+        // Spans are in row order, so the row slices split off in turn.
+        let (mut q_rest, mut k_rest, mut ctx_rest) = (&mut q[..], &mut k[..], &mut ctx[..]);
+        let mut v_rest = &v[..];
+        for span in spans {
+            let (qs, qr) = std::mem::take(&mut q_rest).split_at_mut(span.rows * q_out);
+            let (ks, kr) = std::mem::take(&mut k_rest).split_at_mut(span.rows * kv_out);
+            let (cs, cr) = std::mem::take(&mut ctx_rest).split_at_mut(span.rows * q_out);
+            let (vs, vr) = v_rest.split_at(span.rows * kv_out);
+            (q_rest, k_rest, ctx_rest, v_rest) = (qr, kr, cr, vr);
+            let Some(cache) = caches[span.item].take() else {
+                return Err(ModelError::Shape(
+                    "a sequence appears twice in one step".into(),
+                ));
+            };
+            work.push(SeqAttention {
+                span,
+                cache,
+                q: qs,
+                k: ks,
+                v: vs,
+                out: cs,
+            });
+        }
+        let run = |w: &mut SeqAttention<'_>| {
+            let SeqAttention {
+                span,
+                cache,
+                q,
+                k,
+                v,
+                out,
+            } = w;
+            if let Some(w) = &layer.q_norm {
+                for head in q.chunks_exact_mut(hd) {
+                    rms_norm_in_place(head, w, c.rms_eps);
+                }
+            }
+            if let Some(w) = &layer.k_norm {
+                for head in k.chunks_exact_mut(hd) {
+                    rms_norm_in_place(head, w, c.rms_eps);
+                }
+            }
+            self.apply_rope(q, c.n_head, span.rows, span.start, theta, scale);
+            self.apply_rope(k, c.n_head_kv, span.rows, span.start, theta, scale);
+            cache.keys[index].extend_from_slice(k);
+            cache.values[index].extend_from_slice(v);
+            let shape = AttnShape {
+                m: span.rows,
+                start: span.start,
                 n_head: c.n_head,
                 n_head_kv: c.n_head_kv,
                 head_dim: hd,
                 window,
-            },
-        );
-        layer.o.forward(&ctx, m)
+            };
+            out.copy_from_slice(&attend(q, &cache.keys[index], &cache.values[index], shape));
+        };
+        // Sequences in parallel when there are several (the products are
+        // done, so nothing else wants the cores); one alone runs in place.
+        if work.len() > 1 {
+            use rayon::prelude::*;
+            work.par_iter_mut().for_each(run);
+        } else {
+            work.iter_mut().for_each(run);
+        }
+        drop(work);
+        Ok(Linear::forward_grouped(&[&layer.o], &ctx, groups)?
+            .pop()
+            .unwrap_or_default())
     }
 
-    fn feed_forward(&self, layer: &Layer, x: &[f32], m: usize) -> Result<Vec<f32>> {
-        let mut gate_up = Linear::forward_many(&[&layer.gate, &layer.up], x, m)?;
+    fn feed_forward(&self, layer: &Layer, x: &[f32], groups: &[RowGroup]) -> Result<Vec<f32>> {
+        let mut gate_up = Linear::forward_grouped(&[&layer.gate, &layer.up], x, groups)?;
         let up = gate_up.pop().unwrap_or_default();
         let mut gate = gate_up.pop().unwrap_or_default();
         match self.config.arch {
@@ -550,7 +807,9 @@ impl Model {
                 .zip(&up)
                 .for_each(|(g, u)| *g = silu(*g) * u),
         }
-        layer.down.forward(&gate, m)
+        Ok(Linear::forward_grouped(&[&layer.down], &gate, groups)?
+            .pop()
+            .unwrap_or_default())
     }
 
     fn apply_rope(
@@ -595,6 +854,24 @@ impl Model {
             }
         }
     }
+}
+
+/// One sequence's share of a layer's attention in a batched step.
+struct SeqAttention<'a> {
+    span: &'a Span,
+    cache: &'a mut KvCache,
+    q: &'a mut [f32],
+    k: &'a mut [f32],
+    v: &'a [f32],
+    out: &'a mut [f32],
+}
+
+/// Where one sequence's rows sit in a batched step.
+struct Span {
+    item: usize,
+    rows: usize,
+    /// Positions its cache held before this step.
+    start: usize,
 }
 
 struct AttnShape {

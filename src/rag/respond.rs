@@ -33,7 +33,7 @@ impl ModelTier {
         let llm = Llm::load(path, config.llm.context_window)?;
         Ok(ModelTier {
             name: tier_name(path),
-            worker: Worker::start(llm, config.llm.queue_capacity),
+            worker: Worker::start(llm, crate::llm::WorkerOptions::from_config(&config.llm)),
         })
     }
 
