@@ -582,6 +582,12 @@ pub struct LlmBenchArgs {
     /// Timed repetitions of each test (the mean is reported, as llama-bench does).
     #[arg(long, default_value_t = 3)]
     pub repetitions: usize,
+    /// Batched generation, as llama-batched-bench measures it: for each N
+    /// (e.g. 1,2,4,8,16), N sequences read --prompt-tokens each, then
+    /// generate --gen-tokens each, one token for all per step; reports
+    /// aggregate and per-sequence tokens/s.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    pub parallel: Vec<usize>,
     #[arg(long)]
     pub json: bool,
 }

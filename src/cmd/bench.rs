@@ -74,9 +74,17 @@ fn llm(config: &Config, args: LlmBenchArgs) -> Result<()> {
     if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.repetitions == 0 {
         bail!("--prompt-tokens, --gen-tokens and --repetitions must be at least 1");
     }
+    if args.parallel.contains(&0) {
+        bail!("--parallel takes batch sizes of at least 1");
+    }
     let load_started = Instant::now();
-    let mut llm = Llm::load(&path, args.prompt_tokens.max(args.gen_tokens) + 8)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let window = if args.parallel.is_empty() {
+        args.prompt_tokens.max(args.gen_tokens) + 8
+    } else {
+        args.prompt_tokens + args.gen_tokens + 8
+    };
+    let mut llm =
+        Llm::load(&path, window).with_context(|| format!("loading {}", path.display()))?;
     let load_s = load_started.elapsed().as_secs_f64();
     let cfg = llm.model.config.clone();
     // Random ordinary tokens: prefill cost does not depend on which.
@@ -98,6 +106,9 @@ fn llm(config: &Config, args: LlmBenchArgs) -> Result<()> {
     // Warm-up: first touches of the weights and one-time repacking.
     llm.bench_forward(&prompt[..prompt.len().min(32)], true)?;
     llm.bench_forward(&prompt[..1], true)?;
+    if !args.parallel.is_empty() {
+        return batched(&llm, &args, &prompt);
+    }
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
     let mut first_token = Vec::new();
@@ -152,6 +163,92 @@ fn llm(config: &Config, args: LlmBenchArgs) -> Result<()> {
              decode ceiling {:.1} tok/s",
             bandwidth / weight_gb
         );
+    }
+    Ok(())
+}
+
+/// One row of the batched benchmark (llama-batched-bench's columns).
+#[derive(serde::Serialize)]
+struct BatchedRow {
+    sequences: usize,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    prefill_s: f64,
+    prefill_tokens_per_s: f64,
+    decode_s: f64,
+    /// All sequences together.
+    decode_tokens_per_s: f64,
+    per_sequence_tokens_per_s: f64,
+}
+
+/// `--parallel`: for each batch size, every sequence reads its own prompt
+/// (one slice per sequence per step, as the worker does), then all decode
+/// together, one token each per step.
+fn batched(llm: &crate::llm::Llm, args: &LlmBenchArgs, prompt: &[u32]) -> Result<()> {
+    let mut rows = Vec::new();
+    if !args.json {
+        println!(
+            "|  PP |  TG |  B |  T_PP s | S_PP t/s |  T_TG s | S_TG t/s | per seq t/s |"
+        );
+        println!(
+            "|-----|-----|----|---------|----------|---------|----------|-------------|"
+        );
+    }
+    for &n in &args.parallel {
+        let (mut prefill_s, mut decode_s) = (Vec::new(), Vec::new());
+        for _ in 0..args.repetitions {
+            let mut slots: Vec<_> = (0..n).map(|_| llm.new_slot()).collect();
+            // Each sequence its own prompt: rotate the tokens.
+            let prompts: Vec<Vec<u32>> = (0..n)
+                .map(|i| {
+                    let mut p = prompt.to_vec();
+                    let shift = i % p.len().max(1);
+                    p.rotate_left(shift);
+                    p
+                })
+                .collect();
+            let t = Instant::now();
+            for start in (0..prompt.len()).step_by(llm.prefill_chunk) {
+                let end = (start + llm.prefill_chunk).min(prompt.len());
+                let inputs: Vec<Vec<u32>> = prompts.iter().map(|p| p[start..end].to_vec()).collect();
+                llm.bench_forward_batch(&mut slots, &inputs)?;
+            }
+            prefill_s.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            for step in 0..args.gen_tokens {
+                let inputs: Vec<Vec<u32>> = prompts.iter().map(|p| vec![p[step % p.len()]]).collect();
+                llm.bench_forward_batch(&mut slots, &inputs)?;
+            }
+            decode_s.push(t.elapsed().as_secs_f64());
+        }
+        let (pp, tg) = (mean(&prefill_s), mean(&decode_s));
+        let row = BatchedRow {
+            sequences: n,
+            prompt_tokens: args.prompt_tokens,
+            gen_tokens: args.gen_tokens,
+            prefill_s: pp,
+            prefill_tokens_per_s: (n * args.prompt_tokens) as f64 / pp,
+            decode_s: tg,
+            decode_tokens_per_s: (n * args.gen_tokens) as f64 / tg,
+            per_sequence_tokens_per_s: args.gen_tokens as f64 / tg,
+        };
+        if !args.json {
+            println!(
+                "| {:>3} | {:>3} | {:>2} | {:>7.3} | {:>8.2} | {:>7.3} | {:>8.2} | {:>11.2} |",
+                row.prompt_tokens,
+                row.gen_tokens,
+                n,
+                row.prefill_s,
+                row.prefill_tokens_per_s,
+                row.decode_s,
+                row.decode_tokens_per_s,
+                row.per_sequence_tokens_per_s
+            );
+        }
+        rows.push(row);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&rows)?);
     }
     Ok(())
 }

@@ -65,6 +65,7 @@ pub fn checks(config: &Config) -> Vec<Check> {
     )];
     out.push(data_dir(&config.data_dir));
     out.push(models(config));
+    out.push(generation(config));
     out.push(disk(&config.data_dir));
     out.push(tls(config));
     out.push(audit(config));
@@ -207,6 +208,33 @@ fn file_modes(dir: &Path, dir_mode: u32) -> (Vec<String>, Vec<String>) {
         }
     }
     (modes, problems)
+}
+
+/// Per model tier: how many answers it generates at once and the KV cache
+/// that takes (sized up front from the settings and the model's shape).
+fn generation(config: &Config) -> Check {
+    let options = crate::llm::WorkerOptions::from_config(&config.llm);
+    let mut tiers = Vec::new();
+    for path in config.llm_tier_paths() {
+        let shape = match crate::llm::model::ModelConfig::read(&path) {
+            Ok(s) => s,
+            Err(e) => return check("generation", Level::Fail, format!("{}: {e}", path.display())),
+        };
+        let plan = crate::llm::KvPlan::new(
+            &options,
+            shape.kv_bytes_per_position(),
+            shape.window(config.llm.context_window),
+        );
+        tiers.push(format!(
+            "{}: {} answers at once, KV cache {} MiB ({} positions of {} KiB)",
+            crate::rag::respond::tier_name(&path),
+            plan.parallel,
+            plan.budget_bytes >> 20,
+            plan.budget_positions,
+            plan.bytes_per_position / 1024
+        ));
+    }
+    check("generation", Level::Ok, tiers.join("; "))
 }
 
 fn models(config: &Config) -> Check {

@@ -178,15 +178,22 @@ impl PackedMatrix {
                 for (o, r) in out.chunks_exact_mut(n).zip(range) {
                     let qs = &nibbles[r * nb * 16..(r + 1) * nb * 16];
                     let (d, m) = (&d[r * nb..(r + 1) * nb], &m[r * nb..(r + 1) * nb]);
-                    for (o, x) in o.iter_mut().zip(xs) {
-                        *o = if vnni {
-                            // SAFETY: VNNI support checked at run time; slice
-                            // lengths are consistent by construction.
-                            unsafe { avx512::q4_1_row(qs, d, m, &x.q_perm, &x.d, &x.sums) }
-                        } else {
-                            scalar_q4_1_row(qs, d, &x.q, &x.d)
-                                + m.iter().zip(&x.sums).map(|(m, s)| m * s).sum::<f32>()
-                        };
+                    if vnni {
+                        // SAFETY: VNNI support checked at run time; slice
+                        // lengths are consistent by construction.
+                        by_fours(xs, o, |x, o| unsafe {
+                            match x.len() {
+                                4 => avx512::q4_1_rows::<4>(qs, d, m, x, o),
+                                3 => avx512::q4_1_rows::<3>(qs, d, m, x, o),
+                                2 => avx512::q4_1_rows::<2>(qs, d, m, x, o),
+                                _ => avx512::q4_1_rows::<1>(qs, d, m, x, o),
+                            }
+                        });
+                    } else {
+                        for (o, x) in o.iter_mut().zip(xs) {
+                            *o = scalar_q4_1_row(qs, d, &x.q, &x.d)
+                                + m.iter().zip(&x.sums).map(|(m, s)| m * s).sum::<f32>();
+                        }
                     }
                 }
             }
@@ -195,17 +202,36 @@ impl PackedMatrix {
                 for (o, r) in out.chunks_exact_mut(n).zip(range) {
                     let w = &qs[r * cols..(r + 1) * cols];
                     let d = &d[r * nb..(r + 1) * nb];
-                    for (o, x) in o.iter_mut().zip(xs) {
-                        *o = if vnni {
-                            // SAFETY: as above.
-                            unsafe { avx512::q8_0_row(w, d, &x.q, &x.d) }
-                        } else {
-                            scalar_q8_0_row(w, d, &x.q, &x.d)
-                        };
+                    if vnni {
+                        // SAFETY: as above.
+                        by_fours(xs, o, |x, o| unsafe {
+                            match x.len() {
+                                4 => avx512::q8_0_rows::<4>(w, d, x, o),
+                                3 => avx512::q8_0_rows::<3>(w, d, x, o),
+                                2 => avx512::q8_0_rows::<2>(w, d, x, o),
+                                _ => avx512::q8_0_rows::<1>(w, d, x, o),
+                            }
+                        });
+                    } else {
+                        for (o, x) in o.iter_mut().zip(xs) {
+                            *o = scalar_q8_0_row(w, d, &x.q, &x.d);
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// Run a multi-vector row kernel over the vectors four at a time: the
+/// weights are unpacked once per group instead of once per vector.
+fn by_fours(
+    xs: &[QuantizedVector],
+    out: &mut [f32],
+    mut kernel: impl FnMut(&[QuantizedVector], &mut [f32]),
+) {
+    for (x, o) in xs.chunks(4).zip(out.chunks_mut(4)) {
+        kernel(x, o);
     }
 }
 
@@ -395,45 +421,56 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     /// Σ over blocks of d_w·d_x·(levels · x) + m_w·(d_x·Σx), two blocks
-    /// (64 weights) per step.
+    /// (64 weights) per step, for up to four vectors: the nibbles are
+    /// unpacked once for all of them, and each vector's sums run in the same
+    /// order as for a vector alone (so a batch gives the same bits).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn q4_1_row(
+    pub unsafe fn q4_1_rows<const V: usize>(
         qs: &[u8],
         d: &[f32],
         m: &[f32],
-        xq_perm: &[i8],
-        xd: &[f32],
-        xsums: &[f32],
-    ) -> f32 {
+        xs: &[super::QuantizedVector],
+        out: &mut [f32],
+    ) {
+        assert!(xs.len() >= V && out.len() >= V);
+        let v = V;
         let pairs = d.len() / 2;
         let low = _mm256_set1_epi8(0x0F);
         // Lane l of the dot product belongs to block (l / 4) % 2.
         let pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-        let mut acc = [_mm512_setzero_ps(); 2];
-        let mut mins = _mm_setzero_ps();
+        let mut acc = [[_mm512_setzero_ps(); 2]; V];
+        let mut mins = [_mm_setzero_ps(); V];
         for p in 0..pairs {
             // SAFETY (whole block): p < pairs keeps every load inside the
-            // row's 32·pairs nibble bytes, 64·pairs activations and 2·pairs scales.
+            // row's 32·pairs nibble bytes, and inside each vector's 64·pairs
+            // activations and 2·pairs scales.
             unsafe {
                 let mw = _mm_castpd_ps(_mm_load_sd(m.as_ptr().add(2 * p) as *const f64));
-                let sx = _mm_castpd_ps(_mm_load_sd(xsums.as_ptr().add(2 * p) as *const f64));
-                mins = _mm_fmadd_ps(mw, sx, mins);
+                let dw = _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(2 * p) as *const f64));
                 let packed = _mm256_loadu_si256(qs.as_ptr().add(p * 32) as *const __m256i);
                 let lo = _mm256_and_si256(packed, low);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
                 let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                let x = _mm512_loadu_si512(xq_perm.as_ptr().add(p * 64) as *const _);
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-                let dw = _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(2 * p) as *const f64));
-                let dx = _mm_castpd_ps(_mm_load_sd(xd.as_ptr().add(2 * p) as *const f64));
-                let scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
-                acc[p & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[p & 1]);
+                for j in 0..v {
+                    let x = &xs[j];
+                    let sx =
+                        _mm_castpd_ps(_mm_load_sd(x.sums.as_ptr().add(2 * p) as *const f64));
+                    mins[j] = _mm_fmadd_ps(mw, sx, mins[j]);
+                    let xq = _mm512_loadu_si512(x.q_perm.as_ptr().add(p * 64) as *const _);
+                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xq);
+                    let dx = _mm_castpd_ps(_mm_load_sd(x.d.as_ptr().add(2 * p) as *const f64));
+                    let scale =
+                        _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
+                    acc[j][p & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[j][p & 1]);
+                }
             }
         }
-        let mut lanes = [0f32; 4];
-        // SAFETY: `lanes` holds four floats.
-        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins) };
-        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + lanes[0] + lanes[1]
+        for j in 0..v {
+            let mut lanes = [0f32; 4];
+            // SAFETY: `lanes` holds four floats.
+            unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins[j]) };
+            out[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j][0], acc[j][1])) + lanes[0] + lanes[1];
+        }
     }
 
     #[inline(always)]
@@ -626,42 +663,57 @@ mod avx512 {
         }
     }
 
-    /// Signed × signed via |w| (unsigned) · sign(w)·x, two blocks per step.
+    /// Signed × signed via |w| (unsigned) · sign(w)·x, two blocks per step,
+    /// for up to four vectors (|w| and its signs taken once for all).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn q8_0_row(w: &[i8], d: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
+    pub unsafe fn q8_0_rows<const V: usize>(
+        w: &[i8],
+        d: &[f32],
+        xs: &[super::QuantizedVector],
+        out: &mut [f32],
+    ) {
+        assert!(xs.len() >= V && out.len() >= V);
+        let v = V;
         let pairs = d.len() / 2;
         let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         let zero = _mm512_setzero_si512();
-        let mut acc = [_mm512_setzero_ps(); 2];
+        let mut acc = [[_mm512_setzero_ps(); 2]; V];
         for p in 0..pairs {
-            // SAFETY: p < pairs keeps the 64-byte loads inside the row.
+            // SAFETY: p < pairs keeps the 64-byte loads inside the row and
+            // each vector's activations and scales.
             unsafe {
                 let wv = _mm512_loadu_si512(w.as_ptr().add(p * 64) as *const _);
-                let xv = _mm512_loadu_si512(xq.as_ptr().add(p * 64) as *const _);
                 let negative = _mm512_movepi8_mask(wv);
-                let x_signed = _mm512_mask_sub_epi8(xv, negative, zero, xv);
-                let dot = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), x_signed);
+                let magnitude = _mm512_abs_epi8(wv);
                 let dw = _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(2 * p) as *const f64));
-                let dx = _mm_castpd_ps(_mm_load_sd(xd.as_ptr().add(2 * p) as *const f64));
-                let scale = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
-                acc[p & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[p & 1]);
+                for j in 0..v {
+                    let x = &xs[j];
+                    let xv = _mm512_loadu_si512(x.q.as_ptr().add(p * 64) as *const _);
+                    let x_signed = _mm512_mask_sub_epi8(xv, negative, zero, xv);
+                    let dot = _mm512_dpbusd_epi32(zero, magnitude, x_signed);
+                    let dx = _mm_castpd_ps(_mm_load_sd(x.d.as_ptr().add(2 * p) as *const f64));
+                    let scale =
+                        _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw, dx)));
+                    acc[j][p & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[j][p & 1]);
+                }
             }
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+        for j in 0..v {
+            out[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j][0], acc[j][1]));
+        }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 mod avx512 {
-    pub unsafe fn q4_1_row(
+    pub unsafe fn q4_1_rows<const V: usize>(
         qs: &[u8],
         d: &[f32],
         m: &[f32],
-        xq_perm: &[i8],
-        xd: &[f32],
-        xsums: &[f32],
-    ) -> f32 {
-        let _ = (qs, d, m, xq_perm, xd, xsums);
+        xs: &[super::QuantizedVector],
+        out: &mut [f32],
+    ) {
+        let _ = (qs, d, m, xs, out);
         unreachable!("VNNI is only detected on x86_64")
     }
     pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -680,8 +732,13 @@ mod avx512 {
         let _ = (w, x, y);
         unreachable!("AVX-512 is only detected on x86_64")
     }
-    pub unsafe fn q8_0_row(w: &[i8], d: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
-        let _ = (w, d, xq, xd);
+    pub unsafe fn q8_0_rows<const V: usize>(
+        w: &[i8],
+        d: &[f32],
+        xs: &[super::QuantizedVector],
+        out: &mut [f32],
+    ) {
+        let _ = (w, d, xs, out);
         unreachable!("VNNI is only detected on x86_64")
     }
 }

@@ -179,6 +179,22 @@ impl ModelConfig {
         })
     }
 
+    /// The shape of the model at `path`, from its header alone (the
+    /// weights are mapped, not read).
+    pub fn read(path: &std::path::Path) -> Result<ModelConfig> {
+        ModelConfig::from_gguf(&Gguf::open(path)?)
+    }
+
+    /// Bytes one cached position takes: keys and values of every layer, f32.
+    pub fn kv_bytes_per_position(&self) -> usize {
+        self.n_layer * 2 * self.n_head_kv * self.head_dim * std::mem::size_of::<f32>()
+    }
+
+    /// The KV window a cache gets when asked for `requested` positions.
+    pub fn window(&self, requested: usize) -> usize {
+        requested.min(self.context_length).max(1)
+    }
+
     fn rope_style(&self) -> RopeStyle {
         match self.arch {
             Arch::Llama => RopeStyle::Adjacent,
@@ -544,7 +560,7 @@ impl Model {
             values: vec![Vec::new(); c.n_layer],
             len: 0,
             row: c.n_head_kv * c.head_dim,
-            window: window.min(c.context_length).max(1),
+            window: c.window(window),
         }
     }
 

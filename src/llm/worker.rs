@@ -182,7 +182,7 @@ impl Worker {
         let context_window = llm.context_window();
         let plan = KvPlan::new(
             &options,
-            llm.new_slot().cache.bytes_per_position(),
+            llm.model.config.kv_bytes_per_position(),
             context_window,
         );
         let thread_shared = shared.clone();

@@ -32,6 +32,8 @@ pub struct Health {
     pub generation_queue: usize,
     pub generation_queue_capacity: usize,
     pub generating: bool,
+    /// Per model tier: answers generating, waiting, and its KV cache.
+    pub tier_load: Vec<TierLoad>,
     pub uploads_waiting: usize,
     pub active_sessions: i64,
     pub feedback_up: i64,
@@ -39,6 +41,14 @@ pub struct Health {
     pub disk_free_bytes: u64,
     pub disk_total_bytes: u64,
     pub data_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TierLoad {
+    pub tier: String,
+    pub generating: usize,
+    pub waiting: usize,
+    pub kv: crate::llm::KvPlan,
 }
 
 pub async fn health_data(state: &Data<AppState>) -> Result<Health, ApiError> {
@@ -90,6 +100,16 @@ pub async fn health_data(state: &Data<AppState>) -> Result<Health, ApiError> {
         generation_queue: state.tiers.iter().map(|t| t.worker.queue_len()).sum(),
         generation_queue_capacity: state.config.llm.queue_capacity,
         generating: state.tiers.iter().any(|t| t.worker.is_busy()),
+        tier_load: state
+            .tiers
+            .iter()
+            .map(|t| TierLoad {
+                tier: t.name.clone(),
+                generating: t.worker.running(),
+                waiting: t.worker.queue_len(),
+                kv: t.worker.plan,
+            })
+            .collect(),
         uploads_waiting: state.uploads.waiting(),
         active_sessions: sessions_n,
         feedback_up: up,
