@@ -550,6 +550,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The load test's burst at the engine: --users users ask --each questions
+    /// one after another, all starting at once, with the prompts Enclave's
+    /// planner builds for the demo questions; reports time to first token and
+    /// to the whole answer (p50/p95), aggregate tokens/s and peak memory.
+    /// --dump-prompts writes those prompts (token ids) for replaying the same
+    /// burst against llama-server (tests/reference/replay_llama_server.py).
+    Serve(ServeBenchArgs),
     /// Language-model speed, measured like llama-bench: prefill of --prompt-tokens
     /// in one pass, and --gen-tokens single-token decode steps, from an empty
     /// context; plus time to first token and the memory-bandwidth ceiling.
@@ -565,6 +572,28 @@ pub enum BenchCommand {
         /// Output file.
         out: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeBenchArgs {
+    /// {question, answers, answerable} JSONL; its `documents` folder is the corpus.
+    #[arg(long, default_value = "packaging/demo/questions.jsonl")]
+    pub questions: PathBuf,
+    #[arg(long, default_value_t = 32)]
+    pub users: usize,
+    /// Questions per user, asked one after another.
+    #[arg(long, default_value_t = 3)]
+    pub each: usize,
+    /// Answers generated at once (default: llm.parallel; 1 is the
+    /// one-at-a-time engine).
+    #[arg(long)]
+    pub parallel: Option<usize>,
+    /// Write the burst's prompts here (JSONL: user, turn, prompt token ids,
+    /// n_predict).
+    #[arg(long)]
+    pub dump_prompts: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]

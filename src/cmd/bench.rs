@@ -44,6 +44,7 @@ pub fn run(config: &Config, cmd: BenchCommand) -> Result<()> {
             runs,
         } => search(config, seed, queries, chunks, scratch, runs),
         BenchCommand::Llm(args) => llm(config, args),
+        BenchCommand::Serve(args) => super::bench_serve::run(config, args),
         BenchCommand::Answers {
             file,
             corpus,
@@ -187,12 +188,8 @@ struct BatchedRow {
 fn batched(llm: &crate::llm::Llm, args: &LlmBenchArgs, prompt: &[u32]) -> Result<()> {
     let mut rows = Vec::new();
     if !args.json {
-        println!(
-            "|  PP |  TG |  B |  T_PP s | S_PP t/s |  T_TG s | S_TG t/s | per seq t/s |"
-        );
-        println!(
-            "|-----|-----|----|---------|----------|---------|----------|-------------|"
-        );
+        println!("|  PP |  TG |  B |  T_PP s | S_PP t/s |  T_TG s | S_TG t/s | per seq t/s |");
+        println!("|-----|-----|----|---------|----------|---------|----------|-------------|");
     }
     for &n in &args.parallel {
         let (mut prefill_s, mut decode_s) = (Vec::new(), Vec::new());
@@ -210,13 +207,15 @@ fn batched(llm: &crate::llm::Llm, args: &LlmBenchArgs, prompt: &[u32]) -> Result
             let t = Instant::now();
             for start in (0..prompt.len()).step_by(llm.prefill_chunk) {
                 let end = (start + llm.prefill_chunk).min(prompt.len());
-                let inputs: Vec<Vec<u32>> = prompts.iter().map(|p| p[start..end].to_vec()).collect();
+                let inputs: Vec<Vec<u32>> =
+                    prompts.iter().map(|p| p[start..end].to_vec()).collect();
                 llm.bench_forward_batch(&mut slots, &inputs)?;
             }
             prefill_s.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
             for step in 0..args.gen_tokens {
-                let inputs: Vec<Vec<u32>> = prompts.iter().map(|p| vec![p[step % p.len()]]).collect();
+                let inputs: Vec<Vec<u32>> =
+                    prompts.iter().map(|p| vec![p[step % p.len()]]).collect();
                 llm.bench_forward_batch(&mut slots, &inputs)?;
             }
             decode_s.push(t.elapsed().as_secs_f64());

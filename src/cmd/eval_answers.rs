@@ -30,8 +30,8 @@ use crate::rag::{Answer, Asker, ModelTier, Plan, Prepared, QUOTE_TIER, TierRun};
 
 /// One question of a set, whatever its format.
 #[derive(Debug)]
-struct Question {
-    text: String,
+pub(crate) struct Question {
+    pub(crate) text: String,
     answers: Vec<String>,
     answerable: bool,
     off_topic: bool,
@@ -239,7 +239,7 @@ pub fn bench(config: &Config, file: &Path, corpus: Option<PathBuf>, rounds: usiz
 }
 
 /// The documents of a plain set: the `documents` folder beside it, else its own folder.
-fn default_corpus(file: &Path) -> PathBuf {
+pub(crate) fn default_corpus(file: &Path) -> PathBuf {
     let beside = file.parent().unwrap_or(Path::new("."));
     let documents = beside.join("documents");
     if documents.is_dir() {
@@ -610,7 +610,7 @@ fn looks_like_hotpot(path: &Path) -> Result<bool> {
     Ok(value.get("context").is_some() && value.get("answer").is_some())
 }
 
-fn read_plain(path: &Path) -> Result<Vec<Question>> {
+pub(crate) fn read_plain(path: &Path) -> Result<Vec<Question>> {
     Ok(read_jsonl::<PlainLine>(path)?
         .into_iter()
         .map(|l| Question {
@@ -654,7 +654,7 @@ fn read_hotpot(path: &Path, limit: Option<usize>) -> Result<(Vec<Question>, Corp
 }
 
 /// Ingest the documents of `dir` (not the questions file, nor other JSONL).
-fn ingest_folder(library: &mut Library, dir: &Path, questions: &Path) -> Result<usize> {
+pub(crate) fn ingest_folder(library: &mut Library, dir: &Path, questions: &Path) -> Result<usize> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -6,6 +6,7 @@
 pub mod ask;
 pub mod backup;
 pub mod bench;
+pub mod bench_serve;
 pub mod demo;
 pub mod doctor;
 pub mod eval;

@@ -154,17 +154,20 @@ impl PackedMatrix {
                 let block_bytes = if q4k { Q4K_BYTES } else { Q6K_BYTES };
                 for (o, r) in out.chunks_exact_mut(n).zip(range) {
                     let row = &data[r * per_row * block_bytes..(r + 1) * per_row * block_bytes];
-                    for (o, x) in o.iter_mut().zip(xs) {
-                        // SAFETY: constructed only with VNNI present; the row
-                        // holds `per_row` whole blocks and x has `cols` values.
-                        *o = unsafe {
-                            if q4k {
-                                avx512::q4k_row(row, &x.q_k, &x.d, &x.sums)
-                            } else {
-                                avx512::q6k_row(row, &x.q, &x.d, &x.offsets)
-                            }
-                        };
-                    }
+                    // SAFETY: constructed only with VNNI present; the row holds
+                    // `per_row` whole blocks and every x has `cols` values.
+                    by_fours(xs, o, |x, o| unsafe {
+                        match (q4k, x.len()) {
+                            (true, 4) => avx512::q4k_rows::<4>(row, x, o),
+                            (true, 3) => avx512::q4k_rows::<3>(row, x, o),
+                            (true, 2) => avx512::q4k_rows::<2>(row, x, o),
+                            (true, _) => avx512::q4k_rows::<1>(row, x, o),
+                            (false, 4) => avx512::q6k_rows::<4>(row, x, o),
+                            (false, 3) => avx512::q6k_rows::<3>(row, x, o),
+                            (false, 2) => avx512::q6k_rows::<2>(row, x, o),
+                            (false, _) => avx512::q6k_rows::<1>(row, x, o),
+                        }
+                    });
                 }
             }
             PackedMatrix::Q4_1 {
@@ -453,8 +456,7 @@ mod avx512 {
                 let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
                 for j in 0..v {
                     let x = &xs[j];
-                    let sx =
-                        _mm_castpd_ps(_mm_load_sd(x.sums.as_ptr().add(2 * p) as *const f64));
+                    let sx = _mm_castpd_ps(_mm_load_sd(x.sums.as_ptr().add(2 * p) as *const f64));
                     mins[j] = _mm_fmadd_ps(mw, sx, mins[j]);
                     let xq = _mm512_loadu_si512(x.q_perm.as_ptr().add(p * 64) as *const _);
                     let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xq);
@@ -469,7 +471,8 @@ mod avx512 {
             let mut lanes = [0f32; 4];
             // SAFETY: `lanes` holds four floats.
             unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), mins[j]) };
-            out[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j][0], acc[j][1])) + lanes[0] + lanes[1];
+            out[j] =
+                _mm512_reduce_add_ps(_mm512_add_ps(acc[j][0], acc[j][1])) + lanes[0] + lanes[1];
         }
     }
 
@@ -508,10 +511,17 @@ mod avx512 {
     }
 
     /// One row of Q4_K super-blocks (144 bytes: d, dmin, 12 bytes of 6-bit
-    /// scales/mins, 128 bytes of nibbles) against x quantized per 32.
-    /// value = d·sc·q − dmin·m per sub-block of 32.
+    /// scales/mins, 128 bytes of nibbles) against up to four vectors
+    /// quantized per 32: value = d·sc·q − dmin·m per sub-block of 32. The
+    /// scales and nibbles are unpacked once for all vectors; each vector's
+    /// sums run in the order they run for a vector alone.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c")]
-    pub unsafe fn q4k_row(row: &[u8], xq_k: &[i8], xd: &[f32], xsums: &[f32]) -> f32 {
+    pub unsafe fn q4k_rows<const V: usize>(
+        row: &[u8],
+        xs: &[super::QuantizedVector],
+        out: &mut [f32],
+    ) {
+        assert!(xs.len() >= V && out.len() >= V);
         let low = _mm512_set1_epi8(0x0F);
         // Sub-block of each lane for the four products of a super-block:
         // (0, 2), (1, 3), (4, 6), (5, 7).
@@ -521,12 +531,12 @@ mod avx512 {
             _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
             _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7),
         ];
-        let mut acc = _mm512_setzero_ps();
-        let mut mins = _mm256_setzero_ps();
+        let mut acc = [_mm512_setzero_ps(); V];
+        let mut mins = [_mm256_setzero_ps(); V];
         for (sb, block) in row.chunks_exact(super::Q4K_BYTES).enumerate() {
             let unpacked = q4k_scales(&block[4..16]);
             // SAFETY: every load below stays inside this 144-byte block, the
-            // 8 scales of x for this super-block and its 256 activations.
+            // 8 scales of each x for this super-block and its 256 activations.
             unsafe {
                 // d and dmin: two f16 side by side, converted in one instruction.
                 let both = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
@@ -540,10 +550,14 @@ mod avx512 {
                 let m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
                     unpacked.as_ptr().add(8) as *const __m128i,
                 )));
-                let dx = _mm256_loadu_ps(xd.as_ptr().add(sb * 8));
-                let sx = _mm256_loadu_ps(xsums.as_ptr().add(sb * 8));
-                mins = _mm256_fmadd_ps(_mm256_mul_ps(dmin, m), sx, mins);
-                let scale = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(d, sc), dx));
+                let mut scale = [_mm512_setzero_ps(); V];
+                for j in 0..V {
+                    let x = &xs[j];
+                    let dx = _mm256_loadu_ps(x.d.as_ptr().add(sb * 8));
+                    let sx = _mm256_loadu_ps(x.sums.as_ptr().add(sb * 8));
+                    mins[j] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, m), sx, mins[j]);
+                    scale[j] = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(d, sc), dx));
+                }
                 let qs = block.as_ptr().add(16);
                 // 64 bytes of nibbles hold sub-blocks 2j, 2j+2 (low halves)
                 // and 2j+1, 2j+3 (high halves); x comes in that order (`q_k`).
@@ -553,26 +567,36 @@ mod avx512 {
                     let hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
                     let base = sb * 256 + 128 * half;
                     for (w, pick, at) in [(lo, picks[0], base), (hi, picks[1], base + 64)] {
-                        let x = _mm512_loadu_si512(xq_k.as_ptr().add(at) as *const _);
-                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-                        let sv = _mm512_permutexvar_ps(pick, scale);
-                        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc);
+                        for j in 0..V {
+                            let x = _mm512_loadu_si512(xs[j].q_k.as_ptr().add(at) as *const _);
+                            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+                            let sv = _mm512_permutexvar_ps(pick, scale[j]);
+                            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc[j]);
+                        }
                     }
                 }
             }
         }
-        let mut lanes = [0f32; 8];
-        // SAFETY: `lanes` holds eight floats.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), mins) };
-        _mm512_reduce_add_ps(acc) - lanes.iter().sum::<f32>()
+        for j in 0..V {
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds eight floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), mins[j]) };
+            out[j] = _mm512_reduce_add_ps(acc[j]) - lanes.iter().sum::<f32>();
+        }
     }
 
     /// One row of Q6_K super-blocks (210 bytes: 128 low-nibble bytes, 64
-    /// bytes of 2-bit highs, 16 signed scales per 16 values, d) against x
-    /// quantized per 32. value = d·sc·(q − 32); the −32 comes in through
-    /// `xoff` (32·Σx per group of four, precomputed once per vector).
+    /// bytes of 2-bit highs, 16 signed scales per 16 values, d) against up to
+    /// four vectors quantized per 32. value = d·sc·(q − 32); the −32 comes in
+    /// through each vector's `offsets` (32·Σx per group of four). The
+    /// six-bit levels are assembled once for all vectors.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
-    pub unsafe fn q6k_row(row: &[u8], xq: &[i8], xd: &[f32], xoff: &[i32]) -> f32 {
+    pub unsafe fn q6k_rows<const V: usize>(
+        row: &[u8],
+        xs: &[super::QuantizedVector],
+        out: &mut [f32],
+    ) {
+        assert!(xs.len() >= V && out.len() >= V);
         let low = _mm256_set1_epi8(0x0F);
         let two = _mm256_set1_epi8(0x03);
         let spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
@@ -584,21 +608,24 @@ mod avx512 {
                 12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15,
             ),
         ];
-        let mut acc = _mm512_setzero_ps();
+        let mut acc = [_mm512_setzero_ps(); V];
         for (sb, block) in row.chunks_exact(super::Q6K_BYTES).enumerate() {
-            // SAFETY: loads stay inside this 210-byte block, the 8 scales of x
-            // for this super-block, its 256 activations and their 64 offsets.
+            // SAFETY: loads stay inside this 210-byte block, the 8 scales of
+            // each x for this super-block, its 256 activations and 64 offsets.
             unsafe {
                 let d = _mm512_set1_ps(f16_at(block, 208));
                 let sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                     block.as_ptr().add(192) as *const __m128i,
                 )));
-                let dx = _mm512_permutexvar_ps(
-                    spread,
-                    _mm512_castps256_ps512(_mm256_loadu_ps(xd.as_ptr().add(sb * 8))),
-                );
                 // Scale of each group of 16 values, with d and x's scale in.
-                let scale = _mm512_mul_ps(_mm512_mul_ps(sc, dx), d);
+                let mut scale = [_mm512_setzero_ps(); V];
+                for j in 0..V {
+                    let dx = _mm512_permutexvar_ps(
+                        spread,
+                        _mm512_castps256_ps512(_mm256_loadu_ps(xs[j].d.as_ptr().add(sb * 8))),
+                    );
+                    scale[j] = _mm512_mul_ps(_mm512_mul_ps(sc, dx), d);
+                }
                 for h in 0..2 {
                     let ql = block.as_ptr().add(64 * h);
                     let qh = block.as_ptr().add(128 + 32 * h);
@@ -619,19 +646,24 @@ mod avx512 {
                     for (k, (lo, hi)) in [(q1, q2), (q3, q4)].into_iter().enumerate() {
                         let at = sb * 256 + 128 * h + 64 * k;
                         let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                        let x = _mm512_loadu_si512(xq.as_ptr().add(at) as *const _);
-                        let neg_off = _mm512_sub_epi32(
-                            _mm512_setzero_si512(),
-                            _mm512_loadu_si512(xoff.as_ptr().add(at / 4) as *const _),
-                        );
-                        let dot = _mm512_dpbusd_epi32(neg_off, w, x);
-                        let sv = _mm512_permutexvar_ps(picks[2 * h + k], scale);
-                        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc);
+                        for j in 0..V {
+                            let x = &xs[j];
+                            let xv = _mm512_loadu_si512(x.q.as_ptr().add(at) as *const _);
+                            let neg_off = _mm512_sub_epi32(
+                                _mm512_setzero_si512(),
+                                _mm512_loadu_si512(x.offsets.as_ptr().add(at / 4) as *const _),
+                            );
+                            let dot = _mm512_dpbusd_epi32(neg_off, w, xv);
+                            let sv = _mm512_permutexvar_ps(picks[2 * h + k], scale[j]);
+                            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc[j]);
+                        }
                     }
                 }
             }
         }
-        _mm512_reduce_add_ps(acc)
+        for j in 0..V {
+            out[j] = _mm512_reduce_add_ps(acc[j]);
+        }
     }
 
     /// Dot product of f32 slices of equal length (a multiple of 16).
@@ -720,12 +752,20 @@ mod avx512 {
         let _ = (a, b);
         unreachable!("AVX-512 is only detected on x86_64")
     }
-    pub unsafe fn q4k_row(row: &[u8], xq_k: &[i8], xd: &[f32], xsums: &[f32]) -> f32 {
-        let _ = (row, xq_k, xd, xsums);
+    pub unsafe fn q4k_rows<const V: usize>(
+        row: &[u8],
+        xs: &[super::QuantizedVector],
+        out: &mut [f32],
+    ) {
+        let _ = (row, xs, out);
         unreachable!("VNNI is only detected on x86_64")
     }
-    pub unsafe fn q6k_row(row: &[u8], xq: &[i8], xd: &[f32], xoff: &[i32]) -> f32 {
-        let _ = (row, xq, xd, xoff);
+    pub unsafe fn q6k_rows<const V: usize>(
+        row: &[u8],
+        xs: &[super::QuantizedVector],
+        out: &mut [f32],
+    ) {
+        let _ = (row, xs, out);
         unreachable!("VNNI is only detected on x86_64")
     }
     pub unsafe fn axpy_f32(w: f32, x: &[f32], y: &mut [f32]) {
@@ -816,18 +856,35 @@ mod tests {
         }
         let a = PackedMatrix::from_q8_0(&q80, rows, cols).unwrap();
         let b = PackedMatrix::from_q4_1(&q41, rows, cols).unwrap();
-        let x: Vec<f32> = (0..n * cols)
-            .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)
-            .collect();
-        let batched = gemm_many(&[&a, &b], &x, n);
-        for j in 0..n {
-            let alone = gemv_many(&[&a, &b], &x[j * cols..(j + 1) * cols]);
-            for (m, out) in alone.iter().enumerate() {
-                assert_eq!(
-                    &batched[m][j * rows..(j + 1) * rows],
-                    out.as_slice(),
-                    "matrix {m} input {j}"
-                );
+        let mut matrices = vec![a, b];
+        if has_vnni() {
+            use candle_core::{Device, Tensor};
+            let (kr, kc) = (rows, 256);
+            let values: Vec<f32> = (0..kr * kc)
+                .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let t = Tensor::from_vec(values, (kr, kc), &Device::Cpu).unwrap();
+            for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+                let q = Arc::new(QTensor::quantize(&t, dtype).unwrap());
+                matrices.push(PackedMatrix::from_k_quant(q, kr, kc).unwrap());
+            }
+        }
+        for group in matrices.chunks(2) {
+            let group: Vec<&PackedMatrix> = group.iter().collect();
+            let cols = group[0].cols();
+            let x: Vec<f32> = (0..n * cols)
+                .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let batched = gemm_many(&group, &x, n);
+            for j in 0..n {
+                let alone = gemv_many(&group, &x[j * cols..(j + 1) * cols]);
+                for (m, out) in alone.iter().enumerate() {
+                    assert_eq!(
+                        &batched[m][j * rows..(j + 1) * rows],
+                        out.as_slice(),
+                        "matrix {m} input {j}"
+                    );
+                }
             }
         }
     }
