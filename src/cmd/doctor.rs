@@ -218,7 +218,13 @@ fn generation(config: &Config) -> Check {
     for path in config.llm_tier_paths() {
         let shape = match crate::llm::model::ModelConfig::read(&path) {
             Ok(s) => s,
-            Err(e) => return check("generation", Level::Fail, format!("{}: {e}", path.display())),
+            Err(e) => {
+                return check(
+                    "generation",
+                    Level::Fail,
+                    format!("{}: {e}", path.display()),
+                );
+            }
         };
         let plan = crate::llm::KvPlan::new(
             &options,

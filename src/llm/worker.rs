@@ -300,7 +300,10 @@ impl Batch {
 
     fn run(mut self, shared: &Shared) {
         loop {
-            if !self.admit(shared) {
+            // Checked every step: with every slot busy, admission does not
+            // look at the queue, and a stop must not wait for answers to end.
+            let stopping = shared.state.lock().map_or(true, |s| s.shutdown);
+            if stopping || !self.admit(shared) {
                 self.fail_all("the server is shutting down");
                 return;
             }
