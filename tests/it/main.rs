@@ -13,6 +13,7 @@ mod browser_e2e;
 mod crash_recovery;
 mod egress;
 mod embeddings;
+mod gemma3;
 mod ingest;
 mod llm_generation;
 mod llm_gguf;
