@@ -235,7 +235,7 @@ fn generation(config: &Config) -> Check {
             "{}: {} answers at once, KV cache {} MiB ({} positions of {} KiB)",
             crate::rag::respond::tier_name(&path),
             plan.parallel,
-            plan.budget_bytes >> 20,
+            plan.budget_mib,
             plan.budget_positions,
             plan.bytes_per_position / 1024
         ));

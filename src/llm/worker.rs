@@ -85,6 +85,8 @@ pub struct KvPlan {
     pub budget_positions: usize,
     pub bytes_per_position: usize,
     pub budget_bytes: usize,
+    /// `budget_bytes` in MiB, rounded (what a person reads).
+    pub budget_mib: usize,
     pub context_window: usize,
 }
 
@@ -102,6 +104,7 @@ impl KvPlan {
             budget_positions,
             bytes_per_position,
             budget_bytes: budget_positions * bytes_per_position,
+            budget_mib: (budget_positions * bytes_per_position + (1 << 19)) >> 20,
             context_window: window,
         }
     }
