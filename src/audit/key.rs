@@ -113,48 +113,68 @@ fn tighten_mode(path: &Path) {
     }
 }
 
-/// A public key given as hex, or as a file holding it (the pinned
-/// `audit.pub`): the hex, checked to be a valid Ed25519 key.
-pub fn parse_public_key(text_or_path: &str) -> std::result::Result<String, String> {
+/// Public keys given as hex, or as a file holding one per line (the pinned
+/// `audit.pub`: every key the operator has accepted, oldest first; `#`
+/// lines are comments): the hex of each, checked to be a valid Ed25519 key.
+pub fn parse_public_keys(text_or_path: &str) -> std::result::Result<Vec<String>, String> {
     let text = text_or_path.trim();
-    let hex_key = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        text.to_ascii_lowercase()
+    let is_hex = |t: &str| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let lines: Vec<String> = if is_hex(text) {
+        vec![text.to_string()]
     } else {
         std::fs::read_to_string(text)
             .map_err(|e| format!("{text}: {e}"))?
-            .trim()
-            .to_ascii_lowercase()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
     };
-    let bytes: [u8; 32] = hex::decode(&hex_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("{text}: not a hex Ed25519 public key"))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("{text}: {e}"))?;
-    Ok(hex_key)
-}
-
-/// The key `verify` holds the log's head to: the pinned copy when one is
-/// configured and exists, else the data dir's own key, else none (the log's
-/// first signature decides).
-pub fn expected_head_key(public_key_file: &Path, data_dir: &Path) -> Result<Option<String>> {
-    match pinned(public_key_file)? {
-        Some(k) => Ok(Some(k)),
-        None => Ok(AuditKey::load_existing(data_dir)?.map(|k| k.public_hex())),
+    if lines.is_empty() {
+        return Err(format!("{text}: no public key"));
     }
-}
-
-/// The pinned public key, when `public_key_file` is set and exists; a
-/// damaged one is an error, not a reason to fall back.
-pub fn pinned(public_key_file: &Path) -> Result<Option<String>> {
-    if public_key_file.as_os_str().is_empty() || !public_key_file.exists() {
-        return Ok(None);
-    }
-    parse_public_key(&public_key_file.to_string_lossy())
-        .map(Some)
-        .map_err(|reason| AuditError::Key {
-            path: public_key_file.display().to_string(),
-            reason,
+    lines
+        .into_iter()
+        .map(|line| {
+            let hex_key = line.to_ascii_lowercase();
+            let bytes: [u8; 32] = hex::decode(&hex_key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("{text}: not a hex Ed25519 public key: {line}"))?;
+            VerifyingKey::from_bytes(&bytes).map_err(|e| format!("{text}: {e}"))?;
+            Ok(hex_key)
         })
+        .collect()
+}
+
+/// What `verify` holds a log to: the pinned keys when a pin file is
+/// configured and exists (every signature must be one of them); else the
+/// data dir's own key as the one that must sign the head (earlier keys
+/// through the log's key changes, which are printed).
+pub fn expected_keys(
+    public_key_file: &Path,
+    data_dir: &Path,
+) -> Result<(Vec<String>, Option<String>)> {
+    let pins = pinned(public_key_file)?;
+    if !pins.is_empty() {
+        return Ok((pins, None));
+    }
+    Ok((
+        Vec::new(),
+        AuditKey::load_existing(data_dir)?.map(|k| k.public_hex()),
+    ))
+}
+
+/// The pinned public keys, when `public_key_file` is set and exists (empty
+/// otherwise); a damaged file is an error, not a reason to fall back.
+pub fn pinned(public_key_file: &Path) -> Result<Vec<String>> {
+    if public_key_file.as_os_str().is_empty() || !public_key_file.exists() {
+        return Ok(Vec::new());
+    }
+    parse_public_keys(&public_key_file.to_string_lossy()).map_err(|reason| AuditError::Key {
+        path: public_key_file.display().to_string(),
+        reason,
+    })
 }
 
 /// Whether `signature_hex` is `public_hex`'s signature of `message`.
@@ -227,13 +247,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = AuditKey::load_or_create(dir.path()).unwrap();
         let pub_file = dir.path().join("audit.pub");
-        std::fs::write(&pub_file, format!("{}\n", key.public_hex().to_uppercase())).unwrap();
-        assert_eq!(parse_public_key(&key.public_hex()), Ok(key.public_hex()));
+        let other = tempfile::tempdir().unwrap();
+        let second = AuditKey::load_or_create(other.path()).unwrap();
+        std::fs::write(
+            &pub_file,
+            format!(
+                "# accepted keys\n{}\n\n{}\n",
+                key.public_hex().to_uppercase(),
+                second.public_hex()
+            ),
+        )
+        .unwrap();
         assert_eq!(
-            parse_public_key(pub_file.to_str().unwrap()),
-            Ok(key.public_hex())
+            parse_public_keys(&key.public_hex()),
+            Ok(vec![key.public_hex()])
         );
-        assert!(parse_public_key("abcd").is_err());
-        assert!(parse_public_key(dir.path().join("none").to_str().unwrap()).is_err());
+        assert_eq!(
+            parse_public_keys(pub_file.to_str().unwrap()),
+            Ok(vec![key.public_hex(), second.public_hex()])
+        );
+        assert!(parse_public_keys("abcd").is_err());
+        assert!(parse_public_keys(dir.path().join("none").to_str().unwrap()).is_err());
     }
 }

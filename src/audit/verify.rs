@@ -51,11 +51,18 @@ impl Report {
 /// What a log must satisfy beyond an intact chain.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
-    /// The key that must sign the head of the log: the current key, pinned
-    /// outside the data dir. Earlier keys are accepted only through a chain
-    /// of key-change records leading to it. None: whichever key the first
-    /// signature names, and the key changes the log records.
-    pub pinned_key: Option<String>,
+    /// The keys the operator accepted, pinned outside the data dir: every
+    /// signature, and both keys of every key change, must be one of them
+    /// (a key-change row is only a chained row: anyone who can write the
+    /// database can write one, so it cannot vouch for a key by itself).
+    /// Empty: whichever key the first signature names, and the key changes
+    /// the log records.
+    pub pinned_keys: Vec<String>,
+    /// Without pinned keys: the key that must sign the head (the data dir's
+    /// own). Earlier keys are then accepted through the log's key changes,
+    /// which the report lists for a person to check: only a pin (or the
+    /// witness) tells a forged change from a restore.
+    pub head_key: Option<String>,
     /// The writer signs the head at least every this many rows
     /// (`audit.checkpoint_every`): a longer stretch without a checkpoint means
     /// checkpoints were deleted, and so may rows after them have been.
@@ -73,8 +80,9 @@ pub struct Rules {
 /// Feed rows and checkpoints in log order; read the report at the end.
 pub struct Verifier {
     report: Report,
-    /// The key that must sign the head (see [`Rules::pinned_key`]).
-    pinned_key: Option<String>,
+    /// The keys signatures may come from (see [`Rules::pinned_keys`]).
+    pinned: Vec<String>,
+    head_key: Option<String>,
     /// The key signatures must be made with now: the first one seen, then
     /// each key-change record's new key.
     active_key: Option<String>,
@@ -96,7 +104,8 @@ impl Verifier {
                 head_hash: GENESIS.to_string(),
                 ..Report::default()
             },
-            pinned_key: rules.pinned_key,
+            pinned: rules.pinned_keys,
+            head_key: rules.head_key,
             active_key: None,
             checkpoint_every: rules.checkpoint_every,
             allow_open_tail: rules.allow_open_tail,
@@ -229,6 +238,15 @@ impl Verifier {
                 ),
             );
         }
+        if let Some(unpinned) = [previous, key].into_iter().find(|k| !self.is_pinned(k)) {
+            return self.fail(
+                row.id,
+                format!(
+                    "row {}: a key change involving key {unpinned}, which is not pinned (check it, then add it to the pinned keys: `enclave audit key >> FILE`)",
+                    row.id
+                ),
+            );
+        }
         if let Some(active) = &self.active_key
             && active != previous
         {
@@ -282,9 +300,22 @@ impl Verifier {
         }
     }
 
+    fn is_pinned(&self, key: &str) -> bool {
+        self.pinned.is_empty() || self.pinned.iter().any(|k| k == key)
+    }
+
     pub fn checkpoint(&mut self, cp: &Checkpoint) {
         if self.failed() {
             return;
+        }
+        if !self.is_pinned(&cp.public_key) {
+            return self.fail(
+                cp.upto_id,
+                format!(
+                    "the checkpoint for row {} is signed by key {}, which is not pinned (re-signed with another key)",
+                    cp.upto_id, cp.public_key
+                ),
+            );
         }
         if !self.signed_by_known_key(
             &cp.public_key,
@@ -417,8 +448,8 @@ impl Verifier {
             );
         }
         if !self.failed()
-            && let (Some(pinned), Some(active)) = (&self.pinned_key, &self.active_key)
-            && pinned != active
+            && let Some(active) = self.active_key.clone()
+            && !self.is_pinned(&active)
         {
             let since = self
                 .report
@@ -428,11 +459,42 @@ impl Verifier {
             self.fail(
                 since,
                 format!(
-                    "the log is signed by key {active}, not by the pinned key {pinned} (re-signed with another key; after a restore onto a new machine, pin the new key: `enclave audit key`)"
+                    "the log is signed by key {active}, which is not pinned (re-signed with another key; after a restore onto a new machine, add the new key: `enclave audit key >> FILE`)"
                 ),
             );
         }
-        self.report.public_key = self.active_key.clone().or(self.pinned_key.clone());
+        if !self.failed()
+            && self.pinned.is_empty()
+            && let (Some(head), Some(active)) = (self.head_key.clone(), self.active_key.clone())
+            && head != active
+        {
+            self.fail(
+                self.report.head_id,
+                format!("the log is signed by key {active}, not by this data dir's key {head}"),
+            );
+        }
+        // A key change counts only once its new key has signed it: one in
+        // the unsigned tail is refused even when an open tail is accepted.
+        if !self.failed()
+            && let Some(change) = self
+                .report
+                .key_changes
+                .iter()
+                .find(|c| c.row > self.signed_upto)
+                .cloned()
+        {
+            self.fail(
+                change.row,
+                format!(
+                    "row {}: a key change that its new key has not signed",
+                    change.row
+                ),
+            );
+        }
+        self.report.public_key = self
+            .active_key
+            .clone()
+            .or_else(|| self.pinned.last().cloned());
         if !self.failed() {
             self.report.unsigned_tail = (self.report.head_id - self.signed_upto).max(0) as u64;
             if self.report.unsigned_tail > 0 && !self.allow_open_tail {

@@ -165,6 +165,8 @@ pub fn chat(config: &Config, args: ChatArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| config.llm_model_path());
     let mut llm = Llm::load(&path, config.llm.context_window)
         .with_context(|| format!("loading {}", path.display()))?;
+    // Slices as the server reads them, so an answer here is the server's.
+    llm.prefill_chunk = config.llm.prefill_chunk.max(1);
     let mut sampling = config.llm.sampling.clone();
     if let Some(t) = args.temperature {
         sampling.temperature = t;

@@ -161,10 +161,10 @@ fn new_audit_key_if_left_out(
     config: &Config,
     manifest: &Manifest,
 ) -> Result<Option<(String, String)>> {
-    let key_file = config.data_dir.join(crate::audit::key::FILE_NAME);
-    if key_file.is_file() {
+    if manifest.files.contains_key(crate::audit::key::FILE_NAME) {
         return Ok(None); // restored with the backup (`--with-audit-key`)
     }
+    // The data dir's own key (made at install), or a new one.
     let mut store = Store::open(&config.data_dir.join(DB))?;
     store.set_audit(crate::library::audit_sink(config)?);
     let reason = format!(
@@ -177,6 +177,52 @@ fn new_audit_key_if_left_out(
         .map(|s| s.key.public_hex())
         .unwrap_or_default();
     Ok(previous.map(|p| (p, key)))
+}
+
+/// `dir` exists with nothing in it but `allowed`, or does not exist yet.
+fn empty_but_for(dir: &Path, allowed: &str) -> Result<()> {
+    if dir.exists() {
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries {
+            if entry?.file_name() != allowed {
+                bail!("{} exists and is not empty", dir.display());
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(())
+}
+
+/// With pinned keys configured, the restored log must verify against them
+/// before this machine's key takes it over: a backup whose log was
+/// rewritten and re-signed with another key is refused, not adopted.
+fn check_against_pins(config: &Config, pins: &[String]) -> Result<()> {
+    if pins.is_empty() {
+        eprintln!(
+            "No pinned audit keys (audit.public_key_file): the backup's signing key is taken as it is."
+        );
+        return Ok(());
+    }
+    let store = Store::open(&config.data_dir.join(DB))?;
+    let report = store.verify_audit(crate::audit::verify::Rules {
+        pinned_keys: pins.to_vec(),
+        head_key: None,
+        checkpoint_every: Some(config.audit.checkpoint_every),
+        allow_open_tail: false,
+        witness: None,
+    })?;
+    match report.failure {
+        None => Ok(()),
+        Some(f) => bail!(
+            "the backup's audit log does not verify against the pinned keys in {} (row {}: {}); \
+             nothing was restored. If the backup comes from another machine, add that machine's \
+             public key (its /etc/enclave/audit.pub) to this file first",
+            config.audit.public_key_file.display(),
+            f.row,
+            f.reason
+        ),
+    }
 }
 
 pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
@@ -199,9 +245,28 @@ pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
         }
     }
     let data = &config.data_dir;
-    empty_or_new(data).context("restore needs an empty or new data dir")?;
+    let own_key = data.join(crate::audit::key::FILE_NAME);
+    if manifest.files.contains_key(crate::audit::key::FILE_NAME) && own_key.exists() {
+        bail!(
+            "{} already has an audit key (made at install), and the backup holds one too; \
+             restore into an empty data dir, or take the backup without --with-audit-key",
+            data.display()
+        );
+    }
+    // A data dir holding only the key the package made at install counts
+    // as empty: that key is this machine's, and takes over the log.
+    empty_but_for(data, crate::audit::key::FILE_NAME)
+        .context("restore needs an empty or new data dir")?;
     for rel in manifest.files.keys() {
         copy_into(src, data, rel)?;
+    }
+    let pins = crate::audit::key::pinned(&config.audit.public_key_file)?;
+    if let Err(e) = check_against_pins(config, &pins) {
+        for rel in manifest.files.keys() {
+            let _ = std::fs::remove_file(data.join(rel));
+        }
+        let _ = std::fs::remove_dir_all(data.join("originals"));
+        return Err(e);
     }
     let key_change = new_audit_key_if_left_out(config, &manifest)?;
     eprintln!(
@@ -221,9 +286,16 @@ pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
         })),
     )?;
     store.sign_audit_head()?;
-    // Against the key now in use: a key change it made is accepted.
+    // Against the pinned keys and the key now in use (a key change this
+    // restore made is accepted; the operator is told to pin the new key).
+    let now = store.audit_sink().map(|s| s.key.public_hex());
+    let mut keys = pins.clone();
+    if !keys.is_empty() {
+        keys.extend(now.clone());
+    }
     let report = store.verify_audit(crate::audit::verify::Rules {
-        pinned_key: store.audit_sink().map(|s| s.key.public_hex()),
+        pinned_keys: keys,
+        head_key: now,
         checkpoint_every: Some(config.audit.checkpoint_every),
         allow_open_tail: false,
         witness: None,
@@ -239,8 +311,8 @@ pub fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode> {
     if let Some((previous, key)) = key_change {
         println!(
             "The backup held no audit key: a new key signs the log from here on, recorded in it \
-             as a key change from {previous}.\nNew audit public key: {key}\nPin it where auditors \
-             verify from, e.g. `enclave audit key > /etc/enclave/audit.pub`."
+             as a key change from {previous}.\nNew audit public key: {key}\nAdd it to the keys \
+             auditors verify against, e.g. `enclave audit key >> /etc/enclave/audit.pub` (as root)."
         );
     }
     Ok(if report.ok() {

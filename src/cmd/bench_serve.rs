@@ -26,6 +26,10 @@ struct Timing {
     first_token: Duration,
     whole: Duration,
     tokens: usize,
+    prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from a cache (the slot's
+    /// own, or copied from another slot).
+    reused_tokens: usize,
 }
 
 #[derive(Serialize)]
@@ -44,6 +48,8 @@ struct Report {
     whole_answer_p95_s: f64,
     generated_tokens: usize,
     tokens_per_s: f64,
+    prompt_tokens: usize,
+    reused_prompt_tokens: usize,
     peak_rss_mib: f64,
 }
 
@@ -141,7 +147,8 @@ pub fn run(config: &Config, args: ServeBenchArgs) -> Result<()> {
         println!(
             "{} answers ({} refused by the gate, {} failed) in {:.1} s with {} at once: \
              first token p50 {:.2} s, p95 {:.2} s; whole answer p50 {:.2} s, p95 {:.2} s; \
-             {} tokens, {:.1} tokens/s; peak RSS {:.0} MiB",
+             {} tokens, {:.1} tokens/s; {} of {} prompt tokens from a cached prefix; \
+             peak RSS {:.0} MiB",
             report.answers,
             report.not_covered,
             report.failed,
@@ -153,6 +160,8 @@ pub fn run(config: &Config, args: ServeBenchArgs) -> Result<()> {
             report.whole_answer_p95_s,
             report.generated_tokens,
             report.tokens_per_s,
+            report.reused_prompt_tokens,
+            report.prompt_tokens,
             report.peak_rss_mib
         );
     }
@@ -178,6 +187,8 @@ fn answer(worker: &Worker, request: GenerationRequest) -> Result<Timing, String>
                     first_token: first.unwrap_or(whole),
                     whole,
                     tokens: stats.generated_tokens,
+                    prompt_tokens: stats.prompt_tokens,
+                    reused_tokens: stats.reused_tokens,
                 });
             }
             Some(Event::Failed(e)) => return Err(e),
@@ -218,6 +229,8 @@ fn summarise(
         whole_answer_p95_s: percentile(&whole, 0.95),
         generated_tokens: tokens,
         tokens_per_s: tokens as f64 / wall.as_secs_f64().max(1e-9),
+        prompt_tokens: timings.iter().map(|t| t.prompt_tokens).sum(),
+        reused_prompt_tokens: timings.iter().map(|t| t.reused_tokens).sum(),
         peak_rss_mib: crate::os::peak_rss_kib() as f64 / 1024.0,
     }
 }

@@ -327,24 +327,24 @@ fn audit(config: &Config) -> Check {
         Ok(p) => p,
         Err(e) => return check("audit log", Level::Fail, e.to_string()),
     };
-    let key = pinned.clone().or(own.clone());
-    let pin_note = match (&pinned, &own) {
-        (Some(p), Some(o)) if p == o => format!("public key pinned in {}", pin_file.display()),
-        (Some(_), _) => format!(
-            "{} pins another key than the data dir's (after a restore: `enclave audit key > {}`)",
+    let pin_ok = own.as_ref().is_some_and(|o| pinned.contains(o));
+    let pin_note = if pin_ok {
+        format!("public key pinned in {}", pin_file.display())
+    } else if !pinned.is_empty() {
+        format!(
+            "{} does not pin the data dir's key (after a restore: `enclave audit key >> {}`)",
             pin_file.display(),
             pin_file.display()
-        ),
-        (None, _) if pin_file.as_os_str().is_empty() => {
-            "public key not pinned outside the data dir (audit.public_key_file)".into()
-        }
-        (None, _) => format!(
+        )
+    } else if pin_file.as_os_str().is_empty() {
+        "public key not pinned outside the data dir (audit.public_key_file)".into()
+    } else {
+        format!(
             "public key not pinned: {} does not exist (`enclave audit key > {}`)",
             pin_file.display(),
             pin_file.display()
-        ),
+        )
     };
-    let pin_ok = pinned.is_some() && pinned == own;
     let witness = crate::audit::witness::Witness::from_setting(&config.audit.witness);
     // Reading the journal needs root or the systemd-journal group; without
     // it the log is still checked, and the witness named as unchecked.
@@ -355,7 +355,8 @@ fn audit(config: &Config) -> Check {
     };
     // The server may be running: its newest rows are not signed yet.
     let rules = crate::audit::verify::Rules {
-        pinned_key: key,
+        pinned_keys: pinned.clone(),
+        head_key: own.clone(),
         checkpoint_every: Some(config.audit.checkpoint_every),
         allow_open_tail: true,
         witness: witnessed,

@@ -260,14 +260,16 @@ pub fn audit(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
             witness,
             json,
         } => {
-            let pinned = match public_key {
-                Some(k) => Some(audit::key::parse_public_key(&k).map_err(anyhow::Error::msg)?),
-                None => {
-                    audit::key::expected_head_key(&config.audit.public_key_file, &config.data_dir)?
-                }
+            let (pinned, head_key) = match public_key {
+                Some(k) => (
+                    audit::key::parse_public_keys(&k).map_err(anyhow::Error::msg)?,
+                    None,
+                ),
+                None => audit::key::expected_keys(&config.audit.public_key_file, &config.data_dir)?,
             };
             let rules = audit::verify::Rules {
-                pinned_key: pinned,
+                pinned_keys: pinned,
+                head_key,
                 // An export may come from a server with another cadence:
                 // checked only when given.
                 checkpoint_every: checkpoint_every.or(db.then_some(config.audit.checkpoint_every)),
@@ -327,10 +329,12 @@ fn print_audit_key(config: &Config) -> Result<()> {
     } else if !pin.exists() {
         format!("not pinned yet: {} does not exist", pin.display())
     } else {
-        match audit::key::parse_public_key(&pin.to_string_lossy()) {
-            Ok(k) if k == key.public_hex() => format!("pinned in {}", pin.display()),
-            Ok(k) => format!(
-                "{} pins another key ({k}): after a restore onto a new machine, replace it with this one",
+        match audit::key::parse_public_keys(&pin.to_string_lossy()) {
+            Ok(keys) if keys.contains(&key.public_hex()) => format!("pinned in {}", pin.display()),
+            Ok(_) => format!(
+                "{} pins other keys: after a restore onto a new machine, check the key change \
+                 `enclave audit verify --db` prints, then add this key: enclave audit key >> {}",
+                pin.display(),
                 pin.display()
             ),
             Err(e) => format!("the pinned copy is unreadable: {e}"),

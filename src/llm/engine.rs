@@ -100,7 +100,7 @@ impl Slot {
 
     /// After a failed step the cache is in an unknown state.
     fn reset(&mut self) {
-        self.cache.truncate(0);
+        self.cache.clear();
         self.tokens.clear();
     }
 }
@@ -417,7 +417,8 @@ impl Llm {
             let wants = seq.wants_logits(input.len());
             let mut logits = step(&self.model, &mut [(&mut self.slot, &input, wants)])?;
             let piece = seq.after_step(input.len(), logits.pop().flatten(), &self.tokenizer);
-            if !piece.is_empty() && !on_text(&piece) {
+            // Every sampled token is a chance to cancel, text or not.
+            if !seq.is_prefilling() && !on_text(&piece) {
                 let rest = seq.cancel();
                 if !rest.is_empty() {
                     on_text(&rest);

@@ -272,6 +272,24 @@ pub fn axpy(w: f32, x: &[f32], y: &mut [f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += w * x);
 }
 
+/// `a · b` for an f32 query against an f16 cached key (equal lengths).
+pub fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
+    if has_vnni() && a.len() == b.len() && a.len().is_multiple_of(16) {
+        // SAFETY: AVX-512F is implied by the VNNI check; lengths checked.
+        return unsafe { avx512::dot_f32_f16(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| x * y.to_f32()).sum()
+}
+
+/// `y += w·x` for an f16 cached value row (equal lengths).
+pub fn axpy_f16(w: f32, x: &[half::f16], y: &mut [f32]) {
+    if has_vnni() && x.len() == y.len() && x.len().is_multiple_of(16) {
+        // SAFETY: as in `dot_f16`.
+        return unsafe { avx512::axpy_f16(w, x, y) };
+    }
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += w * x.to_f32());
+}
+
 /// The activation vector quantized to 8-bit blocks of 32.
 pub struct QuantizedVector {
     /// Natural order.
@@ -348,6 +366,13 @@ pub fn gemv_many(matrices: &[&PackedMatrix], x: &[f32]) -> Vec<Vec<f32>> {
 pub fn gemm_many(matrices: &[&PackedMatrix], x: &[f32], n: usize) -> Vec<Vec<f32>> {
     let n = n.max(1);
     let cols = x.len() / n;
+    // Every kernel's SAFETY argument rests on each input row having exactly
+    // the matrix's column count.
+    assert!(
+        matrices.iter().all(|m| m.cols() * n == x.len()),
+        "gemm_many: {n} rows of {} values do not match the matrices",
+        x.len() / n
+    );
     let qxs: Vec<QuantizedVector> = x
         .chunks_exact(cols.max(1))
         .map(QuantizedVector::new)
@@ -681,6 +706,36 @@ mod avx512 {
         _mm512_reduce_add_ps(acc)
     }
 
+    /// Dot product of f32 and f16 slices of equal length (a multiple of 16).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_f32_f16(a: &[f32], b: &[half::f16]) -> f32 {
+        let mut acc = _mm512_setzero_ps();
+        for i in (0..a.len()).step_by(16) {
+            // SAFETY: the caller passes equal lengths that are multiples of
+            // 16; 16 f16 values are 32 bytes.
+            unsafe {
+                let x = _mm512_loadu_ps(a.as_ptr().add(i));
+                let y = _mm512_cvtph_ps(_mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i));
+                acc = _mm512_fmadd_ps(x, y, acc);
+            }
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+
+    /// y += w·x for an f16 x and an f32 y of equal length (a multiple of 16).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn axpy_f16(w: f32, x: &[half::f16], y: &mut [f32]) {
+        let wv = _mm512_set1_ps(w);
+        for i in (0..x.len()).step_by(16) {
+            // SAFETY: as above.
+            unsafe {
+                let xv = _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(i) as *const __m256i));
+                let yv = _mm512_loadu_ps(y.as_ptr().add(i));
+                _mm512_storeu_ps(y.as_mut_ptr().add(i), _mm512_fmadd_ps(wv, xv, yv));
+            }
+        }
+    }
+
     /// y += w·x for f32 slices of equal length (a multiple of 16).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn axpy_f32(w: f32, x: &[f32], y: &mut [f32]) {
@@ -769,6 +824,14 @@ mod avx512 {
         unreachable!("VNNI is only detected on x86_64")
     }
     pub unsafe fn axpy_f32(w: f32, x: &[f32], y: &mut [f32]) {
+        let _ = (w, x, y);
+        unreachable!("AVX-512 is only detected on x86_64")
+    }
+    pub unsafe fn dot_f32_f16(a: &[f32], b: &[half::f16]) -> f32 {
+        let _ = (a, b);
+        unreachable!("AVX-512 is only detected on x86_64")
+    }
+    pub unsafe fn axpy_f16(w: f32, x: &[half::f16], y: &mut [f32]) {
         let _ = (w, x, y);
         unreachable!("AVX-512 is only detected on x86_64")
     }

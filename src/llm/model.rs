@@ -13,7 +13,10 @@ use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 use super::gguf::{Gguf, GgufError, TensorInfo};
-use super::kernels::{PackedMatrix, axpy, dot, gemm_many};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use super::kernels::{PackedMatrix, axpy_f16, dot_f16, gemm_many};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -185,9 +188,9 @@ impl ModelConfig {
         ModelConfig::from_gguf(&Gguf::open(path)?)
     }
 
-    /// Bytes one cached position takes: keys and values of every layer, f32.
+    /// Bytes one cached position takes: keys and values of every layer, f16.
     pub fn kv_bytes_per_position(&self) -> usize {
-        self.n_layer * 2 * self.n_head_kv * self.head_dim * std::mem::size_of::<f32>()
+        self.n_layer * 2 * self.n_head_kv * self.head_dim * std::mem::size_of::<f16>()
     }
 
     /// The KV window a cache gets when asked for `requested` positions.
@@ -375,8 +378,10 @@ pub struct Model {
 /// Keys and values of every layer for the positions computed so far.
 pub struct KvCache {
     /// Per layer: `positions × (n_head_kv · head_dim)`.
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
+    /// f16, as llama.cpp keeps them: half the memory of f32, and the
+    /// attention reads half the bytes.
+    keys: Vec<Vec<f16>>,
+    values: Vec<Vec<f16>>,
     len: usize,
     row: usize,
     window: usize,
@@ -418,9 +423,19 @@ impl KvCache {
         }
     }
 
+    /// Forget everything, whatever a failed step left behind (positions a
+    /// step appended to some layers before it failed are not counted in
+    /// `len`), keeping the memory.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        for v in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            v.clear();
+        }
+    }
+
     /// Forget everything and give the memory back.
     pub fn release(&mut self) {
-        self.truncate(0);
+        self.clear();
         for v in self.keys.iter_mut().chain(self.values.iter_mut()) {
             v.shrink_to_fit();
         }
@@ -443,9 +458,18 @@ impl KvCache {
         self.len = len;
     }
 
-    /// Bytes one position takes in every layer (keys and values, f32).
+    /// Bytes one position takes in every layer (keys and values, f16).
     pub fn bytes_per_position(&self) -> usize {
-        self.keys.len() * 2 * self.row * std::mem::size_of::<f32>()
+        self.keys.len() * 2 * self.row * std::mem::size_of::<f16>()
+    }
+
+    /// Append one layer's new keys and values (`positions × row` each).
+    fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        for (to, from) in [(&mut self.keys[layer], k), (&mut self.values[layer], v)] {
+            let start = to.len();
+            to.resize(start + from.len(), f16::ZERO);
+            to[start..].convert_from_f32_slice(from);
+        }
     }
 
     /// Forget every position from `len` on (keeps the prefix before it).
@@ -783,8 +807,7 @@ impl Model {
             }
             self.apply_rope(q, c.n_head, span.rows, span.start, theta, scale);
             self.apply_rope(k, c.n_head_kv, span.rows, span.start, theta, scale);
-            cache.keys[index].extend_from_slice(k);
-            cache.values[index].extend_from_slice(v);
+            cache.append(index, k, v);
             let shape = AttnShape {
                 m: span.rows,
                 start: span.start,
@@ -900,15 +923,33 @@ struct AttnShape {
 }
 
 /// Causal attention of the `m` new queries over every cached position,
-/// one task per head. Prefill uses gemm for both products; decode (m = 1)
-/// uses plain dot products, which is all one row needs.
-fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
+/// one task per head. Prefill uses gemm for both products (on this slice's
+/// keys and values widened to f32 once per KV head); decode (m = 1) uses
+/// dot products straight on the f16 cache, which is all one row needs.
+fn attend(q: &[f32], keys: &[f16], values: &[f16], s: AttnShape) -> Vec<f32> {
     let hd = s.head_dim;
     let total = s.start + s.m;
     let row = s.n_head_kv * hd;
     let q_row = s.n_head * hd;
     let group = s.n_head / s.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
+    // Prefill: each KV head's keys and values as f32, `total × hd`.
+    let widened: Vec<(Vec<f32>, Vec<f32>)> = if s.m == 1 {
+        Vec::new()
+    } else {
+        (0..s.n_head_kv)
+            .map(|kvh| {
+                let widen = |src: &[f16]| {
+                    let mut out = vec![0f32; total * hd];
+                    for (p, o) in out.chunks_exact_mut(hd).enumerate() {
+                        src[p * row + kvh * hd..p * row + (kvh + 1) * hd].convert_to_f32_slice(o);
+                    }
+                    out
+                };
+                (widen(keys), widen(values))
+            })
+            .collect()
+    };
     // Heads run one after another: the products inside are small, and a
     // second thread pool beside candle's would fight it for the cores.
     let per_head: Vec<Vec<f32>> = (0..s.n_head)
@@ -920,14 +961,14 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
             let mut scores = vec![0f32; s.m * total];
             if s.m == 1 {
                 for (p, score) in scores.iter_mut().enumerate() {
-                    *score = dot(&qh[..hd], &k[p * row..p * row + hd]) * scale;
+                    *score = dot_f16(&qh[..hd], &k[p * row..p * row + hd]) * scale;
                 }
             } else {
                 crate::linalg::scaled_scores(
                     qh,
                     q_row,
-                    k,
-                    row,
+                    &widened[kvh].0,
+                    hd,
                     (s.m, total, hd),
                     scale,
                     &mut scores,
@@ -944,11 +985,17 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], s: AttnShape) -> Vec<f32> {
             if s.m == 1 {
                 for (p, &w) in scores.iter().enumerate() {
                     if w != 0.0 {
-                        axpy(w, &v[p * row..p * row + hd], &mut out);
+                        axpy_f16(w, &v[p * row..p * row + hd], &mut out);
                     }
                 }
             } else {
-                crate::linalg::weighted_values(&scores, v, row, (s.m, total, hd), &mut out);
+                crate::linalg::weighted_values(
+                    &scores,
+                    &widened[kvh].1,
+                    hd,
+                    (s.m, total, hd),
+                    &mut out,
+                );
             }
             out
         })

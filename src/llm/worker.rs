@@ -115,7 +115,6 @@ struct Job {
     request: GenerationRequest,
     events: Sender<Event>,
     cancel: Arc<AtomicBool>,
-    submitted: Instant,
 }
 
 struct State {
@@ -224,7 +223,6 @@ impl Worker {
                 request,
                 events: tx,
                 cancel: cancel.clone(),
-                submitted: Instant::now(),
             });
         }
         self.shared.wake.notify_one();
@@ -415,7 +413,9 @@ impl Batch {
             }
         }
         let _ = job.events.send(Event::Started);
-        let seq = Sequence::new(job.request.clone(), prompt, reused, job.submitted);
+        // Timed from here, as `Llm::generate` times: the wait in the queue
+        // is the caller's to measure (it holds the ticket from submit on).
+        let seq = Sequence::new(job.request.clone(), prompt, reused, Instant::now());
         self.active[slot] = Some(Active { job, seq });
     }
 

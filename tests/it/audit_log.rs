@@ -36,7 +36,8 @@ fn log_with_rows(dir: &std::path::Path, n: usize) -> (Connection, AuditKey) {
 /// What `enclave audit verify --db` checks on a stopped server's log.
 fn rules(key: &AuditKey) -> audit::verify::Rules {
     audit::verify::Rules {
-        pinned_key: Some(key.public_hex()),
+        pinned_keys: vec![key.public_hex()],
+        head_key: None,
         checkpoint_every: Some(EVERY),
         allow_open_tail: false,
         witness: None,
@@ -597,13 +598,17 @@ fn change_key(conn: &mut Connection, previous: &AuditKey, new: &AuditKey) -> i64
     row
 }
 
-fn pinned_to(key: &AuditKey) -> audit::verify::Rules {
-    rules(key)
+fn pinned_to(keys: &[&AuditKey]) -> audit::verify::Rules {
+    audit::verify::Rules {
+        pinned_keys: keys.iter().map(|k| k.public_hex()).collect(),
+        ..rules(keys[0])
+    }
 }
 
 fn unpinned() -> audit::verify::Rules {
     audit::verify::Rules {
-        pinned_key: None,
+        pinned_keys: Vec::new(),
+        head_key: None,
         checkpoint_every: Some(EVERY),
         allow_open_tail: false,
         witness: None,
@@ -626,7 +631,7 @@ fn a_key_change_after_the_old_keys_checkpoint_verifies_and_is_reported() {
     }
     log::checkpoint_head(&mut conn, &new).unwrap();
 
-    let report = log::verify(&conn, pinned_to(&new)).unwrap();
+    let report = log::verify(&conn, pinned_to(&[&old, &new])).unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.rows, 61);
     assert_eq!(report.key_changes.len(), 1);
@@ -636,14 +641,18 @@ fn a_key_change_after_the_old_keys_checkpoint_verifies_and_is_reported() {
         report.public_key.as_deref(),
         Some(new.public_hex().as_str())
     );
-    // The old machine's pinned key no longer signs the head.
-    let report = log::verify(&conn, pinned_to(&old)).unwrap();
+    // Until the new key is pinned beside the old one, the change fails.
+    let report = log::verify(&conn, pinned_to(&[&old])).unwrap();
     assert_eq!(failed_row(&report), 41, "{report:?}");
-    assert!(report.failure.unwrap().reason.contains("pinned key"));
+    assert!(report.failure.unwrap().reason.contains("not pinned"));
     // An export carries the change and verifies the same way.
     let text = export(&mut conn, &new, Format::Jsonl);
-    assert!(verify_text(&text, &new).ok());
-    assert_eq!(failed_row(&verify_text(&text, &old)), 41);
+    let file = |rules| {
+        let mut reader = BufReader::new(text.as_bytes());
+        audit::export::verify_file(&mut reader, rules).unwrap()
+    };
+    assert!(file(pinned_to(&[&old, &new])).ok());
+    assert_eq!(failed_row(&file(pinned_to(&[&old]))), 41);
 }
 
 /// Someone who can write the database but has no key cuts the log back to
@@ -665,7 +674,7 @@ fn a_cut_disguised_as_a_key_change_fails_against_the_pin_and_the_witness() {
     let report = log::verify(&conn, unpinned()).unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.key_changes.len(), 1, "but it is shown");
-    let report = log::verify(&conn, pinned_to(&real)).unwrap();
+    let report = log::verify(&conn, pinned_to(&[&real])).unwrap();
     assert_eq!(failed_row(&report), 33, "{report:?}");
     let report = verify_with(&conn, &forger, &witness);
     assert!(!report.ok(), "{report:?}");
@@ -684,7 +693,7 @@ fn a_key_change_over_unsigned_rows_or_from_another_key_fails() {
     let elsewhere = tempfile::tempdir().unwrap();
     let new = AuditKey::load_or_create(elsewhere.path()).unwrap();
     assert_eq!(change_key(&mut conn, &old, &new), 44);
-    let report = log::verify(&conn, pinned_to(&new)).unwrap();
+    let report = log::verify(&conn, pinned_to(&[&old, &new])).unwrap();
     assert_eq!(failed_row(&report), 44, "{report:?}");
     assert!(
         report
@@ -699,7 +708,7 @@ fn a_key_change_over_unsigned_rows_or_from_another_key_fails() {
     let third = tempfile::tempdir().unwrap();
     let stranger = AuditKey::load_or_create(third.path()).unwrap();
     change_key(&mut conn, &stranger, &new);
-    let report = log::verify(&conn, pinned_to(&new)).unwrap();
+    let report = log::verify(&conn, unpinned()).unwrap();
     assert_eq!(failed_row(&report), 41, "{report:?}");
 }
 
@@ -757,8 +766,47 @@ fn the_pinned_public_key_file_decides_which_key_signs_the_head() {
     let out = with_config(&["audit", "verify", "--db"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("not by the pinned key"), "{text}");
+    assert!(text.contains("not pinned"), "{text}");
     let doctor = with_config(&["doctor"]).output().unwrap();
     let report = String::from_utf8_lossy(&doctor.stdout);
     assert!(report.contains("FAIL  audit log"), "{report}");
+}
+
+/// A key-change row is only a chained row: someone who can write the
+/// database but holds no key rewrites the log under a key of their own, then
+/// "hands over" to the pinned key, which the running server then uses to
+/// sign the forged head. The pin refuses every signature and key change
+/// that involves a key it does not hold.
+#[test]
+fn a_forged_history_handed_over_to_the_pinned_key_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pinned) = log_with_rows(dir.path(), 1);
+    let forged_dir = tempfile::tempdir().unwrap();
+    let (mut conn, forger) = log_with_rows(forged_dir.path(), 40);
+    change_key(&mut conn, &forger, &pinned);
+    let report = log::verify(&conn, pinned_to(&[&pinned])).unwrap();
+    assert_eq!(failed_row(&report), 16, "{report:?}");
+    assert!(report.failure.unwrap().reason.contains("not pinned"));
+    // Without a pin the log verifies, but says whose key signed it first.
+    let report = log::verify(&conn, unpinned()).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.key_changes[0].previous_key, forger.public_hex());
+    // And a key change still waiting for its new key's signature is
+    // refused even where an open tail is accepted.
+    let entry = Entry::new(&Actor::system(), audit::key::KEY_CHANGE, "audit-key").detail(
+        serde_json::json!({"previous_key": pinned.public_hex(), "key": forger.public_hex()}),
+    );
+    log::append_now(&mut conn, &pinned, EVERY, &entry).unwrap();
+    let open = audit::verify::Rules {
+        allow_open_tail: true,
+        ..unpinned()
+    };
+    let report = log::verify(&conn, open).unwrap();
+    assert!(
+        report
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.reason.contains("has not signed")),
+        "{report:?}"
+    );
 }

@@ -80,8 +80,10 @@ fn answers_stop_at_end_of_turn_and_reuse_the_cached_prefix() {
         .unwrap();
     assert!(stats2.reused_tokens >= 10, "prefix not reused: {stats2:?}");
 
-    // Reusing a cached prefix gives the logits a cold run gives (up to the
-    // rounding of the quantized path short suffixes take).
+    // Reusing a cached prefix gives the logits a cold run gives, up to the
+    // rounding of the quantized path short suffixes take and of the f16 KV
+    // cache (llama.cpp's default too): the same next token, and every logit
+    // within 7.5 % of the largest (measured: 5.2 %).
     let Prompt::Chat(messages) = chat("What is the capital of Italy?", 64).prompt else {
         unreachable!()
     };
@@ -97,8 +99,15 @@ fn answers_stop_at_end_of_turn_and_reuse_the_cached_prefix() {
         .iter()
         .zip(&warm)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let argmax = |l: &[f32]| {
+        l.iter()
+            .enumerate()
+            .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+            .0
+    };
+    assert_eq!(argmax(&cold), argmax(&warm));
     assert!(
-        worst <= 0.05 * range,
+        worst <= 0.075 * range,
         "cached prefix changed the logits: {worst} of {range}"
     );
 }

@@ -140,8 +140,10 @@ pub async fn verify_now(state: &Data<AppState>) -> Result<audit::verify::Report,
     state
         .with_db(move |db| {
             let pinned = audit::key::pinned(&pin_file)?;
+            let head_key = db.audit_sink().map(|s| s.key.public_hex());
             let rules = audit::verify::Rules {
-                pinned_key: pinned.or_else(|| db.audit_sink().map(|s| s.key.public_hex())),
+                pinned_keys: pinned,
+                head_key,
                 checkpoint_every: Some(every),
                 allow_open_tail: true,
                 witness: None,
