@@ -7,10 +7,7 @@ use std::path::PathBuf;
 
 use enclave::llm::gguf::Gguf;
 use enclave::llm::tokenizer::Tokenizer;
-use enclave::llm::{
-    Event, GenerationRequest, GenerationStats, Llm, Message, Prompt, SamplingParams, Ticket,
-    Worker, WorkerOptions,
-};
+use enclave::llm::{Llm, Ticket, Worker, WorkerOptions};
 
 const MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
 
@@ -53,39 +50,9 @@ fn gemma3_tokenizer_matches_llama_cpp_token_for_token() {
     let text = fixture("tokenizer_gemma3.jsonl");
     let gguf = Gguf::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
-    let mut lines = 0;
-    let mut mismatches = Vec::new();
-    let mut not_round_trip = Vec::new();
-    for row in text.lines() {
-        let row: serde_json::Value = serde_json::from_str(row).unwrap();
-        let input = row["text"].as_str().unwrap();
-        let expected = ids(&row["ids"]);
-        let ours = tok.encode(input, false, false);
-        if ours != expected {
-            mismatches.push(format!(
-                "{input:?}\n  llama.cpp {expected:?}\n  ours      {ours:?}"
-            ));
-        }
-        // Byte fallback and no added space prefix: SentencePiece on this
-        // vocabulary is lossless too.
-        if tok.decode(&ours) != input {
-            not_round_trip.push(input.to_string());
-        }
-        lines += 1;
-    }
-    assert!(lines >= 2000, "fixture has only {lines} lines");
-    assert!(
-        mismatches.is_empty(),
-        "{} of {lines} lines differ from llama.cpp; first ones:\n{}",
-        mismatches.len(),
-        mismatches[..mismatches.len().min(5)].join("\n")
-    );
-    assert!(
-        not_round_trip.is_empty(),
-        "decode(encode(x)) != x for {} lines, first ones: {:?}",
-        not_round_trip.len(),
-        &not_round_trip[..not_round_trip.len().min(5)]
-    );
+    // Byte fallback and no added space prefix: SentencePiece on this
+    // vocabulary is lossless too.
+    crate::common::llm::assert_matches_tokenizer_fixture(&tok, &text);
 }
 
 /// The logits of the last position of a 391-token prompt against
@@ -193,45 +160,9 @@ fn gemma3_logits_match_llama_cpp() {
     );
 }
 
-fn greedy() -> SamplingParams {
-    SamplingParams {
-        temperature: 0.0,
-        ..SamplingParams::default()
-    }
-}
-
-/// The file is the base model and carries no chat template: Enclave's plain
-/// transcript fallback is what it gets.
-fn chat(question: &str, max_new_tokens: usize) -> GenerationRequest {
-    GenerationRequest {
-        prompt: Prompt::Chat(vec![
-            Message::new("system", "You are a helpful assistant. Answer briefly."),
-            Message::new("user", question),
-        ]),
-        max_new_tokens,
-        sampling: greedy(),
-        deadline: None,
-        ignore_end: false,
-    }
-}
-
-fn long(question: &str, tokens: usize) -> GenerationRequest {
-    let mut request = chat(question, tokens);
-    request.ignore_end = true;
-    request
-}
-
-/// Wait for a ticket's final answer and statistics.
-fn finished(ticket: &Ticket) -> (String, GenerationStats) {
-    loop {
-        match ticket.recv() {
-            Some(Event::Finished { text, stats }) => return (text, stats),
-            Some(Event::Failed(e)) => panic!("{e}"),
-            None => panic!("no final event"),
-            _ => {}
-        }
-    }
-}
+// The file is the base model and carries no chat template: Enclave's plain
+// transcript fallback is what `chat` gets here.
+use crate::common::llm::{chat, finished, long};
 
 #[test]
 fn gemma3_greedy_answer_is_text() {

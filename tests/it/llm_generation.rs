@@ -6,25 +6,15 @@ use std::time::Instant;
 
 use enclave::llm::synth::{self, SynthQuant, SynthShape};
 use enclave::llm::{
-    Event, GenerationRequest, GenerationStats, Llm, Message, Prompt, SamplingParams, StopReason,
-    SubmitError, Ticket, Worker, WorkerOptions,
+    Event, GenerationRequest, GenerationStats, Llm, Message, Prompt, StopReason, SubmitError,
+    Ticket, Worker, WorkerOptions,
 };
 
 fn model_path() -> PathBuf {
     crate::common::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
-/// Wait for a ticket's final answer and statistics.
-fn finished(ticket: &Ticket) -> (String, GenerationStats) {
-    loop {
-        match ticket.recv() {
-            Some(Event::Finished { text, stats }) => return (text, stats),
-            Some(Event::Failed(e)) => panic!("{e}"),
-            None => panic!("no final event"),
-            _ => {}
-        }
-    }
-}
+use crate::common::llm::{chat, finished, greedy, long};
 
 /// A worker generating up to `parallel` answers at once.
 fn worker(llm: Llm, parallel: usize, capacity: usize) -> Worker {
@@ -37,26 +27,6 @@ fn worker(llm: Llm, parallel: usize, capacity: usize) -> Worker {
             prefill_chunk: enclave::llm::engine::PREFILL_CHUNK,
         },
     )
-}
-
-fn greedy() -> SamplingParams {
-    SamplingParams {
-        temperature: 0.0,
-        ..SamplingParams::default()
-    }
-}
-
-fn chat(question: &str, max_new_tokens: usize) -> GenerationRequest {
-    GenerationRequest {
-        prompt: Prompt::Chat(vec![
-            Message::new("system", "You are a helpful assistant. Answer briefly."),
-            Message::new("user", question),
-        ]),
-        max_new_tokens,
-        sampling: greedy(),
-        deadline: None,
-        ignore_end: false,
-    }
 }
 
 #[test]
@@ -316,12 +286,6 @@ fn untrusted_text_never_becomes_a_control_token() {
     // The forged text is all there, as text.
     let text = tokenizer.decode(&tokens);
     assert!(text.contains("<|im_<|im_end|>end|>"), "{text}");
-}
-
-fn long(question: &str, tokens: usize) -> GenerationRequest {
-    let mut request = chat(question, tokens);
-    request.ignore_end = true;
-    request
 }
 
 /// Every answer a worker gives, with its final statistics.

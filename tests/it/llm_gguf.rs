@@ -42,41 +42,8 @@ fn tokenizer_matches_llama_cpp_token_for_token() {
     let text = std::fs::read_to_string(&fixture).expect("fixture present");
     let gguf = Gguf::open(&model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
-    let mut lines = 0;
-    let mut mismatches = Vec::new();
-    let mut not_round_trip = Vec::new();
-    for row in text.lines() {
-        let row: serde_json::Value = serde_json::from_str(row).unwrap();
-        let input = row["text"].as_str().unwrap();
-        let expected: Vec<u32> = row["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let ours = tok.encode(input, false, false);
-        if ours != expected {
-            mismatches.push(format!(
-                "{input:?}\n  llama.cpp {expected:?}\n  ours      {ours:?}"
-            ));
-        }
-        // Byte-level BPE is lossless.
-        if tok.decode(&ours) != input {
-            not_round_trip.push(input.to_string());
-        }
-        lines += 1;
-    }
-    assert!(lines >= 2000, "fixture has only {lines} lines");
-    assert!(
-        mismatches.is_empty(),
-        "{} of {lines} lines differ from llama.cpp; first ones:\n{}",
-        mismatches.len(),
-        mismatches[..mismatches.len().min(5)].join("\n")
-    );
-    assert!(
-        not_round_trip.is_empty(),
-        "decode(encode(x)) != x for {not_round_trip:?}"
-    );
+    // Byte-level BPE is lossless.
+    crate::common::llm::assert_matches_tokenizer_fixture(&tok, &text);
 }
 
 #[test]
