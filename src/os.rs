@@ -29,11 +29,17 @@ pub fn process_cpu_secs() -> f64 {
 
 /// This process's peak resident memory (VmHWM), in KiB; 0 if unknown.
 pub fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib("self", "VmHWM")
+}
+
+/// A memory figure (`VmRSS`, `VmHWM`, …) of a process (`self` or a pid)
+/// from `/proc/<process>/status`, in KiB; 0 if unknown.
+pub fn status_kib(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::eval_answers::{default_corpus, ingest_folder, read_plain};
+use super::eval_answers::{default_corpus, ingest_folder, percentile, read_plain};
 use crate::cli::ServeBenchArgs;
 use crate::config::Config;
 use crate::library::Library;
@@ -233,13 +233,6 @@ fn summarise(
         reused_prompt_tokens: timings.iter().map(|t| t.reused_tokens).sum(),
         peak_rss_mib: crate::os::peak_rss_kib() as f64 / 1024.0,
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// The burst's prompts, in llama-server's `/completion` terms.

@@ -474,7 +474,7 @@ fn unsupported_facts(generated: &[String], passages: &SourceFacts) -> usize {
         .sum()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -32,14 +32,7 @@ const QUESTIONS: &[&str] = &[
 ];
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    enclave::os::status_kib(&pid.to_string(), "VmRSS")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
