@@ -64,6 +64,9 @@ pub enum Command {
     /// Manage which users and groups may retrieve from which collections.
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// API tokens for the OpenAI-compatible endpoints (/v1/*).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Export and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -328,6 +331,40 @@ pub enum UserCommand {
     Join { username: String, group: String },
     /// Remove an account from a group.
     Leave { username: String, group: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token for a user; the secret is printed once (stdout) and
+    /// only its SHA-256 is kept. It acts as the user with at most these
+    /// scopes and collections.
+    Create {
+        /// The user the token acts as (staff or admin).
+        #[arg(long)]
+        user: String,
+        /// What the token may do: ask (grounded answers, /v1/chat/completions)
+        /// and/or embeddings (/v1/embeddings), comma-separated.
+        #[arg(long, default_value = "ask")]
+        scopes: String,
+        /// Limit the token to these collections (always narrowed to the
+        /// user's grants at the moment of use). Default: all of them.
+        #[arg(long, num_args = 1..)]
+        collections: Vec<String>,
+        /// Lifetime: 90d, 12h, 30m, or never.
+        #[arg(long, default_value = "90d")]
+        expires: String,
+        /// A label for lists and the audit log.
+        #[arg(long, default_value = "api")]
+        name: String,
+    },
+    /// List tokens with their scopes, expiry and last use (never the secret).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (see `token list`); refused from the next request on.
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand, Debug)]

@@ -41,7 +41,129 @@ pub struct Config {
     pub rag: RagConfig,
     pub web: WebConfig,
     pub audit: AuditConfig,
+    pub api: ApiConfig,
+    pub metrics: MetricsConfig,
+    pub cost: CostConfig,
     pub log: LogConfig,
+}
+
+/// The OpenAI-compatible endpoints under `/v1/` (bearer tokens only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve `/v1/*` at all.
+    pub enabled: bool,
+    /// The model name of grounded answers in `/v1/models` and responses.
+    pub model_name: String,
+    /// Inputs per `/v1/embeddings` request, at most.
+    pub max_embedding_inputs: usize,
+    /// Characters per embedding input, at most (the model reads its first
+    /// `embed.max_tokens` tokens; longer input is refused, not cut silently).
+    pub max_embedding_chars: usize,
+    /// Messages per chat completion request, at most.
+    pub max_messages: usize,
+}
+
+/// Prometheus metrics: never on the public listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Plain-HTTP listener for `GET /metrics` ("" for none). Loopback by
+    /// default; a scrape must also send the metrics token as a bearer token.
+    pub listen: String,
+    /// The scrape token's file (Prometheus: `authorization.credentials_file`).
+    /// Empty: `<data_dir>/metrics-token`, created at first start.
+    pub token_file: PathBuf,
+    /// Per-answer usage rows (timings, tokens, CPU time; no text) are kept
+    /// this many days.
+    pub retention_days: u64,
+}
+
+/// The cost model of the usage page: what an hour of this machine costs,
+/// shared out by CPU time, next to what the same tokens would cost at a
+/// cloud API. The defaults are examples; put in your own figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostConfig {
+    /// Shown next to every amount.
+    pub currency: String,
+    /// What the machine cost to buy, amortised over `amortisation_years`...
+    pub hardware_price: f64,
+    pub amortisation_years: f64,
+    /// ...or, when above 0, a rent per hour instead (a hosted server).
+    pub hardware_per_hour: f64,
+    /// Average power draw of the machine under load, in watts...
+    pub power_watts: f64,
+    /// ...and the electricity price per kWh.
+    pub price_per_kwh: f64,
+    /// The cloud API to compare with: its name and prices per million
+    /// input (prompt) and output (generated) tokens.
+    pub cloud_name: String,
+    pub cloud_input_per_million: f64,
+    pub cloud_output_per_million: f64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            model_name: "enclave".into(),
+            max_embedding_inputs: 64,
+            max_embedding_chars: 8_000,
+            max_messages: 64,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".into(),
+            token_file: PathBuf::new(),
+            retention_days: 400,
+        }
+    }
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        CostConfig {
+            currency: "USD".into(),
+            hardware_price: 3_000.0,
+            amortisation_years: 3.0,
+            hardware_per_hour: 0.0,
+            power_watts: 150.0,
+            price_per_kwh: 0.25,
+            cloud_name: "a cloud API (gpt-4o-mini prices)".into(),
+            cloud_input_per_million: 0.15,
+            cloud_output_per_million: 0.60,
+        }
+    }
+}
+
+impl CostConfig {
+    /// What one hour of the whole machine costs: hardware plus power.
+    pub fn machine_per_hour(&self) -> f64 {
+        let hardware = if self.hardware_per_hour > 0.0 {
+            self.hardware_per_hour
+        } else {
+            self.hardware_price / (self.amortisation_years * 365.25 * 24.0)
+        };
+        hardware + self.power_watts / 1000.0 * self.price_per_kwh
+    }
+
+    /// What one CPU-second costs on a machine of `cores` cores: an hour of
+    /// the machine is `cores` × 3600 CPU-seconds.
+    pub fn per_cpu_second(&self, cores: usize) -> f64 {
+        self.machine_per_hour() / (3600.0 * cores.max(1) as f64)
+    }
+
+    /// What `prompt` input and `generated` output tokens cost at the cloud API.
+    pub fn cloud_cost(&self, prompt: u64, generated: u64) -> f64 {
+        (prompt as f64 * self.cloud_input_per_million
+            + generated as f64 * self.cloud_output_per_million)
+            / 1e6
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -378,6 +500,9 @@ impl Default for Config {
             rag: RagConfig::default(),
             web: WebConfig::default(),
             audit: AuditConfig::default(),
+            api: ApiConfig::default(),
+            metrics: MetricsConfig::default(),
+            cost: CostConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -546,6 +671,9 @@ impl Config {
         if let Some(v) = get("ENCLAVE_LISTEN") {
             self.web.listen = v;
         }
+        if let Some(v) = get("ENCLAVE_METRICS_LISTEN") {
+            self.metrics.listen = v;
+        }
         if let Some(v) = get("ENCLAVE_LOG") {
             self.log.filter = v;
         }
@@ -649,6 +777,42 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "audit",
                 reason: "checkpoint_every and retention_days must be at least 1".into(),
+            });
+        }
+        let a = &self.api;
+        if a.model_name.trim().is_empty()
+            || a.max_embedding_inputs == 0
+            || a.max_embedding_chars == 0
+            || a.max_messages == 0
+        {
+            return Err(ConfigError::Invalid {
+                name: "api",
+                reason: "model_name must be set; the embedding and message limits at least 1"
+                    .into(),
+            });
+        }
+        if self.metrics.retention_days == 0 {
+            return Err(ConfigError::Invalid {
+                name: "metrics.retention_days",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let c = &self.cost;
+        let money = [
+            c.hardware_price,
+            c.hardware_per_hour,
+            c.power_watts,
+            c.price_per_kwh,
+            c.cloud_input_per_million,
+            c.cloud_output_per_million,
+        ];
+        if money.iter().any(|v| !v.is_finite() || *v < 0.0)
+            || !(c.amortisation_years.is_finite() && c.amortisation_years > 0.0)
+        {
+            return Err(ConfigError::Invalid {
+                name: "cost",
+                reason: "prices, watts and hours must be 0 or more, amortisation_years above 0"
+                    .into(),
             });
         }
         let v = &self.vector;

@@ -1,7 +1,7 @@
 //! Enclave: a private, on-premise RAG appliance. See ARCHITECTURE.md for the
 //! bird's-eye view; each module's header says what it owns.
 //!
-//! Layers, from the bottom: the leaves (`config`, `time`, `os`, `linalg`,
+//! Layers, from the bottom: the leaves (`config`, `time`, `os`, `linalg`, `metrics`,
 //! `llm`, `embed`, `extract`, `audit`), the `store` (all SQL) and the
 //! `index`es, then the `library` (documents kept consistent across store and
 //! indexes), then the use cases (`ingest`, `rag`) and `accounts`, and at the
@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod library;
 pub mod linalg;
 pub mod llm;
+pub mod metrics;
 pub mod os;
 pub mod rag;
 pub mod store;

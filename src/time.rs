@@ -4,6 +4,13 @@ pub fn now_utc() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
+/// Seconds since the Unix epoch (what the database compares).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The UTC timestamp `days` days ago, in the same format as [`now_utc`]
 /// (so the two compare as strings).
 pub fn days_ago_utc(days: u64) -> String {

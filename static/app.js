@@ -419,6 +419,7 @@ function initApiForms() {
       try {
         const r = await api(form.dataset.method, url, body);
         if (r.password) showResult("Password for " + r.username + " (shown only now): " + r.password);
+        else if (r.secret) showResult("API token " + r.token.name + " for " + r.token.username + " (shown only now; store it in the tool that will use it): " + r.secret);
         else location.reload();
       } catch (x) { showResult("Failed: " + x.message); }
     });

@@ -474,13 +474,7 @@ fn unsupported_facts(generated: &[String], passages: &SourceFacts) -> usize {
         .sum()
 }
 
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
+pub(crate) use crate::metrics::percentile;
 
 /// Whether the normalised gold answer occurs, word-aligned, in the
 /// normalised shown text.

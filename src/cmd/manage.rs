@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::accounts::{self, Grantee, PasswordOrigin};
 use crate::audit::{self, Actor, Entry};
-use crate::cli::{AuditCommand, GrantCommand, UserCommand};
+use crate::cli::{AuditCommand, GrantCommand, TokenCommand, UserCommand};
 use crate::config::Config;
 use crate::store::{self, Store};
 
@@ -161,6 +161,96 @@ fn set_disabled(store: &mut Store, actor: &Actor, username: &str, disabled: bool
         println!("{username} is enabled.");
     }
     Ok(())
+}
+
+pub fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
+    let mut store = open_store(config)?;
+    let actor = Actor::cli();
+    let now = crate::time::unix_now();
+    match cmd {
+        TokenCommand::Create {
+            user,
+            scopes,
+            collections,
+            expires,
+            name,
+        } => {
+            let request = store::tokens::TokenRequest {
+                username: user,
+                name,
+                scopes,
+                collections: (!collections.is_empty()).then_some(collections),
+                expires,
+                created_by: actor.name.clone(),
+            };
+            let issued = store.transact(|tx| -> Result<_> {
+                match store::tokens::issue(tx, &request, now)? {
+                    Ok(issued) => {
+                        let entry =
+                            store::tokens::audit_entry(&actor, "token.create", &issued.token);
+                        Ok((Ok(issued), Some(entry)))
+                    }
+                    Err(message) => Ok((Err(message), None)),
+                }
+            })?;
+            let issued = issued.map_err(anyhow::Error::msg)?;
+            let t = &issued.token;
+            eprintln!(
+                "Token {} for {} (scopes {}; collections {}; expires {}). The secret is shown only now:",
+                t.id,
+                t.username,
+                accounts::tokens::scopes_text(&t.scopes),
+                t.collections
+                    .as_ref()
+                    .map_or("all granted".into(), |c| c.join(", ")),
+                t.expires_at.map_or("never".into(), |e| format!(
+                    "in {} days",
+                    (e - now) / 86_400
+                )),
+            );
+            println!("{}", issued.secret);
+        }
+        TokenCommand::List { json } => {
+            let tokens = store.autocommit(store::tokens::list)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+            } else {
+                for t in tokens {
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else if t.live_at(now) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    println!(
+                        "{:>4}  {:<8} {:<16} {:<20} {:<16} {:<10}… last used {}",
+                        t.id,
+                        state,
+                        t.username,
+                        t.name,
+                        accounts::tokens::scopes_text(&t.scopes),
+                        t.prefix,
+                        t.last_used_at
+                            .map_or("never".into(), |at| format!("{} s ago", now - at)),
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            store.transact(|tx| -> Result<_> {
+                let token = store::tokens::get(tx, id)?
+                    .with_context(|| format!("no token {id} (see `enclave token list`)"))?;
+                if !store::tokens::revoke(tx, id, now)? {
+                    bail!("token {id} was revoked already");
+                }
+                let entry = store::tokens::audit_entry(&actor, "token.revoke", &token);
+                Ok(((), Some(entry)))
+            })?;
+            println!("Revoked token {id}.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn grant(config: &Config, cmd: GrantCommand) -> Result<ExitCode> {

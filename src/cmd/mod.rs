@@ -64,6 +64,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => serve(config, args.listen),
         Command::User(cmd) => manage::user(&config, cmd),
+        Command::Token(cmd) => manage::token(&config, cmd),
         Command::Grant(cmd) => manage::grant(&config, cmd),
         Command::Audit(cmd) => manage::audit(&config, cmd),
         Command::Doctor(args) => doctor::run(&config, args),

@@ -119,10 +119,23 @@ fn set_state(
 }
 
 fn process(ctx: &IngestContext, job: &UploadJob) {
+    let started = std::time::Instant::now();
+    let counted = |outcome: &str| {
+        let m = crate::metrics::get();
+        m.ingest_documents
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        m.ingest_seconds.observe(started.elapsed().as_secs_f64());
+    };
     set_state(ctx, job, UploadState::Extracting, "", None);
     let prepared = match super::prepare_file(&ctx.config, &job.staged) {
         Ok(p) => p,
-        Err(rejection) => return reject(ctx, job, &rejection.to_string()),
+        Err(rejection) => {
+            counted("rejected");
+            return reject(ctx, job, &rejection.to_string());
+        }
     };
     set_state(ctx, job, UploadState::Indexing, "", None);
     let outcome = match ctx.library.lock() {
@@ -146,27 +159,36 @@ fn process(ctx: &IngestContext, job: &UploadJob) {
             chunks,
             warnings,
         })) => {
+            counted("indexed");
+            let m = crate::metrics::get();
+            m.ingest_pages.inc_by(pages as u64);
+            m.ingest_chunks.inc_by(chunks as u64);
             let mut detail = format!("{pages} pages, {chunks} passages");
             if !warnings.is_empty() {
                 detail.push_str(&format!("; warnings: {}", warnings.join("; ")));
             }
             set_state(ctx, job, UploadState::Done, &detail, Some(document_id));
         }
-        Ok(Indexing::Done(Outcome::Duplicate { document_id })) => set_state(
-            ctx,
-            job,
-            UploadState::Duplicate,
-            &format!(
-                "already in collection {} as document {document_id}",
-                job.collection
-            ),
-            Some(document_id),
-        ),
+        Ok(Indexing::Done(Outcome::Duplicate { document_id })) => {
+            counted("duplicate");
+            set_state(
+                ctx,
+                job,
+                UploadState::Duplicate,
+                &format!(
+                    "already in collection {} as document {document_id}",
+                    job.collection
+                ),
+                Some(document_id),
+            )
+        }
         Ok(Indexing::Done(Outcome::Rejected { reason })) => {
+            counted("rejected");
             set_state(ctx, job, UploadState::Rejected, &reason, None)
         }
         Ok(Indexing::Waiting(_)) => {} // recorded above, under the library lock
         Err(e) => {
+            counted("failed");
             tracing::error!(error = %e, file = job.file_name, "ingest failed");
             set_state(
                 ctx,

@@ -68,6 +68,10 @@ pub struct GenerationStats {
     pub decode_ms: f64,
     pub time_to_first_token_ms: f64,
     pub stop: StopReason,
+    /// The process's CPU time while this sequence's steps ran, shared out
+    /// among the sequences of each step by the tokens each computed in it
+    /// (what this answer cost the machine, also when batched).
+    pub cpu_secs: f64,
 }
 
 /// A KV cache and exactly the tokens whose keys and values it holds: one
@@ -141,6 +145,7 @@ impl Sequence {
                 decode_ms: 0.0,
                 time_to_first_token_ms: 0.0,
                 stop: StopReason::MaxTokens,
+                cpu_secs: 0.0,
             },
             request,
             prompt,
@@ -282,6 +287,11 @@ impl Sequence {
         self.pending.clear();
         self.text.push_str(&rest);
         rest
+    }
+
+    /// Charge this sequence its share of a step's CPU time.
+    pub fn add_cpu(&mut self, secs: f64) {
+        self.stats.cpu_secs += secs;
     }
 
     /// The answer and its statistics, once done.

@@ -465,9 +465,11 @@ impl Batch {
         if work.is_empty() {
             return;
         }
+        let cpu = crate::os::process_cpu_secs();
         let outcome = step(&self.llm.model, &mut work);
         drop(work);
         let stepped: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i].is_some()).collect();
+        self.share_cpu(&inputs, crate::os::process_cpu_secs() - cpu);
         match outcome {
             Ok(logits) => {
                 for (i, logits) in stepped.into_iter().zip(logits) {
@@ -481,6 +483,19 @@ impl Batch {
                         let _ = a.job.events.send(Event::Failed(e.to_string()));
                     }
                 }
+            }
+        }
+    }
+
+    /// Charge a step's CPU time to its sequences by the tokens each computed.
+    fn share_cpu(&mut self, inputs: &[Option<(Vec<u32>, bool)>], secs: f64) {
+        let total: usize = inputs.iter().flatten().map(|(t, _)| t.len()).sum();
+        if total == 0 || secs <= 0.0 {
+            return;
+        }
+        for (a, input) in self.active.iter_mut().zip(inputs) {
+            if let (Some(a), Some((tokens, _))) = (a.as_mut(), input) {
+                a.seq.add_cpu(secs * tokens.len() as f64 / total as f64);
             }
         }
     }

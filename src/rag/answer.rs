@@ -129,6 +129,11 @@ pub struct Usage {
     /// CPU time of the process while this answer was produced (exact when one
     /// answer runs at a time, as in `enclave eval answers`).
     pub cpu_secs: f64,
+    /// The models' CPU time charged to this answer: each batched step's
+    /// share (by tokens computed), summed over the tiers tried. What the
+    /// usage page's cost per answer is based on.
+    #[serde(default)]
+    pub model_cpu_secs: f64,
     /// Wall-clock time from plan to answer.
     pub wall_ms: f64,
     /// Of which gathering evidence, quoting and verifying.

@@ -322,6 +322,11 @@ impl Asker {
                     .filter_map(|r| r.stats.as_ref())
                     .map(|s| s.generated_tokens)
                     .sum(),
+                model_cpu_secs: runs
+                    .iter()
+                    .filter_map(|r| r.stats.as_ref())
+                    .map(|s| s.cpu_secs)
+                    .sum(),
                 verify_ms: prepared.evidence_ms + runs.iter().map(|r| r.verify_ms).sum::<f64>(),
                 ..Usage::default()
             },

@@ -74,6 +74,7 @@ pub fn append(
             row.hash
         ],
     )?;
+    crate::metrics::get().audit_rows.inc();
     let checkpoint = if (row.id as u64).is_multiple_of(every) {
         Some(write_checkpoint(conn, key, row.id, &row.hash)?)
     } else {

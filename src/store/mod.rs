@@ -2,8 +2,9 @@
 //! One file per table family: `documents` (documents, pages, chunks,
 //! collections), `jobs`, `uploads`, `accounts` (users, groups, grants),
 //! `sessions` (sessions, login failures), `conversations` (chat history,
-//! feedback), `audit` (the hash-chained log and its checkpoints) and
-//! `backup` (an online snapshot).
+//! feedback), `audit` (the hash-chained log and its checkpoints), `tokens`
+//! (API tokens), `usage` (per-answer metrics, no text) and `backup` (an
+//! online snapshot).
 //!
 //! Opened in WAL mode with `synchronous=FULL`, so a committed transaction
 //! survives power loss. Schema changes are versioned SQL files in
@@ -16,7 +17,9 @@ pub mod conversations;
 mod documents;
 mod jobs;
 pub mod sessions;
+pub mod tokens;
 pub mod uploads;
+pub mod usage;
 
 pub use backup::Snapshot;
 pub use documents::{
@@ -65,6 +68,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_verified_answers",
         include_str!("../../migrations/0005_verified_answers.sql"),
+    ),
+    (
+        "0006_api_tokens_usage",
+        include_str!("../../migrations/0006_api_tokens_usage.sql"),
     ),
 ];
 

@@ -194,7 +194,11 @@ pub async fn resolve_session(
         .filter(|t| t.len() <= 100);
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let resolved = match (token, state) {
-        (Some(token), Some(state)) if !req.path().starts_with("/static/") => {
+        // A cookie never authenticates the API (`/v1/*` takes bearer tokens
+        // only), nor is it looked up for static files.
+        (Some(token), Some(state))
+            if !req.path().starts_with("/static/") && !req.path().starts_with("/v1/") =>
+        {
             let lifetimes = state.lifetimes();
             let found = state
                 .with_db(move |db| {

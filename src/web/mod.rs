@@ -5,14 +5,18 @@
 //! of DESIGN.md; nothing on any page comes from another origin.
 
 pub mod api;
+pub mod asking;
 pub mod auth;
 pub mod body;
 pub mod chat;
 pub mod error;
+pub mod metrics_http;
 pub mod pages;
 pub mod state;
 pub mod tls;
 pub mod upload;
+pub mod usage;
+pub mod v1;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -57,6 +61,7 @@ fn security_headers() -> DefaultHeaders {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
+    v1::routes(cfg);
     cfg.app_data(web::JsonConfig::default().limit(json_limit))
         .route("/", web::get().to(pages::home))
         .route("/login", web::get().to(pages::login))
@@ -66,6 +71,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
         .route("/admin/documents", web::get().to(pages::documents))
         .route("/admin/users", web::get().to(pages::users))
         .route("/admin/health", web::get().to(pages::health))
+        .route("/admin/usage", web::get().to(usage::page))
+        .route(
+            "/admin/usage/charts/{period}/{chart}",
+            web::get().to(usage::chart),
+        )
         .route("/audit", web::get().to(pages::audit_log))
         .route("/account/password", web::get().to(pages::password))
         .route("/static/{file}", web::get().to(pages::static_file))
@@ -115,6 +125,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
             web::delete().to(api::users::delete_grant),
         )
         .route("/api/health", web::get().to(api::health::health))
+        .route("/api/usage", web::get().to(usage::usage_json))
+        .route("/api/tokens", web::get().to(api::tokens::list))
+        .route("/api/tokens", web::post().to(api::tokens::create))
+        .route("/api/tokens/{id}", web::delete().to(api::tokens::revoke))
         .route("/api/audit", web::get().to(api::audit::audit_rows))
         .route("/api/audit/export", web::get().to(api::audit::audit_export))
         .route("/api/audit/verify", web::get().to(api::audit::audit_verify))
@@ -137,6 +151,7 @@ pub fn serve(config: &Config) -> Result<ExitCode> {
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(body::deadline))
             .wrap(actix_web::middleware::from_fn(auth::resolve_session))
+            .wrap(actix_web::middleware::from_fn(metrics_http::count_requests))
             .wrap(security_headers())
             .configure(|cfg| routes(cfg, json_limit))
     })
@@ -166,7 +181,15 @@ pub fn serve(config: &Config) -> Result<ExitCode> {
     if !has_admin {
         println!("No admin account yet. Create one with: enclave user add NAME --role admin");
     }
-    let result = actix_web::rt::System::new().block_on(server.run());
+    let scrape = metrics_http::listener(config, state.clone());
+    let result = actix_web::rt::System::new().block_on(async move {
+        let scrape = scrape.map(|s| actix_web::rt::spawn(s));
+        let result = server.run().await;
+        if let Some(handle) = scrape {
+            handle.abort();
+        }
+        result
+    });
     // Sign what was logged while serving, so the tail is covered.
     if let Ok(mut db) = state.db.lock() {
         let entry = Entry::new(&Actor::system(), "server.stop", "server");
@@ -177,12 +200,19 @@ pub fn serve(config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Apply `audit.retention_days` (at start and daily).
+/// Apply `audit.retention_days` and `metrics.retention_days` (at start and
+/// daily).
 fn prune_audit(db: &mut Store, config: &Config) {
     match db.prune_audit(config.audit.retention_days) {
         Ok(0) => {}
         Ok(n) => tracing::info!(rows = n, "audit rows past retention removed"),
         Err(e) => tracing::error!(error = %e, "audit retention failed"),
+    }
+    let now = crate::time::unix_now();
+    match db.autocommit(|c| store::usage::prune(c, config.metrics.retention_days, now)) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "usage rows past retention removed"),
+        Err(e) => tracing::error!(error = %e, "usage retention failed"),
     }
 }
 
@@ -191,7 +221,8 @@ fn prune_audit(db: &mut Store, config: &Config) {
 pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
     let model_path = config.llm_model_path();
     let library = Library::open(config)?;
-    let asker = Asker::open(config, &config.llm_tier_paths(), library.shared_embedder())?;
+    let embedder = library.shared_embedder();
+    let asker = Asker::open(config, &config.llm_tier_paths(), embedder.clone())?;
     let mut db = Store::open(&config.data_dir.join("enclave.sqlite"))?;
     db.set_audit(crate::library::audit_sink(config)?);
     let abandoned = db.autocommit(store::conversations::fail_abandoned)?;
@@ -250,6 +281,8 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
         uploads,
         streams: Mutex::new(HashMap::new()),
         started: Instant::now(),
+        started_unix: crate::time::unix_now(),
+        embedder,
         model_bytes,
         password_checks: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),

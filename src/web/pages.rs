@@ -225,6 +225,7 @@ struct UsersPage {
     groups: Vec<Group>,
     grants: Vec<Grant>,
     collections: Vec<String>,
+    tokens: Vec<TokenRow>,
 }
 
 pub async fn users(state: Data<AppState>, authed: AdminSession) -> Result<HttpResponse, ApiError> {
@@ -234,6 +235,10 @@ pub async fn users(state: Data<AppState>, authed: AdminSession) -> Result<HttpRe
         grants,
         collections,
     } = users::directory(&state).await?;
+    let tokens = state
+        .with_db(|db| Ok(db.autocommit(crate::store::tokens::list)?))
+        .await?;
+    let now = crate::time::unix_now();
     render(&UsersPage {
         csrf: authed.session.csrf_token.clone(),
         username: authed.user().username.clone(),
@@ -242,7 +247,54 @@ pub async fn users(state: Data<AppState>, authed: AdminSession) -> Result<HttpRe
         groups,
         grants,
         collections,
+        tokens: tokens.iter().map(|t| TokenRow::of(t, now)).collect(),
     })
+}
+
+/// An API token as the users page lists it.
+struct TokenRow {
+    id: i64,
+    name: String,
+    prefix: String,
+    username: String,
+    scopes: String,
+    collections: String,
+    expires: String,
+    last_used: String,
+    state: &'static str,
+}
+
+impl TokenRow {
+    fn of(t: &crate::store::tokens::ApiToken, now: i64) -> TokenRow {
+        let date = |secs: i64| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+            humantime::format_rfc3339_seconds(at).to_string()
+        };
+        TokenRow {
+            id: t.id,
+            name: t.name.clone(),
+            prefix: t.prefix.clone(),
+            username: t.username.clone(),
+            scopes: crate::accounts::tokens::scopes_text(&t.scopes),
+            collections: t
+                .collections
+                .as_ref()
+                .map_or_else(|| "all granted".to_string(), |c| c.join(", ")),
+            expires: t.expires_at.map_or_else(|| "never".to_string(), date),
+            last_used: match (t.last_used_at, &t.last_used_from) {
+                (Some(at), Some(from)) => format!("{} from {from}", date(at)),
+                (Some(at), None) => date(at),
+                _ => "never".to_string(),
+            },
+            state: if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.live_at(now) {
+                "active"
+            } else {
+                "expired"
+            },
+        }
+    }
 }
 
 #[derive(Template)]

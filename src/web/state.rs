@@ -30,6 +30,11 @@ pub struct AppState {
     /// Answers streaming now, per user.
     pub streams: Mutex<HashMap<i64, usize>>,
     pub started: Instant,
+    /// When the server started, in unix seconds (`created` of `/v1/models`).
+    pub started_unix: i64,
+    /// The embedding model, shared with the library (for `/v1/embeddings`
+    /// without taking the library's lock).
+    pub embedder: Arc<crate::embed::Embedder>,
     pub model_bytes: u64,
     /// Password checks (argon2) running at once, at most.
     pub password_checks: tokio::sync::Semaphore,

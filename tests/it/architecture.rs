@@ -14,7 +14,7 @@ use std::path::Path;
 
 /// Layers, bottom first. A module may import from any module of a lower layer.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["config", "time", "os", "linalg"]),
+    ("leaves", &["config", "time", "os", "linalg", "metrics"]),
     (
         "engines (import nothing of the product but the leaves)",
         &["llm", "embed", "extract", "audit", "accounts"],

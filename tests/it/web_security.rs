@@ -58,6 +58,8 @@ fn route_grid(
         template,
         path: template
             .replace("{file}", "app.js")
+            .replace("{period}", "day")
+            .replace("{chart}", "answers.svg")
             .replace("{id}", &id_in(template).to_string()),
         open_to,
     };
@@ -76,6 +78,8 @@ fn route_grid(
         row("GET", "/admin/documents", ADMIN),
         row("GET", "/admin/users", ADMIN),
         row("GET", "/admin/health", ADMIN),
+        row("GET", "/admin/usage", ADMIN),
+        row("GET", "/admin/usage/charts/{period}/{chart}", ADMIN),
         row("GET", "/audit", AUDITOR),
         row("POST", "/api/ask", CHAT),
         row("GET", "/api/conversations", CHAT),
@@ -95,6 +99,10 @@ fn route_grid(
         row("POST", "/api/grants", ADMIN),
         row("DELETE", "/api/grants/{id}", ADMIN),
         row("GET", "/api/health", ADMIN),
+        row("GET", "/api/usage", ADMIN),
+        row("GET", "/api/tokens", ADMIN),
+        row("POST", "/api/tokens", ADMIN),
+        row("DELETE", "/api/tokens/{id}", ADMIN),
         row("GET", "/api/audit", AUDITOR),
         row("GET", "/api/audit/export", AUDITOR),
         row("GET", "/api/audit/verify", AUDITOR),

@@ -82,6 +82,7 @@ pub async fn feedback(
                     return Err(ApiError::not_found());
                 }
                 store::conversations::set_feedback(tx, id, rating, &comment)?;
+                store::usage::set_rating(tx, id, rating)?;
                 let entry = Entry::new(&actor, "feedback", format!("message:{id}")).detail(
                     serde_json::json!({ "rating": rating, "has_comment": !comment.is_empty() }),
                 );

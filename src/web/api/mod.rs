@@ -9,4 +9,5 @@ pub mod documents;
 pub mod health;
 pub mod passages;
 pub mod session;
+pub mod tokens;
 pub mod users;

@@ -69,6 +69,7 @@ impl PasswordAttempt {
             Ok(admitted) => return Ok(admitted),
             Err(secs) => secs,
         };
+        crate::metrics::get().login_failures.inc();
         if let Some(not_logged) = state.first_refusal_in_window(&self.target, &self.actor.address) {
             let entry = Entry::new(&self.actor, self.action, self.target.clone())
                 .outcome("throttled")
@@ -88,6 +89,7 @@ impl PasswordAttempt {
 
     /// A wrong password (already counted by [`admit`]): logged.
     async fn failed(&self, state: &Data<AppState>) -> Result<(), ApiError> {
+        crate::metrics::get().login_failures.inc();
         let entry = Entry::new(&self.actor, self.action, self.target.clone()).outcome("failed");
         state
             .with_db(move |db| db.transact(|_| Ok(((), Some(entry)))))

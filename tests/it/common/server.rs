@@ -11,6 +11,8 @@ use super::{enclave, run_ok};
 pub struct Server {
     child: Child,
     pub base: String,
+    /// Everything the server printed on stdout so far.
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -41,6 +43,8 @@ impl Server {
         };
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .env("ENCLAVE_LOG", "warn,enclave=info")
+            // Each test server's metrics on a port of its own.
+            .env("ENCLAVE_METRICS_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {
@@ -54,17 +58,41 @@ impl Server {
         let mut child = cmd.spawn().expect("enclave serve starts");
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let printed = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("Enclave is listening on ") {
                     let _ = tx.send(url.trim_end_matches('/').to_string());
                 }
+                printed.lock().unwrap().push(line);
             }
         });
         let base = rx
             .recv_timeout(Duration::from_secs(180))
             .expect("server printed its address");
-        Server { child, base }
+        Server { child, base, lines }
+    }
+
+    /// The first stdout line starting with `prefix` (waiting up to a minute).
+    pub fn printed(&self, prefix: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(line) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with(prefix))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < until,
+                "the server never printed {prefix:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn pid(&self) -> u32 {

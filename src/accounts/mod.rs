@@ -6,7 +6,10 @@
 //! easy to guess (zxcvbn).
 //! Grants decide which collections a user's questions may retrieve from; the
 //! retrieval layer filters both indexes by them, so the UI is not the guard.
-//! The rows live in `store::accounts`.
+//! The rows live in `store::accounts`. API tokens (`tokens`) act as their
+//! user with at most their scopes and collections.
+
+pub mod tokens;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};

@@ -1,0 +1,118 @@
+//! The bearer token of `/v1/*`: looked up by its SHA-256, refused when
+//! unknown, revoked, expired, or when its user is disabled or may not ask.
+//! A use is recorded on the token (time, address).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::web::Data;
+use actix_web::{FromRequest, HttpRequest};
+
+use super::V1Error;
+use crate::accounts::tokens::{self, Scope};
+use crate::audit::Actor;
+use crate::store;
+use crate::store::tokens::ApiToken;
+use crate::web::auth::client_address;
+use crate::web::error::ApiError;
+use crate::web::state::{AppState, StateExt};
+
+/// A request with a live API token.
+pub struct TokenAuth {
+    pub token: ApiToken,
+    pub address: String,
+}
+
+impl TokenAuth {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.token.scopes.contains(&scope)
+    }
+
+    /// 403 unless the token carries `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), V1Error> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(V1Error(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this token does not have the {:?} scope", scope.as_str()),
+            )))
+        }
+    }
+
+    /// The actor of audit rows: the token's user, from this address.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.token.username.clone(),
+            address: self.address.clone(),
+        }
+    }
+}
+
+fn refused(message: &str) -> V1Error {
+    V1Error(ApiError::unauthorized(message))
+}
+
+impl FromRequest for TokenAuth {
+    type Error = V1Error;
+    type Future = Pin<Box<dyn Future<Output = Result<TokenAuth, V1Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        let state = req.app_data::<Data<AppState>>().cloned();
+        let address = client_address(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| V1Error(ApiError::internal("no state")))?;
+            if !state.config.api.enabled {
+                return Err(V1Error(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "the API is switched off on this server (api.enabled)",
+                )));
+            }
+            let Some(secret) = presented.filter(|s| tokens::plausible(s)) else {
+                return Err(refused(
+                    "send an API token as 'Authorization: Bearer enc_…' (an admin creates one with 'enclave token create')",
+                ));
+            };
+            let hash = tokens::hash(&secret);
+            let now = crate::time::unix_now();
+            let at = address.clone();
+            let found = state
+                .with_db(move |db| {
+                    db.autocommit(|c| -> Result<_, ApiError> {
+                        let Some(token) = store::tokens::by_hash(c, &hash)? else {
+                            return Ok(None);
+                        };
+                        let user = store::accounts::user(c, token.user_id)?;
+                        let usable = token.live_at(now) && !user.disabled && user.role.can_chat();
+                        if usable {
+                            store::tokens::touch(c, token.id, now, &at)?;
+                        }
+                        Ok(Some((token, usable)))
+                    })
+                })
+                .await
+                .map_err(V1Error)?;
+            match found {
+                Some((token, true)) => Ok(TokenAuth { token, address }),
+                Some((token, false)) if token.revoked_at.is_some() => {
+                    Err(refused("this API token has been revoked"))
+                }
+                Some((token, false)) if !token.live_at(now) => {
+                    Err(refused("this API token has expired"))
+                }
+                Some(_) => Err(refused(
+                    "this token's user may not use the API (disabled, or an auditor)",
+                )),
+                None => Err(refused("unknown API token")),
+            }
+        })
+    }
+}
