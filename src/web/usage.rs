@@ -386,21 +386,20 @@ pub async fn chart(
 mod charts {
     use plotters::prelude::*;
 
-    use super::{Period, Usage};
+    use super::Usage;
 
     const WIDTH: u32 = 720;
     const HEIGHT: u32 = 240;
     const BAR: RGBColor = RGBColor(0x2b, 0x6c, 0xb0);
     const REFUSED: RGBColor = RGBColor(0xb0, 0x6c, 0x2b);
 
-    fn label(period: Period, at: i64, since: i64) -> String {
-        let hours = (at - since) as f64 / 3600.0;
-        match period {
-            Period::Day => format!("-{:.0} h", 24.0 - hours),
-            Period::Week | Period::Month => format!(
-                "-{:.0} d",
-                (period.seconds() as f64 / 86_400.0) - hours / 24.0
-            ),
+    /// An axis label: how long before the end of the period.
+    fn label(at: i64, until: i64) -> String {
+        let ago = (until - at).max(0);
+        match ago {
+            0..1_800 => "now".to_string(),
+            1_800..172_800 => format!("-{} h", (ago + 1_800) / 3_600),
+            _ => format!("-{} d", (ago + 43_200) / 86_400),
         }
     }
 
@@ -426,12 +425,12 @@ mod charts {
                 )
                 .build_cartesian_2d(u.since..u.until + step, 0.0..max * 1.1)
                 .map_err(|e| e.to_string())?;
-            let (period, since) = (u.period, u.since);
+            let until = u.until;
             chart
                 .configure_mesh()
                 .disable_x_mesh()
                 .x_labels(8)
-                .x_label_formatter(&|x| label(period, *x, since))
+                .x_label_formatter(&|x| label(*x, until))
                 .y_desc("answers / hour")
                 .draw()
                 .map_err(|e| e.to_string())?;
@@ -463,7 +462,8 @@ mod charts {
         Ok(svg)
     }
 
-    /// P50 / P95 / P99 of first token and whole answer, per tier, as bars.
+    /// P50 / P95 / P99 of first token and whole answer, per tier: three
+    /// bars per row, so equal quantiles (few answers) stay visible.
     pub fn latency(u: &Usage) -> Result<String, String> {
         let mut svg = String::new();
         {
@@ -471,33 +471,42 @@ mod charts {
             root.fill(&WHITE).map_err(|e| e.to_string())?;
             let mut rows: Vec<(String, [f64; 3])> = Vec::new();
             for t in &u.tiers {
+                let q = |q: &super::Quantiles| [q.p50, q.p95, q.p99];
+                rows.push((format!("{} first token", short(&t.tier)), q(&t.first_token)));
                 rows.push((
-                    format!("{} first token", t.tier),
-                    [t.first_token.p50, t.first_token.p95, t.first_token.p99],
-                ));
-                rows.push((
-                    format!("{} whole answer", t.tier),
-                    [t.whole_answer.p50, t.whole_answer.p95, t.whole_answer.p99],
+                    format!("{} whole answer", short(&t.tier)),
+                    q(&t.whole_answer),
                 ));
             }
             let max = rows
                 .iter()
                 .flat_map(|(_, q)| q.iter().copied())
                 .fold(1.0f64, f64::max);
-            let n = rows.len().max(1) as i32;
+            let bars = (rows.len() * 3).max(1) as i32;
             let names: Vec<String> = rows.iter().map(|(n, _)| n.clone()).collect();
             let mut chart = ChartBuilder::on(&root)
                 .margin(10)
                 .x_label_area_size(30)
-                .y_label_area_size(160)
-                .caption("Seconds: P50 (dark), P95, P99 (light)", ("sans-serif", 14))
-                .build_cartesian_2d(0.0..max * 1.1, 0..n)
+                .y_label_area_size(210)
+                .caption(
+                    "Seconds per tier: P50 (dark), P95, P99 (light)",
+                    ("sans-serif", 14),
+                )
+                .build_cartesian_2d(0.0..max * 1.1, 0..bars)
                 .map_err(|e| e.to_string())?;
             chart
                 .configure_mesh()
                 .disable_y_mesh()
-                .y_labels(rows.len().max(1))
-                .y_label_formatter(&|y| names.get(*y as usize).cloned().unwrap_or_default())
+                .y_labels(bars as usize + 1)
+                .y_label_formatter(&|y| {
+                    // One label per row of three bars, at its middle line.
+                    let (row, within) = ((*y / 3) as usize, *y % 3);
+                    if within == 1 {
+                        names.get(row).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
                 .x_desc("seconds")
                 .draw()
                 .map_err(|e| e.to_string())?;
@@ -506,23 +515,36 @@ mod charts {
                 RGBColor(0x2b, 0x6c, 0xb0),
                 RGBColor(0x9c, 0xc3, 0xe6),
             ];
-            // Widest first, so the narrower quantiles stay visible on top.
-            for q in (0..3).rev() {
-                chart
-                    .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
-                        Rectangle::new([(0.0, i as i32), (v[q], i as i32 + 1)], shades[q].filled())
-                    }))
-                    .map_err(|e| e.to_string())?;
-            }
+            chart
+                .draw_series(rows.iter().enumerate().flat_map(|(i, (_, v))| {
+                    (0..3).map(move |q| {
+                        let y = (i * 3 + q) as i32;
+                        Rectangle::new([(0.0, y), (v[q], y + 1)], shades[q].filled())
+                    })
+                }))
+                .map_err(|e| e.to_string())?;
             root.present().map_err(|e| e.to_string())?;
         }
         Ok(svg)
+    }
+
+    /// A tier name short enough for the axis.
+    pub(super) fn short(name: &str) -> String {
+        if name.chars().count() <= 24 {
+            name.to_string()
+        } else {
+            format!("{}…", name.chars().take(23).collect::<String>())
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn charts_short(name: &str) -> String {
+        charts::short(name)
+    }
 
     fn row(at: i64, status: &str, tier: &str, verification: &str) -> AnswerMetric {
         AnswerMetric {
@@ -601,5 +623,9 @@ mod tests {
         assert!(!svg.contains("<script"));
         let svg = charts::latency(&u).unwrap();
         assert!(svg.contains("smollm2 whole answer"), "{svg}");
+        assert_eq!(
+            charts_short("SmolLM2-135M-Instruct.Q4_1-long-name"),
+            "SmolLM2-135M-Instruct.Q…"
+        );
     }
 }

@@ -218,6 +218,24 @@ impl Driver {
         }
     }
 
+    /// Save a PNG of the window to `$ENCLAVE_SCREENSHOTS/<name>.png` when
+    /// that variable names a folder (for looking at a page by eye).
+    fn screenshot(&self, name: &str) {
+        let Ok(dir) = std::env::var("ENCLAVE_SCREENSHOTS") else {
+            return;
+        };
+        use base64::Engine;
+        let png = self.call("GET", &self.s("/screenshot"), None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or(""))
+            .expect("a base64 PNG");
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.png")),
+            bytes,
+        )
+        .unwrap();
+    }
+
     fn logs(&self, kind: &str) -> Vec<Value> {
         self.call("POST", &self.s("/se/log"), Some(json!({ "type": kind })))
             .as_array()
@@ -534,4 +552,199 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
         })
         .collect();
     assert!(csp.is_empty(), "CSP violations: {csp:?}");
+}
+
+/// The usage page after a scripted stretch of traffic: answered, not
+/// covered and escalated questions through the chat route and the API,
+/// thumbs up and down. The page's figures must be the traffic's, its charts
+/// must load (server-drawn SVG, same origin) and nothing may come from
+/// elsewhere.
+#[test]
+fn usage_page_shows_the_traffic_it_was_given() {
+    if !std::path::Path::new(CHROMEDRIVER).exists() {
+        panic!(
+            "chromium-driver is not installed (apt-get install chromium chromium-driver; .ci/run does this)"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    crate::common::run_ok(
+        crate::common::enclave(&dir).args(["grant", "add", "demo", "--user", "alice"]),
+    );
+    // Two tiers: the small model, then the same file under another name as
+    // the "larger" tier, and every answer that is not wholly verified
+    // escalates, so the traffic has escalations without a second model.
+    let models = tmp.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let repo_models = crate::common::models_dir();
+    for (from, to) in [
+        ("all-MiniLM-L6-v2", "all-MiniLM-L6-v2"),
+        (
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "second-tier.gguf"),
+    ] {
+        std::os::unix::fs::symlink(repo_models.join(from), models.join(to)).unwrap();
+    }
+    let config = tmp.path().join("tiers.toml");
+    std::fs::write(
+        &config,
+        "[llm]\nescalate_to = [\"second-tier.gguf\"]\nstart_higher_for = []\n\
+         [rag]\nescalate_below = 1.0\n\
+         [cost]\nhardware_per_hour = 0.5\npower_watts = 0.0\ncurrency = \"EUR\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &dir,
+        &[
+            ("ENCLAVE_CONFIG", config.to_str().unwrap()),
+            ("ENCLAVE_MODELS_DIR", models.to_str().unwrap()),
+        ],
+    );
+    let origin = server.base.clone();
+
+    // The traffic: questions the documents answer, and ones they do not.
+    let answerable = [
+        "How many days of annual leave?",
+        "When must shift swaps be agreed?",
+        "How should staff report sickness?",
+        "How long is the clinical staff working week?",
+    ];
+    let uncovered = [
+        "What is the capital of Peru?",
+        "Who won the 1966 football world cup?",
+    ];
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
+    let mut answered_ids = Vec::new();
+    for q in answerable.iter().chain(&uncovered) {
+        let (status, events) = alice.ask(q, None);
+        assert_eq!(status, 200, "{q}");
+        let meta = &events.iter().find(|(e, _)| e == "meta").expect("meta").1;
+        let done = &events.iter().find(|(e, _)| e == "done").expect("done").1;
+        if done["answer"]["status"] == "answered" {
+            answered_ids.push(meta["message_id"].as_i64().unwrap());
+        }
+    }
+    assert!(answered_ids.len() >= 3, "answered: {answered_ids:?}");
+    // Thumbs: up on all but the last answered, down on that one.
+    let (last, rest) = answered_ids.split_last().unwrap();
+    for (id, rating) in rest.iter().map(|id| (id, 1)).chain([(last, -1)]) {
+        let r = alice.post_json(
+            &format!("/api/messages/{id}/feedback"),
+            &json!({ "rating": rating }),
+            true,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // Two more through the API.
+    let token = crate::common::run_ok(
+        crate::common::enclave(&dir).args(["token", "create", "--user", "alice"]),
+    );
+    let api = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    for q in [answerable[0], uncovered[0]] {
+        let r = api
+            .post(format!("{origin}/v1/chat/completions"))
+            .header("Authorization", format!("Bearer {}", token.trim()))
+            .send_json(
+                json!({ "model": "enclave", "messages": [{ "role": "user", "content": q }] }),
+            )
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let total = answerable.len() + uncovered.len() + 2;
+    let usage = alice.get("/api/usage?period=day").json();
+    assert_eq!(usage["questions"], total, "{usage}");
+    assert_eq!(usage["not_covered"], uncovered.len() + 1, "{usage}");
+    assert_eq!(usage["thumbs_up"], rest.len(), "{usage}");
+    assert_eq!(usage["thumbs_down"], 1, "{usage}");
+    assert!(usage["escalation_rate"].as_f64().unwrap() > 0.0, "{usage}");
+    assert_eq!(usage["cost"]["currency"], "EUR");
+    assert!(
+        usage["cost"]["per_answer"].as_f64().unwrap() > 0.0,
+        "{usage}"
+    );
+    assert!(
+        usage["cost"]["cloud_per_answer"].as_f64().unwrap() > 0.0,
+        "{usage}"
+    );
+    let hours: f64 = usage["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["answers"].as_f64().unwrap())
+        .sum();
+    assert_eq!(hours as usize, total, "every question is in an hour's bar");
+
+    // The page in the browser.
+    let profile = tmp.path().join("chromium-profile");
+    let d = Driver::start(&profile);
+    d.goto(&format!("{origin}/login"));
+    d.type_into("#username", "alice");
+    d.type_into("#password", "pw-alice-secret-123");
+    d.click("#login-button");
+    d.wait_for("location.pathname === '/chat'", "the chat page after login");
+    d.goto(&format!("{origin}/admin/usage"));
+    d.wait_for(
+        "[...document.images].length === 2 && [...document.images].every(i => i.complete && i.naturalWidth > 0)",
+        "both charts drawn",
+    );
+    let text = d.text("main");
+    for expected in [
+        format!("Questions\t{total}:"),
+        format!("{} up · 1 down", rest.len()),
+        "Escalation rate".to_string(),
+        "SmolLM2-135M-Instruct.Q4_1".to_string(),
+        "second-tier".to_string(),
+        "EUR per question".to_string(),
+    ] {
+        assert!(
+            text.contains(&expected)
+                || text
+                    .replace('\t', " ")
+                    .contains(&expected.replace('\t', " ")),
+            "{expected:?} on the usage page:\n{text}"
+        );
+    }
+    d.screenshot("usage-day");
+    d.script("window.scrollTo(0, document.body.scrollHeight);");
+    d.screenshot("usage-day-tiers");
+    // The charts are SVG drawn by the server, with their captions.
+    let svg = d.script_async(
+        "const done = arguments[arguments.length - 1];
+         fetch(document.images[0].src).then(r => r.text()).then(done);",
+    );
+    let svg = svg.as_str().unwrap_or("");
+    assert!(
+        svg.contains("<svg") && svg.contains("Answers per hour"),
+        "{svg}"
+    );
+    d.click("a[href='/admin/usage?period=month']");
+    d.wait_for("location.search === '?period=month'", "the month view");
+    d.wait_for(
+        "[...document.images].every(i => i.complete && i.naturalWidth > 0)",
+        "the month's charts drawn",
+    );
+    assert!(
+        d.text("main").contains(&format!("Questions\t{total}:"))
+            || d.text("main").contains(&format!("Questions {total}:"))
+    );
+    d.screenshot("usage-month");
+    let all = requests(&d.logs("performance"));
+    let ours = format!("{origin}/");
+    let foreign: Vec<&(String, String)> = all
+        .iter()
+        .filter(|(doc, url)| doc.starts_with(&ours) && !url.starts_with(&ours))
+        .collect();
+    assert!(foreign.is_empty(), "requests outside {origin}: {foreign:?}");
 }
