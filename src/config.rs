@@ -62,6 +62,10 @@ pub struct ApiConfig {
     pub max_embedding_chars: usize,
     /// Messages per chat completion request, at most.
     pub max_messages: usize,
+    /// Also offer each model tier by name for plain chat: the model answers
+    /// from the conversation alone, without the documents and without
+    /// verification. Off by default: what it writes is unchecked.
+    pub allow_plain_chat: bool,
 }
 
 /// Prometheus metrics: never on the public listener.
@@ -111,6 +115,7 @@ impl Default for ApiConfig {
             max_embedding_inputs: 64,
             max_embedding_chars: 8_000,
             max_messages: 64,
+            allow_plain_chat: false,
         }
     }
 }

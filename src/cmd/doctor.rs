@@ -71,8 +71,54 @@ pub fn checks(config: &Config) -> Vec<Check> {
     out.push(audit(config));
     out.push(indexes(config));
     out.push(outbound(config));
+    out.push(interfaces(config));
     out.push(extractor(config));
     out
+}
+
+/// The OpenAI-compatible API and the metrics listener: what is offered,
+/// where, and whether the scrape token is kept private.
+fn interfaces(config: &Config) -> Check {
+    let api = if !config.api.enabled {
+        "API off".to_string()
+    } else if config.api.allow_plain_chat {
+        "API /v1 on, with plain (unverified) chat allowed".to_string()
+    } else {
+        "API /v1 on (grounded answers, embeddings)".to_string()
+    };
+    let listen = config.metrics.listen.trim();
+    if listen.is_empty() {
+        return check("interfaces", Level::Ok, format!("{api}; metrics off"));
+    }
+    let token = crate::web::metrics_http::token_path(config);
+    let mut level = Level::Ok;
+    let mut notes = vec![format!("{api}; metrics on http://{listen}/metrics")];
+    match std::fs::metadata(&token) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+            level = Level::Warn;
+            notes.push(format!(
+                "scrape token {} has mode {:o}; chmod 600 it",
+                token.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        Ok(_) => notes.push(format!("scrape token {}", token.display())),
+        Err(_) => notes.push(format!(
+            "scrape token {} (made at the first start)",
+            token.display()
+        )),
+    }
+    let loopback = listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if !loopback {
+        level = Level::Warn;
+        notes.push(
+            "not a loopback address: scrapes cross the network in plain HTTP (the token is their only guard)"
+                .into(),
+        );
+    }
+    check("interfaces", level, notes.join("; "))
 }
 
 /// Whether the kernel confines the document parsers: a probe confined as

@@ -25,6 +25,9 @@ pub enum Via {
     Web,
     /// `/v1/chat/completions`, with this API token.
     Api { token_id: i64 },
+    /// `/v1/chat/completions` with a model tier by name: plain chat, no
+    /// documents, nothing verified (only when `api.allow_plain_chat`).
+    Plain { token_id: i64 },
 }
 
 impl Via {
@@ -32,6 +35,7 @@ impl Via {
         match self {
             Via::Web => "web",
             Via::Api { .. } => "api",
+            Via::Plain { .. } => "api-plain",
         }
     }
 }
@@ -240,7 +244,7 @@ impl Begun {
 /// Create or continue the conversation, store the question and audit it, in
 /// one transaction. Returns the collections the question may search: the
 /// user's grants now, narrowed to `only` when given.
-async fn record_question(
+pub(crate) async fn record_question(
     state: &Data<AppState>,
     actor: &Actor,
     user_id: i64,
@@ -277,8 +281,13 @@ async fn record_question(
                     "hmac_sha256": digest,
                     "via": via.as_str(),
                 });
-                if let Via::Api { token_id } = via {
-                    detail["token"] = token_id.into();
+                match via {
+                    Via::Api { token_id } => detail["token"] = token_id.into(),
+                    Via::Plain { token_id } => {
+                        detail["token"] = token_id.into();
+                        detail["plain"] = true.into();
+                    }
+                    Via::Web => {}
                 }
                 if log_text {
                     detail["question"] = q.clone().into();
@@ -293,7 +302,7 @@ async fn record_question(
 /// Store the answer with the passages it was given, its usage row, and
 /// audit it (which chunks and documents were shown), in one transaction.
 #[allow(clippy::too_many_arguments)]
-fn store_answer(
+pub(crate) fn store_answer(
     db: &mut store::Store,
     actor: &Actor,
     message_id: i64,
@@ -490,7 +499,7 @@ impl<S: AnswerSink> Relay<S> {
 }
 
 /// Record an answer in the Prometheus metrics.
-fn observe(m: &AnswerMetric) {
+pub(crate) fn observe(m: &AnswerMetric) {
     let metrics = metrics::get();
     let tier = Metrics::tier(&m.tier);
     metrics

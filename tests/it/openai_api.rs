@@ -162,3 +162,100 @@ fn openai_clients_and_prometheus_use_the_api() {
     assert!(rows.iter().any(|r| r["action"] == "token.revoke"));
     drop(tmp);
 }
+
+/// Plain chat with a tier by name: refused unless the admin allows it, and
+/// then marked unverified, stored and audited as plain.
+#[test]
+fn plain_chat_is_off_by_default_and_marked_unverified_when_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    let secret = token(&dir, &["--user", "bob", "--scopes", "ask"]);
+    let tier = "SmolLM2-135M-Instruct.Q4_1";
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let ask = |base: &str, stream: bool| {
+        let mut r = agent
+            .post(format!("{base}/v1/chat/completions"))
+            .header("Authorization", format!("Bearer {secret}"))
+            .send_json(serde_json::json!({
+                "model": tier,
+                "stream": stream,
+                "messages": [
+                    {"role": "system", "content": "Answer in one short sentence."},
+                    {"role": "user", "content": "What colour is the sky on a clear day?"}
+                ]
+            }))
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let models = |base: &str| -> Vec<String> {
+        let mut r = agent
+            .get(format!("{base}/v1/models"))
+            .header("Authorization", format!("Bearer {secret}"))
+            .call()
+            .unwrap();
+        let v: serde_json::Value = r.body_mut().read_json().unwrap();
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    {
+        let server = Server::start(&dir, &[]);
+        assert_eq!(models(&server.base), vec!["enclave"]);
+        let (status, body) = ask(&server.base, false);
+        assert_eq!(status, 404, "{body}");
+    }
+    let config = tmp.path().join("plain.toml");
+    std::fs::write(&config, "[api]\nallow_plain_chat = true\n").unwrap();
+    let server = Server::start(&dir, &[("ENCLAVE_CONFIG", config.to_str().unwrap())]);
+    assert_eq!(models(&server.base), vec!["enclave", tier]);
+    let (status, body) = ask(&server.base, false);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!content.is_empty(), "{body}");
+    assert_eq!(v["model"], tier);
+    assert_eq!(v["enclave"]["plain"], true);
+    assert_eq!(v["enclave"]["verification"], "none");
+    assert_eq!(v["enclave"]["citations"], serde_json::json!([]));
+    assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    let (status, body) = ask(&server.base, true);
+    assert_eq!(status, 200);
+    let chunks: Vec<serde_json::Value> = body
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert_eq!(last["enclave"]["plain"], true);
+    assert_eq!(streamed.trim(), last["enclave"]["text"].as_str().unwrap());
+    assert!(body.ends_with("data: [DONE]\n\n"));
+    let mut carol = server.client();
+    assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 200);
+    let export = carol.get("/api/audit/export?format=jsonl").body;
+    let plain_questions = export
+        .lines()
+        .filter(|l| l.contains("\"question\"") && l.contains("plain"))
+        .count();
+    assert!(
+        plain_questions >= 2,
+        "plain questions audited: {plain_questions}"
+    );
+}

@@ -48,7 +48,7 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
-fn text_of(content: &serde_json::Value) -> String {
+pub(super) fn text_of(content: &serde_json::Value) -> String {
     match content {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(parts) => parts
@@ -62,7 +62,7 @@ fn text_of(content: &serde_json::Value) -> String {
 }
 
 /// The question (the last message, a user's) and the previous user message.
-fn question_of(
+pub(super) fn question_of(
     request: &ChatRequest,
     max_messages: usize,
 ) -> Result<(String, Option<String>), ApiError> {
@@ -99,6 +99,12 @@ pub async fn completions(
     token.require(Scope::Ask)?;
     let request = body.into_inner();
     let model = state.config.api.model_name.clone();
+    if request.model != model
+        && state.config.api.allow_plain_chat
+        && let Some(tier) = state.tiers.iter().position(|t| t.name == request.model)
+    {
+        return super::plain::complete(state, token, request, tier).await;
+    }
     if request.model != model {
         return Err(V1Error(ApiError::new(
             actix_web::http::StatusCode::NOT_FOUND,
@@ -179,15 +185,15 @@ pub async fn completions(
 }
 
 /// What every response of one completion shares.
-struct Framing {
-    id: String,
-    model: String,
-    created: i64,
-    show_removed: bool,
+pub(super) struct Framing {
+    pub id: String,
+    pub model: String,
+    pub created: i64,
+    pub show_removed: bool,
 }
 
 impl Framing {
-    fn extension(
+    pub fn extension(
         &self,
         answer: &Answer,
         status: AnswerStatus,
@@ -199,7 +205,7 @@ impl Framing {
         ext
     }
 
-    fn usage(answer: &Answer) -> serde_json::Value {
+    pub fn usage(answer: &Answer) -> serde_json::Value {
         let u = &answer.checks.usage;
         serde_json::json!({
             "prompt_tokens": u.prompt_tokens,
@@ -208,7 +214,12 @@ impl Framing {
         })
     }
 
-    fn whole(&self, answer: &Answer, status: AnswerStatus, degraded: bool) -> serde_json::Value {
+    pub fn whole(
+        &self,
+        answer: &Answer,
+        status: AnswerStatus,
+        degraded: bool,
+    ) -> serde_json::Value {
         serde_json::json!({
             "id": self.id,
             "object": "chat.completion",
@@ -225,7 +236,7 @@ impl Framing {
         })
     }
 
-    fn chunk(&self, delta: serde_json::Value, finish: Option<&str>) -> serde_json::Value {
+    pub fn chunk(&self, delta: serde_json::Value, finish: Option<&str>) -> serde_json::Value {
         serde_json::json!({
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -236,7 +247,7 @@ impl Framing {
     }
 }
 
-fn sse(data: &serde_json::Value) -> Bytes {
+pub(super) fn sse(data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("data: {data}\n\n"))
 }
 

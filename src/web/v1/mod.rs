@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod chat;
 pub mod embeddings;
+pub mod plain;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data};
@@ -113,6 +114,17 @@ async fn models(state: Data<AppState>, token: TokenAuth) -> Result<HttpResponse,
                 "tiers": state.tiers.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
             },
         }));
+        if state.config.api.allow_plain_chat {
+            for tier in &state.tiers {
+                data.push(serde_json::json!({
+                    "id": tier.name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "enclave",
+                    "enclave": { "kind": "plain", "verified": false },
+                }));
+            }
+        }
     }
     if token.has(crate::accounts::tokens::Scope::Embeddings) {
         data.push(serde_json::json!({
