@@ -123,6 +123,7 @@ function renderProvenance(article, verification, tier, before) {
     verified: ["verified", "Answered by " + tier + " · verified: every sentence is supported by the cited passage."],
     partial: ["partial", "Answered by " + tier + " · partly verified: sentences the documents do not support were removed."],
     quoted: ["quoted", "Quoted from the documents: no model answer could be verified against them, so only their own words are shown."],
+    unverified: ["unverified", "Plain chat with " + tier + " through the API: NOT checked against the documents, and none were given to the model."],
   }[verification];
   if (!says) return;
   article.insertBefore(el("p", { class: "provenance " + says[0], text: says[1] }), before || null);

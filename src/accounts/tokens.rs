@@ -83,6 +83,10 @@ pub fn parse_expiry(text: &str) -> Result<Option<i64>, TokenError> {
         return Ok(None);
     }
     let bad = || TokenError::BadExpiry(text.to_string());
+    // The unit is one ASCII letter; anything else is refused before slicing.
+    if !t.is_ascii() {
+        return Err(bad());
+    }
     let (number, unit) = t.split_at(t.len() - 1);
     let n: i64 = number.parse().map_err(|_| bad())?;
     let secs = match unit {
@@ -199,6 +203,9 @@ mod tests {
             "d",
             "1y",
             "9999999999999999999d",
+            "90д",
+            "½",
+            "é",
         ] {
             assert!(parse_expiry(bad).is_err(), "{bad}");
         }

@@ -34,7 +34,11 @@ pub enum Event {
     Queued {
         position: usize,
     },
-    Started,
+    /// Admitted to the batch; `admitted` counts admissions from 0, so
+    /// callers can check the order even when several start in one step.
+    Started {
+        admitted: u64,
+    },
     Text(String),
     Finished {
         text: String,
@@ -280,6 +284,8 @@ struct Batch {
     active: Vec<Option<Active>>,
     /// The queue's head, tokenized, waiting for KV room.
     held: Option<(Job, Vec<u32>)>,
+    /// Requests admitted so far.
+    admitted: u64,
 }
 
 enum Next {
@@ -296,6 +302,7 @@ impl Batch {
             llm,
             plan,
             held: None,
+            admitted: 0,
         }
     }
 
@@ -412,7 +419,10 @@ impl Batch {
                 reused = len;
             }
         }
-        let _ = job.events.send(Event::Started);
+        let _ = job.events.send(Event::Started {
+            admitted: self.admitted,
+        });
+        self.admitted += 1;
         // Timed from here, as `Llm::generate` times: the wait in the queue
         // is the caller's to measure (it holds the ticket from submit on).
         let seq = Sequence::new(job.request.clone(), prompt, reused, Instant::now());

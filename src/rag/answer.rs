@@ -108,6 +108,9 @@ pub enum Verification {
     Quoted,
     /// Nothing to verify: not covered, or failed.
     None,
+    /// Plain chat through the API (`api.allow_plain_chat`): a model's text
+    /// that nothing checked against the documents.
+    Unverified,
 }
 
 impl Verification {
@@ -117,6 +120,7 @@ impl Verification {
             Verification::Partial => "partial",
             Verification::Quoted => "quoted",
             Verification::None => "none",
+            Verification::Unverified => "unverified",
         }
     }
 }

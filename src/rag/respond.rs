@@ -213,7 +213,9 @@ impl Asker {
                 Some(Event::Queued { position }) => {
                     (Vec::new(), sink(Progress::Queued { position }))
                 }
-                Some(Event::Started) => (Vec::new(), sink(Progress::Started { tier: &tier.name })),
+                Some(Event::Started { .. }) => {
+                    (Vec::new(), sink(Progress::Started { tier: &tier.name }))
+                }
                 Some(Event::Text(piece)) => (stream.push(&piece), sink(Progress::Generating)),
                 Some(Event::Finished { stats, .. }) => {
                     run.stats = Some(stats);

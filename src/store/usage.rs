@@ -103,6 +103,7 @@ pub fn since(db: &Db<'_>, since: i64) -> Result<Vec<AnswerMetric>> {
 /// Remove rows older than `days`; returns how many.
 pub fn prune(db: &Db<'_>, days: u64, now: i64) -> Result<usize> {
     let conn = db.0;
-    let cutoff = now - (days as i64) * 86_400;
+    let days = i64::try_from(days).unwrap_or(i64::MAX);
+    let cutoff = now.saturating_sub(days.saturating_mul(86_400));
     Ok(conn.execute("DELETE FROM answer_metrics WHERE at < ?1", [cutoff])?)
 }

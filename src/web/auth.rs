@@ -197,7 +197,7 @@ pub async fn resolve_session(
         // A cookie never authenticates the API (`/v1/*` takes bearer tokens
         // only), nor is it looked up for static files.
         (Some(token), Some(state))
-            if !req.path().starts_with("/static/") && !req.path().starts_with("/v1/") =>
+            if !req.path().starts_with("/static/") && !is_api_path(req.path()) =>
         {
             let lifetimes = state.lifetimes();
             let found = state
@@ -229,6 +229,32 @@ pub async fn resolve_session(
         audit_refusal(&res, user).await;
     }
     Ok(res.map_into_left_body())
+}
+
+/// Whether a path reaches the OpenAI-style API (`/v1/…`), also when spelt
+/// with percent-escapes the router decodes (`/%76%31/…`).
+fn is_api_path(path: &str) -> bool {
+    let mut decoded = Vec::with_capacity(8);
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && decoded.len() < 4 {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                decoded.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    decoded == b"/v1/"
 }
 
 /// A signed-in user refused a route (403: role or CSRF) or an object (404
@@ -316,5 +342,23 @@ impl FromRequest for Authed {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Authed::from_resolved(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn api_paths_are_recognised_however_spelt() {
+        for api in [
+            "/v1/models",
+            "/%76%31/models",
+            "/v%31/chat/completions",
+            "/v1%2Fmodels",
+        ] {
+            assert!(super::is_api_path(api), "{api}");
+        }
+        for other in ["/v1", "/v10/x", "/api/v1/", "/static/v1/", "/", "/%7"] {
+            assert!(!super::is_api_path(other), "{other}");
+        }
     }
 }

@@ -25,7 +25,13 @@ pub async fn count_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let method = req.method().as_str().to_string();
+    // A fixed set: actix accepts any method token, and each label value
+    // would be a series kept for ever.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_string();
     let res = next.call(req).await?;
     let route = res
         .request()
@@ -128,7 +134,7 @@ async fn render(scrape: Data<Scrape>, req: HttpRequest) -> HttpResponse {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(super::v1::auth::bearer)
         .unwrap_or("");
     if !constant_time_eq(sent.trim().as_bytes(), scrape.token.as_bytes()) {
         return HttpResponse::Unauthorized()

@@ -288,6 +288,7 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
             std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
         ),
         throttled: Mutex::new(HashMap::new()),
+        embedding_requests: tokio::sync::Semaphore::new(2),
     });
     let for_pruning = state.clone();
     std::thread::Builder::new()

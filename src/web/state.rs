@@ -38,6 +38,9 @@ pub struct AppState {
     pub model_bytes: u64,
     /// Password checks (argon2) running at once, at most.
     pub password_checks: tokio::sync::Semaphore,
+    /// `/v1/embeddings` requests computing at once, at most (each may be 64
+    /// long inputs; the rest wait rather than crowd out the models).
+    pub embedding_requests: tokio::sync::Semaphore,
     /// Refusals per (what was refused, address): when the current window's
     /// row was logged, and how many refusals since went unlogged.
     pub throttled: Mutex<HashMap<(String, String), (Instant, u64)>>,

@@ -285,13 +285,18 @@ fn cores() -> usize {
 async fn load(state: &Data<AppState>, period: Period) -> Result<Usage, ApiError> {
     let until = crate::time::unix_now();
     let since = until - period.seconds();
-    let rows = state
-        .with_db(move |db| Ok(db.autocommit(|c| store::usage::since(c, since))?))
-        .await?;
-    Ok(summarise(&rows, period, until, &state.config.cost, cores()))
+    let cost = state.config.cost.clone();
+    // Read and aggregated on the blocking pool: a month can be many rows.
+    state
+        .with_db(move |db| {
+            let rows = db.autocommit(|c| store::usage::since(c, since))?;
+            Ok(summarise(&rows, period, until, &cost, cores()))
+        })
+        .await
 }
 
-/// Every view of the usage data is audited (it describes staff activity).
+/// Every view of the usage page and every read of its JSON is audited (it
+/// describes staff activity); the charts are part of the page's view.
 async fn audit_view(
     state: &Data<AppState>,
     admin: &AdminSession,

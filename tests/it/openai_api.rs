@@ -227,7 +227,7 @@ fn plain_chat_is_off_by_default_and_marked_unverified_when_on() {
     assert!(!content.is_empty(), "{body}");
     assert_eq!(v["model"], tier);
     assert_eq!(v["enclave"]["plain"], true);
-    assert_eq!(v["enclave"]["verification"], "none");
+    assert_eq!(v["enclave"]["verification"], "unverified");
     assert_eq!(v["enclave"]["citations"], serde_json::json!([]));
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
     let (status, body) = ask(&server.base, true);
@@ -245,7 +245,7 @@ fn plain_chat_is_off_by_default_and_marked_unverified_when_on() {
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
     assert_eq!(last["enclave"]["plain"], true);
-    assert_eq!(streamed.trim(), last["enclave"]["text"].as_str().unwrap());
+    assert_eq!(streamed, last["enclave"]["text"].as_str().unwrap());
     assert!(body.ends_with("data: [DONE]\n\n"));
     let mut carol = server.client();
     assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 200);
@@ -257,5 +257,29 @@ fn plain_chat_is_off_by_default_and_marked_unverified_when_on() {
     assert!(
         plain_questions >= 2,
         "plain questions audited: {plain_questions}"
+    );
+    // In bob's chat history the plain answers are marked unverified.
+    let mut bob = server.client();
+    assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
+    let list = bob.get("/api/conversations").json();
+    let id = list["conversations"][0]["id"].as_i64().unwrap();
+    let conversation = bob.get(&format!("/api/conversations/{id}")).json();
+    assert_eq!(
+        conversation["messages"][0]["verification"], "unverified",
+        "{conversation}"
+    );
+    // A revoked token's use is audited (throttled per reason and address).
+    let list: serde_json::Value =
+        serde_json::from_str(&run_ok(enclave(&dir).args(["token", "list", "--json"]))).unwrap();
+    let id = list[0]["id"].as_i64().unwrap().to_string();
+    run_ok(enclave(&dir).args(["token", "revoke", &id]));
+    let (status, _) = ask(&server.base, false);
+    assert_eq!(status, 401);
+    let export = carol.get("/api/audit/export?format=jsonl").body;
+    assert!(
+        export
+            .lines()
+            .any(|l| l.contains("access.denied") && l.contains("revoked") && l.contains("bob")),
+        "the revoked token's use is audited"
     );
 }

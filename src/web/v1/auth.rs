@@ -30,16 +30,21 @@ impl TokenAuth {
         self.token.scopes.contains(&scope)
     }
 
-    /// 403 unless the token carries `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), V1Error> {
+    /// 403 unless the token carries `scope` (the refusal is audited).
+    pub async fn require(&self, state: &Data<AppState>, scope: Scope) -> Result<(), V1Error> {
         if self.has(scope) {
-            Ok(())
-        } else {
-            Err(V1Error(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("this token does not have the {:?} scope", scope.as_str()),
-            )))
+            return Ok(());
         }
+        let reason = format!("this token does not have the {:?} scope", scope.as_str());
+        audit_refusal(
+            state,
+            Some(&self.token.username),
+            Some(self.token.id),
+            &self.address,
+            &reason,
+        )
+        .await;
+        Err(V1Error(ApiError::new(StatusCode::FORBIDDEN, reason)))
     }
 
     /// The actor of audit rows: the token's user, from this address.
@@ -51,8 +56,45 @@ impl TokenAuth {
     }
 }
 
+/// The credentials of an `Authorization: Bearer …` header value (the
+/// scheme is case-insensitive, RFC 7235).
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+}
+
 fn refused(message: &str) -> V1Error {
     V1Error(ApiError::unauthorized(message))
+}
+
+/// A refused API request is audited as `access.denied`: the first per
+/// reason and address in each window, with the number not logged since, so
+/// a stolen or revoked token's use is on record and a flood does not grow
+/// the log.
+async fn audit_refusal(
+    state: &Data<AppState>,
+    user: Option<&str>,
+    token: Option<i64>,
+    address: &str,
+    reason: &str,
+) {
+    let Some(not_logged) = state.first_refusal_in_window(&format!("api {reason}"), address) else {
+        return;
+    };
+    let actor = Actor {
+        name: user.unwrap_or("(unknown API token)").to_string(),
+        address: address.to_string(),
+    };
+    let entry = crate::audit::Entry::new(&actor, "access.denied", "api")
+        .outcome("denied")
+        .detail(serde_json::json!({
+            "reason": reason,
+            "token": token,
+            "refusals_not_logged_before": not_logged,
+        }));
+    if let Err(e) = state.with_db(move |db| Ok(db.record(entry)?)).await {
+        tracing::error!(error = %e.message, "could not audit a refused API request");
+    }
 }
 
 impl FromRequest for TokenAuth {
@@ -64,8 +106,8 @@ impl FromRequest for TokenAuth {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_string());
+            .and_then(bearer)
+            .map(str::to_string);
         let state = req.app_data::<Data<AppState>>().cloned();
         let address = client_address(req);
         Box::pin(async move {
@@ -77,6 +119,8 @@ impl FromRequest for TokenAuth {
                 )));
             }
             let Some(secret) = presented.filter(|s| tokens::plausible(s)) else {
+                // Nothing that could be a token: not audited (a probe or a
+                // misconfigured client, like a request without a cookie).
                 return Err(refused(
                     "send an API token as 'Authorization: Bearer enc_…' (an admin creates one with 'enclave token create')",
                 ));
@@ -100,19 +144,25 @@ impl FromRequest for TokenAuth {
                 })
                 .await
                 .map_err(V1Error)?;
-            match found {
-                Some((token, true)) => Ok(TokenAuth { token, address }),
+            let reason = match &found {
+                Some((token, true)) => {
+                    return Ok(TokenAuth {
+                        token: token.clone(),
+                        address,
+                    });
+                }
                 Some((token, false)) if token.revoked_at.is_some() => {
-                    Err(refused("this API token has been revoked"))
+                    "this API token has been revoked"
                 }
-                Some((token, false)) if !token.live_at(now) => {
-                    Err(refused("this API token has expired"))
-                }
-                Some(_) => Err(refused(
-                    "this token's user may not use the API (disabled, or an auditor)",
-                )),
-                None => Err(refused("unknown API token")),
-            }
+                Some((token, false)) if !token.live_at(now) => "this API token has expired",
+                Some(_) => "this token's user may not use the API (disabled, or an auditor)",
+                None => "unknown API token",
+            };
+            let (user, id) = found.as_ref().map_or((None, None), |(t, _)| {
+                (Some(t.username.as_str()), Some(t.id))
+            });
+            audit_refusal(&state, user, id, &address, reason).await;
+            Err(refused(reason))
         })
     }
 }

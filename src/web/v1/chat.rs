@@ -96,7 +96,7 @@ pub async fn completions(
     token: TokenAuth,
     body: web::Json<ChatRequest>,
 ) -> Result<HttpResponse, V1Error> {
-    token.require(Scope::Ask)?;
+    token.require(&state, Scope::Ask).await?;
     let request = body.into_inner();
     let model = state.config.api.model_name.clone();
     if request.model != model
@@ -115,6 +115,9 @@ pub async fn completions(
         )));
     }
     let (text, context) = question_of(&request, state.config.api.max_messages)?;
+    // The follow-up context is searched, not shown: as long as a question.
+    let max = state.config.web.max_question_chars;
+    let context = context.map(|c| c.chars().take(max).collect::<String>());
     let question = Question {
         text,
         conversation_id: None,

@@ -82,7 +82,7 @@ pub async fn embeddings(
     token: TokenAuth,
     body: web::Json<EmbeddingsRequest>,
 ) -> Result<HttpResponse, V1Error> {
-    token.require(Scope::Embeddings)?;
+    token.require(&state, Scope::Embeddings).await?;
     let request = body.into_inner();
     let model = model_name(&state.config);
     if request.model != model {
@@ -109,6 +109,11 @@ pub async fn embeddings(
         api.max_embedding_inputs,
         api.max_embedding_chars,
     )?;
+    let _permit = state
+        .embedding_requests
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let embedder = state.embedder.clone();
     let count = texts.len();
     let chars: usize = texts.iter().map(|t| t.chars().count()).sum();

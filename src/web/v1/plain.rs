@@ -37,11 +37,18 @@ pub async fn complete(
         .filter(|m| matches!(m.role.as_str(), "system" | "user" | "assistant"))
         .map(|m| Message::new(&m.role, super::chat::text_of(&m.content)))
         .collect();
+    let max = state.config.web.max_question_chars;
+    if question.trim().is_empty() || question.chars().count() > max {
+        return Err(V1Error(ApiError::bad_request(format!(
+            "the question is empty or longer than {max} characters"
+        ))));
+    }
+    // The whole conversation must fit the model's context with room to answer.
     let chars: usize = messages.iter().map(|m| m.content.chars().count()).sum();
-    let limit = state.config.web.max_question_chars * api.max_messages;
+    let limit = max * 4;
     if chars > limit {
         return Err(V1Error(ApiError::bad_request(format!(
-            "the conversation is longer than {limit} characters"
+            "the conversation is longer than {limit} characters; send fewer or shorter messages"
         ))));
     }
     let user_id = token.token.user_id;
@@ -78,7 +85,39 @@ pub async fn complete(
     let ticket = match model.worker.submit(generation) {
         Ok(t) => t,
         Err(e) => {
+            // The question is on record; so is its refusal.
             crate::metrics::get().busy_refusals.inc();
+            let failed = Answer::failed("The server was too busy to answer; please ask again.");
+            let metric = AnswerMetric {
+                message_id,
+                at: crate::time::unix_now(),
+                via: via.as_str().into(),
+                status: AnswerStatus::Failed.as_str().into(),
+                outcome: "refused_busy".into(),
+                tier: String::new(),
+                verification: Verification::None.as_str().into(),
+                escalated: false,
+                first_token_ms: None,
+                total_ms: started.elapsed().as_secs_f64() * 1000.0,
+                prompt_tokens: 0,
+                generated_tokens: 0,
+                cpu_secs: 0.0,
+                rating: None,
+            };
+            state
+                .with_db(move |db| {
+                    asking::store_answer(
+                        db,
+                        &actor,
+                        message_id,
+                        AnswerStatus::Failed,
+                        &failed,
+                        "refused_busy",
+                        false,
+                        &metric,
+                    )
+                })
+                .await?;
             return Err(V1Error(ApiError::unavailable(e.to_string(), 10)));
         }
     };
@@ -132,13 +171,17 @@ pub async fn complete(
                 stats.as_ref().map_or((0, 0, 0.0), |s| {
                     (s.prompt_tokens, s.generated_tokens, s.cpu_secs)
                 });
+            if failed && text.is_empty() {
+                // Said as content too, so the stream adds up to what is stored.
+                text = "The model could not answer; please ask again.".into();
+                if stream {
+                    let chunk = framing.chunk(serde_json::json!({ "content": text }), None);
+                    let _ = tx.blocking_send(sse(&chunk));
+                }
+            }
             let answer = Answer {
-                text: if failed && text.is_empty() {
-                    "The model could not answer; please ask again.".into()
-                } else {
-                    text.trim().to_string()
-                },
-                verification: Verification::None,
+                text,
+                verification: Verification::Unverified,
                 tier: tier_name.clone(),
                 checks: Checks {
                     tiers_tried: vec![tier_name],
@@ -164,7 +207,7 @@ pub async fn complete(
                 status: status.as_str().into(),
                 outcome: "plain".into(),
                 tier: answer.tier.clone(),
-                verification: Verification::None.as_str().into(),
+                verification: Verification::Unverified.as_str().into(),
                 escalated: false,
                 first_token_ms,
                 total_ms: started.elapsed().as_secs_f64() * 1000.0,
