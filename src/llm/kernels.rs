@@ -152,6 +152,44 @@ impl PackedMatrix {
                 let per_row = cols / SUPER_BLOCK;
                 let q4k = *dtype == GgmlDType::Q4K;
                 let block_bytes = if q4k { Q4K_BYTES } else { Q6K_BYTES };
+                let row_of =
+                    |r: usize| &data[r * per_row * block_bytes..(r + 1) * per_row * block_bytes];
+                if n == 1 {
+                    // One vector (a single decode): rows four at a time, so
+                    // the core has independent sums to overlap.
+                    let rows: Vec<usize> = range.collect();
+                    for (o, rs) in out.chunks_mut(4).zip(rows.chunks(4)) {
+                        // SAFETY: constructed only with VNNI present; every
+                        // row holds `per_row` whole blocks, x has `cols` values.
+                        unsafe {
+                            match (q4k, rs) {
+                                (true, &[a, b, c, d]) => avx512::q4k_rows_r::<4>(
+                                    [row_of(a), row_of(b), row_of(c), row_of(d)],
+                                    &xs[0],
+                                    o,
+                                ),
+                                (false, &[a, b, c, d]) => avx512::q6k_rows_r::<4>(
+                                    [row_of(a), row_of(b), row_of(c), row_of(d)],
+                                    &xs[0],
+                                    o,
+                                ),
+                                (true, _) => {
+                                    for (o, &r) in o.iter_mut().zip(rs) {
+                                        let o = std::slice::from_mut(o);
+                                        avx512::q4k_rows_r::<1>([row_of(r)], &xs[0], o);
+                                    }
+                                }
+                                (false, _) => {
+                                    for (o, &r) in o.iter_mut().zip(rs) {
+                                        let o = std::slice::from_mut(o);
+                                        avx512::q6k_rows_r::<1>([row_of(r)], &xs[0], o);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    return;
+                }
                 for (o, r) in out.chunks_exact_mut(n).zip(range) {
                     let row = &data[r * per_row * block_bytes..(r + 1) * per_row * block_bytes];
                     // SAFETY: constructed only with VNNI present; the row holds
@@ -610,6 +648,78 @@ mod avx512 {
         }
     }
 
+    /// `R` rows of Q4_K super-blocks against one vector, the rows' sums
+    /// interleaved: independent chains for the core to overlap, and each
+    /// activation load shared. Every row's sums run exactly as in
+    /// [`q4k_rows`] with one vector (same bits).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c")]
+    pub unsafe fn q4k_rows_r<const R: usize>(
+        rows: [&[u8]; R],
+        x: &super::QuantizedVector,
+        out: &mut [f32],
+    ) {
+        assert!(out.len() >= R);
+        let low = _mm512_set1_epi8(0x0F);
+        let picks = [
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+            _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
+            _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7),
+        ];
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut mins = [_mm256_setzero_ps(); R];
+        let blocks = rows[0].len() / super::Q4K_BYTES;
+        for sb in 0..blocks {
+            // SAFETY: as in `q4k_rows`: every row holds `blocks` whole
+            // super-blocks and x their 256 activations each.
+            unsafe {
+                let dx = _mm256_loadu_ps(x.d.as_ptr().add(sb * 8));
+                let sx = _mm256_loadu_ps(x.sums.as_ptr().add(sb * 8));
+                let mut scale = [_mm512_setzero_ps(); R];
+                let mut qs = [std::ptr::null::<u8>(); R];
+                for r in 0..R {
+                    let block = &rows[r][sb * super::Q4K_BYTES..(sb + 1) * super::Q4K_BYTES];
+                    let unpacked = q4k_scales(&block[4..16]);
+                    let both = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
+                        block[0], block[1], block[2], block[3],
+                    ])));
+                    let d = _mm256_broadcastss_ps(both);
+                    let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(both));
+                    let sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        unpacked.as_ptr() as *const __m128i,
+                    )));
+                    let m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                        unpacked.as_ptr().add(8) as *const __m128i,
+                    )));
+                    mins[r] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, m), sx, mins[r]);
+                    scale[r] = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(d, sc), dx));
+                    qs[r] = block.as_ptr().add(16);
+                }
+                for (half, picks) in [(0usize, &picks[0..2]), (1, &picks[2..4])] {
+                    let base = sb * 256 + 128 * half;
+                    let xl = _mm512_loadu_si512(x.q_k.as_ptr().add(base) as *const _);
+                    let xh = _mm512_loadu_si512(x.q_k.as_ptr().add(base + 64) as *const _);
+                    for r in 0..R {
+                        let packed = _mm512_loadu_si512(qs[r].add(64 * half) as *const _);
+                        let lo = _mm512_and_si512(packed, low);
+                        let hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
+                        for (w, pick, xv) in [(lo, picks[0], xl), (hi, picks[1], xh)] {
+                            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xv);
+                            let sv = _mm512_permutexvar_ps(pick, scale[r]);
+                            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc[r]);
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds eight floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), mins[r]) };
+            out[r] = _mm512_reduce_add_ps(acc[r]) - lanes.iter().sum::<f32>();
+        }
+    }
+
     /// One row of Q6_K super-blocks (210 bytes: 128 low-nibble bytes, 64
     /// bytes of 2-bit highs, 16 signed scales per 16 values, d) against up to
     /// four vectors quantized per 32. value = d·sc·(q − 32); the −32 comes in
@@ -688,6 +798,93 @@ mod avx512 {
         }
         for j in 0..V {
             out[j] = _mm512_reduce_add_ps(acc[j]);
+        }
+    }
+
+    /// `R` rows of Q6_K super-blocks against one vector, interleaved as in
+    /// [`q4k_rows_r`]; every row's sums run exactly as in [`q6k_rows`] with
+    /// one vector.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+    pub unsafe fn q6k_rows_r<const R: usize>(
+        rows: [&[u8]; R],
+        x: &super::QuantizedVector,
+        out: &mut [f32],
+    ) {
+        assert!(out.len() >= R);
+        let low = _mm256_set1_epi8(0x0F);
+        let two = _mm256_set1_epi8(0x03);
+        let spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        let picks = [
+            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+            _mm512_setr_epi32(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+            _mm512_setr_epi32(
+                12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15,
+            ),
+        ];
+        let mut acc = [_mm512_setzero_ps(); R];
+        let blocks = rows[0].len() / super::Q6K_BYTES;
+        for sb in 0..blocks {
+            // SAFETY: as in `q6k_rows`: every row holds `blocks` whole
+            // super-blocks, x their activations, scales and offsets.
+            unsafe {
+                let dx = _mm512_permutexvar_ps(
+                    spread,
+                    _mm512_castps256_ps512(_mm256_loadu_ps(x.d.as_ptr().add(sb * 8))),
+                );
+                let mut scale = [_mm512_setzero_ps(); R];
+                let mut blocks_of = [std::ptr::null::<u8>(); R];
+                for r in 0..R {
+                    let block = &rows[r][sb * super::Q6K_BYTES..(sb + 1) * super::Q6K_BYTES];
+                    let d = _mm512_set1_ps(f16_at(block, 208));
+                    let sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                        block.as_ptr().add(192) as *const __m128i,
+                    )));
+                    scale[r] = _mm512_mul_ps(_mm512_mul_ps(sc, dx), d);
+                    blocks_of[r] = block.as_ptr();
+                }
+                for h in 0..2 {
+                    let mut xv = [_mm512_setzero_si512(); 2];
+                    let mut neg_off = [_mm512_setzero_si512(); 2];
+                    for k in 0..2 {
+                        let at = sb * 256 + 128 * h + 64 * k;
+                        xv[k] = _mm512_loadu_si512(x.q.as_ptr().add(at) as *const _);
+                        neg_off[k] = _mm512_sub_epi32(
+                            _mm512_setzero_si512(),
+                            _mm512_loadu_si512(x.offsets.as_ptr().add(at / 4) as *const _),
+                        );
+                    }
+                    for r in 0..R {
+                        let ql = blocks_of[r].add(64 * h);
+                        let qh = blocks_of[r].add(128 + 32 * h);
+                        let a = _mm256_loadu_si256(ql as *const __m256i);
+                        let b = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+                        let hb = _mm256_loadu_si256(qh as *const __m256i);
+                        let h0 = _mm256_slli_epi16(_mm256_and_si256(hb, two), 4);
+                        let h1 =
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4);
+                        let h2 =
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4);
+                        let h3 =
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4);
+                        let q1 = _mm256_or_si256(_mm256_and_si256(a, low), h0);
+                        let q2 = _mm256_or_si256(_mm256_and_si256(b, low), h1);
+                        let q3 =
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), h2);
+                        let q4 =
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low), h3);
+                        for (k, (lo, hi)) in [(q1, q2), (q3, q4)].into_iter().enumerate() {
+                            let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                            let dot = _mm512_dpbusd_epi32(neg_off[k], w, xv[k]);
+                            let sv = _mm512_permutexvar_ps(picks[2 * h + k], scale[r]);
+                            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc[r]);
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            out[r] = _mm512_reduce_add_ps(acc[r]);
         }
     }
 
@@ -821,6 +1018,22 @@ mod avx512 {
         out: &mut [f32],
     ) {
         let _ = (row, xs, out);
+        unreachable!("VNNI is only detected on x86_64")
+    }
+    pub unsafe fn q4k_rows_r<const R: usize>(
+        rows: [&[u8]; R],
+        x: &super::QuantizedVector,
+        out: &mut [f32],
+    ) {
+        let _ = (rows, x, out);
+        unreachable!("VNNI is only detected on x86_64")
+    }
+    pub unsafe fn q6k_rows_r<const R: usize>(
+        rows: [&[u8]; R],
+        x: &super::QuantizedVector,
+        out: &mut [f32],
+    ) {
+        let _ = (rows, x, out);
         unreachable!("VNNI is only detected on x86_64")
     }
     pub unsafe fn axpy_f32(w: f32, x: &[f32], y: &mut [f32]) {
