@@ -344,7 +344,12 @@ pub struct LlmConfig {
     /// A request is admitted only when its whole length (prompt plus
     /// `max_new_tokens`) fits; otherwise it waits.
     pub kv_cache_mib: usize,
-    /// Prompt tokens read per step while other answers keep streaming.
+    /// Prompt tokens read per step (of one or several waiting prompts)
+    /// while other answers keep streaming. Larger: queued questions get
+    /// their first token sooner (prompts are read in bigger matrix
+    /// products); smaller: running answers pause less per step (a step
+    /// with a full chunk takes about chunk / prefill speed; lower it for a
+    /// 7B model, whose prefill is ~30 tokens/s on 2 cores).
     pub prefill_chunk: usize,
     /// Sampling: temperature 0 is greedy (the default: answers from documents
     /// should not vary run to run).
@@ -523,7 +528,7 @@ impl Default for LlmConfig {
             queue_capacity: 32,
             parallel: 0,
             kv_cache_mib: 1024,
-            prefill_chunk: 256,
+            prefill_chunk: 512,
             sampling: SamplingParams::default(),
             escalate_to: Vec::new(),
             start_higher_for: vec![
