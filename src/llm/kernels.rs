@@ -544,6 +544,69 @@ mod avx512 {
         half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
     }
 
+    /// For the four products of a Q4_K super-block, the sub-block of each
+    /// lane: (0, 2), (1, 3), (4, 6), (5, 7).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn q4k_picks() -> [__m512i; 4] {
+        [
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+            _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
+            _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7),
+        ]
+    }
+
+    /// For the four products of a Q6_K super-block, the group of 16 values
+    /// (its scale) of each lane.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn q6k_picks() -> [__m512i; 4] {
+        [
+            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+            _mm512_setr_epi32(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+            _mm512_setr_epi32(
+                12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15,
+            ),
+        ]
+    }
+
+    /// Half `h` of a Q6_K super-block's six-bit levels, as two pairs of 32
+    /// bytes (each pair one 64-value product): the low nibbles with the 2
+    /// high bits moved to bits 4-5 (the masked values are below 4, so
+    /// 16-bit shifts cannot carry across bytes).
+    ///
+    /// SAFETY: `block` points at a whole 210-byte Q6_K block; `h` is 0 or 1.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn q6k_levels(block: *const u8, h: usize) -> [(__m256i, __m256i); 2] {
+        // SAFETY: the caller's block holds bytes 64h..64h+64 and 128+32h..+32.
+        unsafe {
+            let low = _mm256_set1_epi8(0x0F);
+            let two = _mm256_set1_epi8(0x03);
+            let ql = block.add(64 * h);
+            let qh = block.add(128 + 32 * h);
+            let a = _mm256_loadu_si256(ql as *const __m256i);
+            let b = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+            let hb = _mm256_loadu_si256(qh as *const __m256i);
+            let high = |shift: i32| {
+                let bits = match shift {
+                    0 => hb,
+                    2 => _mm256_srli_epi16(hb, 2),
+                    4 => _mm256_srli_epi16(hb, 4),
+                    _ => _mm256_srli_epi16(hb, 6),
+                };
+                _mm256_slli_epi16(_mm256_and_si256(bits, two), 4)
+            };
+            let q1 = _mm256_or_si256(_mm256_and_si256(a, low), high(0));
+            let q2 = _mm256_or_si256(_mm256_and_si256(b, low), high(2));
+            let q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), high(4));
+            let q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low), high(6));
+            [(q1, q2), (q3, q4)]
+        }
+    }
+
     /// The 8 six-bit scales and 8 minimums of a Q4_K super-block, unpacked
     /// from its 12 bytes with word operations (llama.cpp's kmask trick):
     /// bytes 0..8 of the result are the scales, 8..16 the minimums.
@@ -588,12 +651,8 @@ mod avx512 {
         let low = _mm512_set1_epi8(0x0F);
         // Sub-block of each lane for the four products of a super-block:
         // (0, 2), (1, 3), (4, 6), (5, 7).
-        let picks = [
-            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
-            _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3),
-            _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
-            _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7),
-        ];
+        // SAFETY: this kernel has AVX-512F.
+        let picks = unsafe { q4k_picks() };
         let mut acc = [_mm512_setzero_ps(); V];
         let mut mins = [_mm256_setzero_ps(); V];
         for (sb, block) in row.chunks_exact(super::Q4K_BYTES).enumerate() {
@@ -660,12 +719,8 @@ mod avx512 {
     ) {
         assert!(out.len() >= R);
         let low = _mm512_set1_epi8(0x0F);
-        let picks = [
-            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
-            _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3),
-            _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
-            _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7),
-        ];
+        // SAFETY: this kernel has AVX-512F.
+        let picks = unsafe { q4k_picks() };
         let mut acc = [_mm512_setzero_ps(); R];
         let mut mins = [_mm256_setzero_ps(); R];
         let blocks = rows[0].len() / super::Q4K_BYTES;
@@ -732,17 +787,9 @@ mod avx512 {
         out: &mut [f32],
     ) {
         assert!(xs.len() >= V && out.len() >= V);
-        let low = _mm256_set1_epi8(0x0F);
-        let two = _mm256_set1_epi8(0x03);
         let spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-        let picks = [
-            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-            _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
-            _mm512_setr_epi32(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
-            _mm512_setr_epi32(
-                12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15,
-            ),
-        ];
+        // SAFETY: this kernel has AVX-512F.
+        let picks = unsafe { q6k_picks() };
         let mut acc = [_mm512_setzero_ps(); V];
         for (sb, block) in row.chunks_exact(super::Q6K_BYTES).enumerate() {
             // SAFETY: loads stay inside this 210-byte block, the 8 scales of
@@ -762,23 +809,8 @@ mod avx512 {
                     scale[j] = _mm512_mul_ps(_mm512_mul_ps(sc, dx), d);
                 }
                 for h in 0..2 {
-                    let ql = block.as_ptr().add(64 * h);
-                    let qh = block.as_ptr().add(128 + 32 * h);
-                    let a = _mm256_loadu_si256(ql as *const __m256i);
-                    let b = _mm256_loadu_si256(ql.add(32) as *const __m256i);
-                    let hb = _mm256_loadu_si256(qh as *const __m256i);
-                    // The 2 high bits of each value, moved to bits 4-5 (the
-                    // masked values are below 4, so 16-bit shifts cannot carry
-                    // across bytes).
-                    let h0 = _mm256_slli_epi16(_mm256_and_si256(hb, two), 4);
-                    let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4);
-                    let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4);
-                    let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4);
-                    let q1 = _mm256_or_si256(_mm256_and_si256(a, low), h0);
-                    let q2 = _mm256_or_si256(_mm256_and_si256(b, low), h1);
-                    let q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), h2);
-                    let q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low), h3);
-                    for (k, (lo, hi)) in [(q1, q2), (q3, q4)].into_iter().enumerate() {
+                    let levels = q6k_levels(block.as_ptr(), h);
+                    for (k, (lo, hi)) in levels.into_iter().enumerate() {
                         let at = sb * 256 + 128 * h + 64 * k;
                         let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
                         for j in 0..V {
@@ -811,17 +843,9 @@ mod avx512 {
         out: &mut [f32],
     ) {
         assert!(out.len() >= R);
-        let low = _mm256_set1_epi8(0x0F);
-        let two = _mm256_set1_epi8(0x03);
         let spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-        let picks = [
-            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-            _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
-            _mm512_setr_epi32(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
-            _mm512_setr_epi32(
-                12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15,
-            ),
-        ];
+        // SAFETY: this kernel has AVX-512F.
+        let picks = unsafe { q6k_picks() };
         let mut acc = [_mm512_setzero_ps(); R];
         let blocks = rows[0].len() / super::Q6K_BYTES;
         for sb in 0..blocks {
@@ -855,25 +879,8 @@ mod avx512 {
                         );
                     }
                     for r in 0..R {
-                        let ql = blocks_of[r].add(64 * h);
-                        let qh = blocks_of[r].add(128 + 32 * h);
-                        let a = _mm256_loadu_si256(ql as *const __m256i);
-                        let b = _mm256_loadu_si256(ql.add(32) as *const __m256i);
-                        let hb = _mm256_loadu_si256(qh as *const __m256i);
-                        let h0 = _mm256_slli_epi16(_mm256_and_si256(hb, two), 4);
-                        let h1 =
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4);
-                        let h2 =
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4);
-                        let h3 =
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4);
-                        let q1 = _mm256_or_si256(_mm256_and_si256(a, low), h0);
-                        let q2 = _mm256_or_si256(_mm256_and_si256(b, low), h1);
-                        let q3 =
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), h2);
-                        let q4 =
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low), h3);
-                        for (k, (lo, hi)) in [(q1, q2), (q3, q4)].into_iter().enumerate() {
+                        let levels = q6k_levels(blocks_of[r], h);
+                        for (k, (lo, hi)) in levels.into_iter().enumerate() {
                             let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
                             let dot = _mm512_dpbusd_epi32(neg_off[k], w, xv[k]);
                             let sv = _mm512_permutexvar_ps(picks[2 * h + k], scale[r]);

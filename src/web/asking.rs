@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use actix_web::web::Data;
+use actix_web::HttpResponse;
+use actix_web::web::{Bytes, Data};
 
 use super::error::ApiError;
 use super::state::{AppState, StateExt, StreamSlot};
@@ -150,33 +151,76 @@ pub async fn begin(
             let busy = state.tiers.get(first).map_or(0, |t| t.worker.queue_len())
                 >= state.config.llm.queue_capacity;
             if busy {
-                metrics::get().busy_refusals.inc();
-                let failed = Answer::failed("The server was too busy to answer; please ask again.");
-                let metric = begun.metric(&failed, AnswerStatus::Failed, "refused_busy", None);
-                let actor = begun.actor.clone();
-                state
-                    .with_db(move |db| {
-                        store_answer(
-                            db,
-                            &actor,
-                            message_id,
-                            AnswerStatus::Failed,
-                            &failed,
-                            "refused_busy",
-                            false,
-                            &metric,
-                        )
-                    })
-                    .await?;
-                return Err(ApiError::unavailable(
-                    "the model is busy; try again shortly",
-                    10,
-                ));
+                let metric = busy_metric(message_id, via, started);
+                return Err(refuse_busy(state, begun.actor.clone(), metric).await);
             }
             begun.prepared = Some(prepared);
         }
     }
     Ok(begun)
+}
+
+/// A stream of server-sent events fed by an answer relay's channel.
+pub(crate) fn event_stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> HttpResponse {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, actix_web::Error>(bytes), rx))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
+}
+
+/// The usage row of a question refused because its model's queue was full.
+pub(crate) fn busy_metric(message_id: i64, via: Via, started: Instant) -> AnswerMetric {
+    AnswerMetric {
+        message_id,
+        at: crate::time::unix_now(),
+        via: via.as_str().into(),
+        status: AnswerStatus::Failed.as_str().into(),
+        outcome: "refused_busy".into(),
+        tier: String::new(),
+        verification: crate::rag::Verification::None.as_str().into(),
+        escalated: false,
+        first_token_ms: None,
+        total_ms: started.elapsed().as_secs_f64() * 1000.0,
+        prompt_tokens: 0,
+        generated_tokens: 0,
+        cpu_secs: 0.0,
+        rating: None,
+    }
+}
+
+/// Refuse a question whose model queue is full: stored as failed, with its
+/// usage and audit rows, and answered 503 (the error to return).
+pub(crate) async fn refuse_busy(
+    state: &Data<AppState>,
+    actor: Actor,
+    metric: AnswerMetric,
+) -> ApiError {
+    metrics::get().busy_refusals.inc();
+    let failed = Answer::failed("The server was too busy to answer; please ask again.");
+    let message_id = metric.message_id;
+    let stored = state
+        .with_db(move |db| {
+            store_answer(
+                db,
+                &actor,
+                message_id,
+                AnswerStatus::Failed,
+                &failed,
+                "refused_busy",
+                false,
+                &metric,
+            )
+        })
+        .await;
+    match stored {
+        Ok(()) => ApiError::unavailable("the model is busy; try again shortly", 10),
+        Err(e) => e,
+    }
 }
 
 async fn plan(

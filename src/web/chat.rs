@@ -152,15 +152,7 @@ pub async fn ask(
         show_removed: state.config.rag.show_removed_sentences,
     };
     begun.spawn(state.clone(), sink)?;
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|bytes| (Ok::<_, actix_web::Error>(bytes), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream))
+    Ok(asking::event_stream(rx))
 }
 
 /// One server-sent event (JSON data never contains a raw newline).

@@ -159,15 +159,7 @@ pub async fn completions(
             include_usage,
         };
         begun.spawn(state.clone(), sink)?;
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|bytes| (Ok::<_, actix_web::Error>(bytes), rx))
-        });
-        return Ok(HttpResponse::Ok()
-            .content_type("text/event-stream")
-            .insert_header(("X-Accel-Buffering", "no"))
-            .streaming(stream));
+        return Ok(asking::event_stream(rx));
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     begun.spawn(
@@ -177,6 +169,13 @@ pub async fn completions(
             framing: response,
         },
     )?;
+    whole_response(rx).await
+}
+
+/// A non-streaming completion's response, once its relay has sent it.
+pub(super) async fn whole_response(
+    rx: tokio::sync::oneshot::Receiver<Result<serde_json::Value, String>>,
+) -> Result<HttpResponse, V1Error> {
     match rx.await {
         Ok(Ok(body)) => Ok(HttpResponse::Ok().json(body)),
         Ok(Err(message)) => Err(V1Error(ApiError::new(

@@ -84,41 +84,10 @@ pub async fn complete(
     };
     let ticket = match model.worker.submit(generation) {
         Ok(t) => t,
-        Err(e) => {
+        Err(_) => {
             // The question is on record; so is its refusal.
-            crate::metrics::get().busy_refusals.inc();
-            let failed = Answer::failed("The server was too busy to answer; please ask again.");
-            let metric = AnswerMetric {
-                message_id,
-                at: crate::time::unix_now(),
-                via: via.as_str().into(),
-                status: AnswerStatus::Failed.as_str().into(),
-                outcome: "refused_busy".into(),
-                tier: String::new(),
-                verification: Verification::None.as_str().into(),
-                escalated: false,
-                first_token_ms: None,
-                total_ms: started.elapsed().as_secs_f64() * 1000.0,
-                prompt_tokens: 0,
-                generated_tokens: 0,
-                cpu_secs: 0.0,
-                rating: None,
-            };
-            state
-                .with_db(move |db| {
-                    asking::store_answer(
-                        db,
-                        &actor,
-                        message_id,
-                        AnswerStatus::Failed,
-                        &failed,
-                        "refused_busy",
-                        false,
-                        &metric,
-                    )
-                })
-                .await?;
-            return Err(V1Error(ApiError::unavailable(e.to_string(), 10)));
+            let metric = asking::busy_metric(message_id, via, started);
+            return Err(V1Error(asking::refuse_busy(&state, actor, metric).await));
         }
     };
     let framing = Framing {
@@ -241,22 +210,7 @@ pub async fn complete(
         })
         .map_err(ApiError::internal)?;
     if stream {
-        let body = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|bytes| (Ok::<_, actix_web::Error>(bytes), rx))
-        });
-        return Ok(HttpResponse::Ok()
-            .content_type("text/event-stream")
-            .insert_header(("X-Accel-Buffering", "no"))
-            .streaming(body));
+        return Ok(asking::event_stream(rx));
     }
-    match done_rx.await {
-        Ok(Ok(body)) => Ok(HttpResponse::Ok().json(body)),
-        Ok(Err(message)) => Err(V1Error(ApiError::new(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            message,
-        ))),
-        Err(_) => Err(V1Error(ApiError::internal("the answer thread ended early"))),
-    }
+    super::chat::whole_response(done_rx).await
 }
