@@ -32,7 +32,20 @@ fn write_corpus(dir: &Path) {
 }
 
 fn assert_no_half_searchable(config: &enclave::config::Config) -> (usize, usize) {
-    let library = Library::open_without_recovery(config).unwrap();
+    // The killed process is reaped, but the data-dir lock was once seen held
+    // for a moment after (under heavy load; an extraction worker forked but
+    // not yet exec'd is the likely holder): wait up to 10 s for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let library = loop {
+        match Library::open_without_recovery(config) {
+            Err(enclave::library::LibraryError::Locked(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let report = library.consistency().unwrap();
     let bad: Vec<_> = report.iter().filter(|d| !d.is_consistent()).collect();
     assert!(
