@@ -607,6 +607,33 @@ mod avx512 {
         }
     }
 
+    /// A Q4_K super-block's d·scale and dmin·min for its 8 sub-blocks.
+    ///
+    /// SAFETY: `block` holds a whole 144-byte Q4_K super-block.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn q4k_block_scales(block: &[u8]) -> (__m256, __m256) {
+        let unpacked = q4k_scales(&block[4..16]);
+        // d and dmin: two f16 side by side, converted in one instruction.
+        let both = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
+            block[0], block[1], block[2], block[3],
+        ])));
+        let d = _mm256_broadcastss_ps(both);
+        let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(both));
+        // SAFETY: `unpacked` holds 16 bytes: 8 scales, then 8 minimums.
+        let (sc, m) = unsafe {
+            (
+                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    unpacked.as_ptr() as *const __m128i
+                ))),
+                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    unpacked.as_ptr().add(8) as *const __m128i,
+                ))),
+            )
+        };
+        (_mm256_mul_ps(d, sc), _mm256_mul_ps(dmin, m))
+    }
+
     /// The 8 six-bit scales and 8 minimums of a Q4_K super-block, unpacked
     /// from its 12 bytes with word operations (llama.cpp's kmask trick):
     /// bytes 0..8 of the result are the scales, 8..16 the minimums.
@@ -656,29 +683,17 @@ mod avx512 {
         let mut acc = [_mm512_setzero_ps(); V];
         let mut mins = [_mm256_setzero_ps(); V];
         for (sb, block) in row.chunks_exact(super::Q4K_BYTES).enumerate() {
-            let unpacked = q4k_scales(&block[4..16]);
             // SAFETY: every load below stays inside this 144-byte block, the
             // 8 scales of each x for this super-block and its 256 activations.
             unsafe {
-                // d and dmin: two f16 side by side, converted in one instruction.
-                let both = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
-                    block[0], block[1], block[2], block[3],
-                ])));
-                let d = _mm256_broadcastss_ps(both);
-                let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(both));
-                let sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    unpacked.as_ptr() as *const __m128i,
-                )));
-                let m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    unpacked.as_ptr().add(8) as *const __m128i,
-                )));
+                let (d_sc, dmin_m) = q4k_block_scales(block);
                 let mut scale = [_mm512_setzero_ps(); V];
                 for j in 0..V {
                     let x = &xs[j];
                     let dx = _mm256_loadu_ps(x.d.as_ptr().add(sb * 8));
                     let sx = _mm256_loadu_ps(x.sums.as_ptr().add(sb * 8));
-                    mins[j] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, m), sx, mins[j]);
-                    scale[j] = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(d, sc), dx));
+                    mins[j] = _mm256_fmadd_ps(dmin_m, sx, mins[j]);
+                    scale[j] = _mm512_castps256_ps512(_mm256_mul_ps(d_sc, dx));
                 }
                 let qs = block.as_ptr().add(16);
                 // 64 bytes of nibbles hold sub-blocks 2j, 2j+2 (low halves)
@@ -734,20 +749,9 @@ mod avx512 {
                 let mut qs = [std::ptr::null::<u8>(); R];
                 for r in 0..R {
                     let block = &rows[r][sb * super::Q4K_BYTES..(sb + 1) * super::Q4K_BYTES];
-                    let unpacked = q4k_scales(&block[4..16]);
-                    let both = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
-                        block[0], block[1], block[2], block[3],
-                    ])));
-                    let d = _mm256_broadcastss_ps(both);
-                    let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(both));
-                    let sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                        unpacked.as_ptr() as *const __m128i,
-                    )));
-                    let m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                        unpacked.as_ptr().add(8) as *const __m128i,
-                    )));
-                    mins[r] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, m), sx, mins[r]);
-                    scale[r] = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(d, sc), dx));
+                    let (d_sc, dmin_m) = q4k_block_scales(block);
+                    mins[r] = _mm256_fmadd_ps(dmin_m, sx, mins[r]);
+                    scale[r] = _mm512_castps256_ps512(_mm256_mul_ps(d_sc, dx));
                     qs[r] = block.as_ptr().add(16);
                 }
                 for (half, picks) in [(0usize, &picks[0..2]), (1, &picks[2..4])] {
