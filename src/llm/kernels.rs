@@ -154,6 +154,64 @@ impl PackedMatrix {
                 let block_bytes = if q4k { Q4K_BYTES } else { Q6K_BYTES };
                 let row_of =
                     |r: usize| &data[r * per_row * block_bytes..(r + 1) * per_row * block_bytes];
+                if q4k {
+                    // Rows several at a time (four for one vector, two for
+                    // more), vectors up to four at a time: independent sums
+                    // for the core to overlap, each load shared.
+                    let rows: Vec<usize> = range.collect();
+                    let per_call = if n == 1 { 4 } else { 2 };
+                    for (block, rs) in out.chunks_mut(per_call * n).zip(rows.chunks(per_call)) {
+                        for j0 in (0..n).step_by(4) {
+                            let xs = &xs[j0..];
+                            let o = &mut block[j0..];
+                            // SAFETY: constructed only with VNNI present; every
+                            // row holds `per_row` whole blocks, each x `cols`
+                            // values; `o` holds rows·n values from j0.
+                            unsafe {
+                                match (rs, (n - j0).min(4)) {
+                                    (&[a, b, c, d], _) => avx512::q4k_rows::<4, 1>(
+                                        [row_of(a), row_of(b), row_of(c), row_of(d)],
+                                        xs,
+                                        o,
+                                        n,
+                                    ),
+                                    (&[a, b], 4) => {
+                                        avx512::q4k_rows::<2, 4>([row_of(a), row_of(b)], xs, o, n)
+                                    }
+                                    (&[a, b], 3) => {
+                                        avx512::q4k_rows::<2, 3>([row_of(a), row_of(b)], xs, o, n)
+                                    }
+                                    (&[a, b], 2) => {
+                                        avx512::q4k_rows::<2, 2>([row_of(a), row_of(b)], xs, o, n)
+                                    }
+                                    (&[a, b], _) => {
+                                        avx512::q4k_rows::<2, 1>([row_of(a), row_of(b)], xs, o, n)
+                                    }
+                                    (rs, v) => {
+                                        for (i, &r) in rs.iter().enumerate() {
+                                            let o = &mut o[i * n..];
+                                            match v {
+                                                4 => {
+                                                    avx512::q4k_rows::<1, 4>([row_of(r)], xs, o, n)
+                                                }
+                                                3 => {
+                                                    avx512::q4k_rows::<1, 3>([row_of(r)], xs, o, n)
+                                                }
+                                                2 => {
+                                                    avx512::q4k_rows::<1, 2>([row_of(r)], xs, o, n)
+                                                }
+                                                _ => {
+                                                    avx512::q4k_rows::<1, 1>([row_of(r)], xs, o, n)
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    return;
+                }
                 if n == 1 {
                     // One vector (a single decode): rows four at a time, so
                     // the core has independent sums to overlap.
@@ -162,24 +220,13 @@ impl PackedMatrix {
                         // SAFETY: constructed only with VNNI present; every
                         // row holds `per_row` whole blocks, x has `cols` values.
                         unsafe {
-                            match (q4k, rs) {
-                                (true, &[a, b, c, d]) => avx512::q4k_rows_r::<4>(
+                            match rs {
+                                &[a, b, c, d] => avx512::q6k_rows_r::<4>(
                                     [row_of(a), row_of(b), row_of(c), row_of(d)],
                                     &xs[0],
                                     o,
                                 ),
-                                (false, &[a, b, c, d]) => avx512::q6k_rows_r::<4>(
-                                    [row_of(a), row_of(b), row_of(c), row_of(d)],
-                                    &xs[0],
-                                    o,
-                                ),
-                                (true, _) => {
-                                    for (o, &r) in o.iter_mut().zip(rs) {
-                                        let o = std::slice::from_mut(o);
-                                        avx512::q4k_rows_r::<1>([row_of(r)], &xs[0], o);
-                                    }
-                                }
-                                (false, _) => {
+                                _ => {
                                     for (o, &r) in o.iter_mut().zip(rs) {
                                         let o = std::slice::from_mut(o);
                                         avx512::q6k_rows_r::<1>([row_of(r)], &xs[0], o);
@@ -191,19 +238,15 @@ impl PackedMatrix {
                     return;
                 }
                 for (o, r) in out.chunks_exact_mut(n).zip(range) {
-                    let row = &data[r * per_row * block_bytes..(r + 1) * per_row * block_bytes];
+                    let row = row_of(r);
                     // SAFETY: constructed only with VNNI present; the row holds
                     // `per_row` whole blocks and every x has `cols` values.
                     by_fours(xs, o, |x, o| unsafe {
-                        match (q4k, x.len()) {
-                            (true, 4) => avx512::q4k_rows::<4>(row, x, o),
-                            (true, 3) => avx512::q4k_rows::<3>(row, x, o),
-                            (true, 2) => avx512::q4k_rows::<2>(row, x, o),
-                            (true, _) => avx512::q4k_rows::<1>(row, x, o),
-                            (false, 4) => avx512::q6k_rows::<4>(row, x, o),
-                            (false, 3) => avx512::q6k_rows::<3>(row, x, o),
-                            (false, 2) => avx512::q6k_rows::<2>(row, x, o),
-                            (false, _) => avx512::q6k_rows::<1>(row, x, o),
+                        match x.len() {
+                            4 => avx512::q6k_rows::<4>(row, x, o),
+                            3 => avx512::q6k_rows::<3>(row, x, o),
+                            2 => avx512::q6k_rows::<2>(row, x, o),
+                            _ => avx512::q6k_rows::<1>(row, x, o),
                         }
                     });
                 }
@@ -663,119 +706,83 @@ mod avx512 {
         out
     }
 
-    /// One row of Q4_K super-blocks (144 bytes: d, dmin, 12 bytes of 6-bit
+    /// `R` rows of Q4_K super-blocks (144 bytes: d, dmin, 12 bytes of 6-bit
     /// scales/mins, 128 bytes of nibbles) against up to four vectors
-    /// quantized per 32: value = d·sc·q − dmin·m per sub-block of 32. The
-    /// scales and nibbles are unpacked once for all vectors; each vector's
-    /// sums run in the order they run for a vector alone.
+    /// quantized per 32: value = d·sc·q − dmin·m per sub-block of 32. Each
+    /// row's scales and nibbles are unpacked once for all vectors, each
+    /// vector's activations loaded once for all rows, and the R×V sums are
+    /// independent chains for the core to overlap. Row `r`'s product with
+    /// vector `j` goes to `out[r·stride + j]` and runs in the same order
+    /// whatever R and V are (same bits alone or batched).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c")]
-    pub unsafe fn q4k_rows<const V: usize>(
-        row: &[u8],
+    pub unsafe fn q4k_rows<const R: usize, const V: usize>(
+        rows: [&[u8]; R],
         xs: &[super::QuantizedVector],
         out: &mut [f32],
+        stride: usize,
     ) {
-        assert!(xs.len() >= V && out.len() >= V);
+        assert!(R > 0 && xs.len() >= V && out.len() >= (R - 1) * stride + V);
         let low = _mm512_set1_epi8(0x0F);
         // Sub-block of each lane for the four products of a super-block:
         // (0, 2), (1, 3), (4, 6), (5, 7).
         // SAFETY: this kernel has AVX-512F.
         let picks = unsafe { q4k_picks() };
-        let mut acc = [_mm512_setzero_ps(); V];
-        let mut mins = [_mm256_setzero_ps(); V];
-        for (sb, block) in row.chunks_exact(super::Q4K_BYTES).enumerate() {
-            // SAFETY: every load below stays inside this 144-byte block, the
-            // 8 scales of each x for this super-block and its 256 activations.
-            unsafe {
-                let (d_sc, dmin_m) = q4k_block_scales(block);
-                let mut scale = [_mm512_setzero_ps(); V];
-                for j in 0..V {
-                    let x = &xs[j];
-                    let dx = _mm256_loadu_ps(x.d.as_ptr().add(sb * 8));
-                    let sx = _mm256_loadu_ps(x.sums.as_ptr().add(sb * 8));
-                    mins[j] = _mm256_fmadd_ps(dmin_m, sx, mins[j]);
-                    scale[j] = _mm512_castps256_ps512(_mm256_mul_ps(d_sc, dx));
-                }
-                let qs = block.as_ptr().add(16);
-                // 64 bytes of nibbles hold sub-blocks 2j, 2j+2 (low halves)
-                // and 2j+1, 2j+3 (high halves); x comes in that order (`q_k`).
-                for (half, picks) in [(0usize, &picks[0..2]), (1, &picks[2..4])] {
-                    let packed = _mm512_loadu_si512(qs.add(64 * half) as *const _);
-                    let lo = _mm512_and_si512(packed, low);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
-                    let base = sb * 256 + 128 * half;
-                    for (w, pick, at) in [(lo, picks[0], base), (hi, picks[1], base + 64)] {
-                        for j in 0..V {
-                            let x = _mm512_loadu_si512(xs[j].q_k.as_ptr().add(at) as *const _);
-                            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-                            let sv = _mm512_permutexvar_ps(pick, scale[j]);
-                            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc[j]);
-                        }
-                    }
-                }
-            }
-        }
-        for j in 0..V {
-            let mut lanes = [0f32; 8];
-            // SAFETY: `lanes` holds eight floats.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), mins[j]) };
-            out[j] = _mm512_reduce_add_ps(acc[j]) - lanes.iter().sum::<f32>();
-        }
-    }
-
-    /// `R` rows of Q4_K super-blocks against one vector, the rows' sums
-    /// interleaved: independent chains for the core to overlap, and each
-    /// activation load shared. Every row's sums run exactly as in
-    /// [`q4k_rows`] with one vector (same bits).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c")]
-    pub unsafe fn q4k_rows_r<const R: usize>(
-        rows: [&[u8]; R],
-        x: &super::QuantizedVector,
-        out: &mut [f32],
-    ) {
-        assert!(out.len() >= R);
-        let low = _mm512_set1_epi8(0x0F);
-        // SAFETY: this kernel has AVX-512F.
-        let picks = unsafe { q4k_picks() };
-        let mut acc = [_mm512_setzero_ps(); R];
-        let mut mins = [_mm256_setzero_ps(); R];
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        let mut mins = [[_mm256_setzero_ps(); V]; R];
         let blocks = rows[0].len() / super::Q4K_BYTES;
         for sb in 0..blocks {
-            // SAFETY: as in `q4k_rows`: every row holds `blocks` whole
-            // super-blocks and x their 256 activations each.
+            // SAFETY: every row holds `blocks` whole 144-byte super-blocks
+            // and every x their 256 activations and 8 scales each.
             unsafe {
-                let dx = _mm256_loadu_ps(x.d.as_ptr().add(sb * 8));
-                let sx = _mm256_loadu_ps(x.sums.as_ptr().add(sb * 8));
-                let mut scale = [_mm512_setzero_ps(); R];
+                let mut dx = [_mm256_setzero_ps(); V];
+                let mut sx = [_mm256_setzero_ps(); V];
+                for j in 0..V {
+                    dx[j] = _mm256_loadu_ps(xs[j].d.as_ptr().add(sb * 8));
+                    sx[j] = _mm256_loadu_ps(xs[j].sums.as_ptr().add(sb * 8));
+                }
+                let mut scale = [[_mm512_setzero_ps(); V]; R];
                 let mut qs = [std::ptr::null::<u8>(); R];
                 for r in 0..R {
                     let block = &rows[r][sb * super::Q4K_BYTES..(sb + 1) * super::Q4K_BYTES];
                     let (d_sc, dmin_m) = q4k_block_scales(block);
-                    mins[r] = _mm256_fmadd_ps(dmin_m, sx, mins[r]);
-                    scale[r] = _mm512_castps256_ps512(_mm256_mul_ps(d_sc, dx));
+                    for j in 0..V {
+                        mins[r][j] = _mm256_fmadd_ps(dmin_m, sx[j], mins[r][j]);
+                        scale[r][j] = _mm512_castps256_ps512(_mm256_mul_ps(d_sc, dx[j]));
+                    }
                     qs[r] = block.as_ptr().add(16);
                 }
+                // 64 bytes of nibbles hold sub-blocks 2j, 2j+2 (low halves)
+                // and 2j+1, 2j+3 (high halves); x comes in that order (`q_k`).
                 for (half, picks) in [(0usize, &picks[0..2]), (1, &picks[2..4])] {
                     let base = sb * 256 + 128 * half;
-                    let xl = _mm512_loadu_si512(x.q_k.as_ptr().add(base) as *const _);
-                    let xh = _mm512_loadu_si512(x.q_k.as_ptr().add(base + 64) as *const _);
+                    let mut xl = [_mm512_setzero_si512(); V];
+                    let mut xh = [_mm512_setzero_si512(); V];
+                    for j in 0..V {
+                        xl[j] = _mm512_loadu_si512(xs[j].q_k.as_ptr().add(base) as *const _);
+                        xh[j] = _mm512_loadu_si512(xs[j].q_k.as_ptr().add(base + 64) as *const _);
+                    }
                     for r in 0..R {
                         let packed = _mm512_loadu_si512(qs[r].add(64 * half) as *const _);
                         let lo = _mm512_and_si512(packed, low);
                         let hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
-                        for (w, pick, xv) in [(lo, picks[0], xl), (hi, picks[1], xh)] {
-                            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xv);
-                            let sv = _mm512_permutexvar_ps(pick, scale[r]);
-                            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc[r]);
+                        for (w, pick, x) in [(lo, picks[0], &xl), (hi, picks[1], &xh)] {
+                            for j in 0..V {
+                                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x[j]);
+                                let sv = _mm512_permutexvar_ps(pick, scale[r][j]);
+                                acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc[r][j]);
+                            }
                         }
                     }
                 }
             }
         }
         for r in 0..R {
-            let mut lanes = [0f32; 8];
-            // SAFETY: `lanes` holds eight floats.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), mins[r]) };
-            out[r] = _mm512_reduce_add_ps(acc[r]) - lanes.iter().sum::<f32>();
+            for j in 0..V {
+                let mut lanes = [0f32; 8];
+                // SAFETY: `lanes` holds eight floats.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), mins[r][j]) };
+                out[r * stride + j] = _mm512_reduce_add_ps(acc[r][j]) - lanes.iter().sum::<f32>();
+            }
         }
     }
 
@@ -838,7 +845,7 @@ mod avx512 {
     }
 
     /// `R` rows of Q6_K super-blocks against one vector, interleaved as in
-    /// [`q4k_rows_r`]; every row's sums run exactly as in [`q6k_rows`] with
+    /// [`q4k_rows`]; every row's sums run exactly as in [`q6k_rows`] with
     /// one vector.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
     pub unsafe fn q6k_rows_r<const R: usize>(
@@ -1015,12 +1022,13 @@ mod avx512 {
         let _ = (a, b);
         unreachable!("AVX-512 is only detected on x86_64")
     }
-    pub unsafe fn q4k_rows<const V: usize>(
-        row: &[u8],
+    pub unsafe fn q4k_rows<const R: usize, const V: usize>(
+        rows: [&[u8]; R],
         xs: &[super::QuantizedVector],
         out: &mut [f32],
+        stride: usize,
     ) {
-        let _ = (row, xs, out);
+        let _ = (rows, xs, out, stride);
         unreachable!("VNNI is only detected on x86_64")
     }
     pub unsafe fn q6k_rows<const V: usize>(
@@ -1029,14 +1037,6 @@ mod avx512 {
         out: &mut [f32],
     ) {
         let _ = (row, xs, out);
-        unreachable!("VNNI is only detected on x86_64")
-    }
-    pub unsafe fn q4k_rows_r<const R: usize>(
-        rows: [&[u8]; R],
-        x: &super::QuantizedVector,
-        out: &mut [f32],
-    ) {
-        let _ = (rows, x, out);
         unreachable!("VNNI is only detected on x86_64")
     }
     pub unsafe fn q6k_rows_r<const R: usize>(
