@@ -218,6 +218,15 @@ impl Driver {
         }
     }
 
+    /// Log in as alice (the seeded admin) and wait for the chat page.
+    fn login_as_alice(&self, origin: &str) {
+        self.goto(&format!("{origin}/login"));
+        self.type_into("#username", "alice");
+        self.type_into("#password", "pw-alice-secret-123");
+        self.click("#login-button");
+        self.wait_for("location.pathname === '/chat'", "the chat page after login");
+    }
+
     /// Save a PNG of the window to `$ENCLAVE_SCREENSHOTS/<name>.png` when
     /// that variable names a folder (for looking at a page by eye).
     fn screenshot(&self, name: &str) {
@@ -323,11 +332,7 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
     let d = Driver::start(&profile);
 
     // Log in as the admin.
-    d.goto(&format!("{origin}/login"));
-    d.type_into("#username", "alice");
-    d.type_into("#password", "pw-alice-secret-123");
-    d.click("#login-button");
-    d.wait_for("location.pathname === '/chat'", "the chat page after login");
+    d.login_as_alice(&origin);
 
     // Grant the admin the demo collection through the users page.
     d.goto(&format!("{origin}/admin/users"));
@@ -643,15 +648,7 @@ fn usage_page_shows_the_traffic_it_was_given() {
     let token = crate::common::run_ok(
         crate::common::enclave(&dir).args(["token", "create", "--user", "alice"]),
     );
-    let api = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        )
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let api = crate::common::server::agent();
     for q in [answerable[0], uncovered[0]] {
         let r = api
             .post(format!("{origin}/v1/chat/completions"))
@@ -689,11 +686,7 @@ fn usage_page_shows_the_traffic_it_was_given() {
     // The page in the browser.
     let profile = tmp.path().join("chromium-profile");
     let d = Driver::start(&profile);
-    d.goto(&format!("{origin}/login"));
-    d.type_into("#username", "alice");
-    d.type_into("#password", "pw-alice-secret-123");
-    d.click("#login-button");
-    d.wait_for("location.pathname === '/chat'", "the chat page after login");
+    d.login_as_alice(&origin);
     d.goto(&format!("{origin}/admin/usage"));
     d.wait_for(
         "[...document.images].length === 2 && [...document.images].every(i => i.complete && i.naturalWidth > 0)",

@@ -172,15 +172,7 @@ fn plain_chat_is_off_by_default_and_marked_unverified_when_on() {
     seeded_data_dir(&dir);
     let secret = token(&dir, &["--user", "bob", "--scopes", "ask"]);
     let tier = "SmolLM2-135M-Instruct.Q4_1";
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        )
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::common::server::agent();
     let ask = |base: &str, stream: bool| {
         let mut r = agent
             .post(format!("{base}/v1/chat/completions"))

@@ -139,21 +139,26 @@ pub struct Client {
     pub csrf: String,
 }
 
+/// An HTTPS agent for the test server: its self-signed certificate
+/// accepted, statuses returned rather than raised, no redirects followed.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true) // the server's self-signed certificate
+                .build(),
+        )
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into()
+}
+
 impl Client {
     pub fn new(base: &str) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .disable_verification(true) // the server's self-signed certificate
-                    .build(),
-            )
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .into();
         Client {
-            agent,
+            agent: agent(),
             base: base.to_string(),
             cookie: None,
             csrf: String::new(),
