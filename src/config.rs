@@ -435,6 +435,23 @@ pub struct ExtractConfig {
     pub max_archive_entries: usize,
     /// DOCX: most total uncompressed bytes declared by the archive.
     pub max_archive_uncompressed_bytes: u64,
+    /// Read scanned pages and image files (PNG, JPEG, TIFF) with Tesseract
+    /// (Debian: libtesseract5 and tesseract-ocr-<lang>).
+    pub ocr: bool,
+    /// Tesseract languages, e.g. ["eng", "fra"] (`enclave doctor` lists the installed ones).
+    pub ocr_languages: Vec<String>,
+    /// Tesseract's model directory; empty: TESSDATA_PREFIX or /usr/share/tesseract-ocr/5/tessdata.
+    pub ocr_data_dir: PathBuf,
+    /// Resolution PDF pages are rendered at for OCR.
+    pub ocr_dpi: u32,
+    /// Most megapixels one page image may have (checked before it is decoded).
+    pub ocr_max_megapixels: u64,
+    /// Longest OCR of one page, in seconds; past it the document fails.
+    pub ocr_page_timeout_secs: u64,
+    /// Longest OCR of one document, in seconds (on top of `timeout_secs`).
+    pub ocr_document_timeout_secs: u64,
+    /// Pages whose mean word confidence (0–100) is below this are flagged.
+    pub ocr_min_confidence: f32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -574,6 +591,14 @@ impl Default for ExtractConfig {
             max_output_bytes: 64 * 1024 * 1024,
             max_archive_entries: 10_000,
             max_archive_uncompressed_bytes: 512 * 1024 * 1024,
+            ocr: true,
+            ocr_languages: vec!["eng".into()],
+            ocr_data_dir: PathBuf::new(),
+            ocr_dpi: 300,
+            ocr_max_megapixels: 60,
+            ocr_page_timeout_secs: 60,
+            ocr_document_timeout_secs: 1800,
+            ocr_min_confidence: 60.0,
         }
     }
 }
@@ -707,6 +732,29 @@ impl Config {
                 name: "chunk",
                 reason: "need 0 < target_words <= max_words and overlap_words < target_words"
                     .into(),
+            });
+        }
+        let x = &self.extract;
+        let valid_language = |l: &String| {
+            !l.is_empty()
+                && l.len() <= 32
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if x.ocr_languages.is_empty() || !x.ocr_languages.iter().all(valid_language) {
+            return Err(ConfigError::Invalid {
+                name: "extract.ocr_languages",
+                reason: "one or more Tesseract language codes such as \"eng\" (letters, digits, _ and -)".into(),
+            });
+        }
+        if !(72..=1200).contains(&x.ocr_dpi)
+            || x.ocr_max_megapixels == 0
+            || x.ocr_page_timeout_secs == 0
+            || x.ocr_document_timeout_secs == 0
+            || !(0.0..=100.0).contains(&x.ocr_min_confidence)
+        {
+            return Err(ConfigError::Invalid {
+                name: "extract",
+                reason: "need ocr_dpi in 72..=1200, ocr_max_megapixels and the OCR timeouts >= 1, ocr_min_confidence in 0..=100".into(),
             });
         }
         if self.embed.max_tokens < 8 || self.embed.max_tokens > 512 {

@@ -208,6 +208,7 @@ fn document_pages(xml: &[u8]) -> Result<Vec<Page>, Rejection> {
             number: i as u32 + 1,
             text,
             has_text_layer: true,
+            ocr: None,
         })
         .collect())
 }

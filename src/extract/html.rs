@@ -60,6 +60,7 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, Rejection> {
             number: 1,
             text: out,
             has_text_layer: true,
+            ocr: None,
         }],
         warnings: Vec::new(),
     })

@@ -4,11 +4,16 @@
 //! Parsing untrusted documents is the riskiest thing Enclave does, so the
 //! format parsers run in a separate worker process ([`worker`]) with time,
 //! memory and output limits; a crash or a hang there fails one document only.
+//! Scanned pages and image files are read there too, by OCR ([`ocr`]) on
+//! page images ([`raster`]).
 
 pub mod confine;
 pub mod docx;
 pub mod html;
+pub mod ocr;
 pub mod pdf;
+pub mod raster;
+pub mod scan;
 pub mod sniff;
 pub mod text;
 pub mod worker;
@@ -23,6 +28,7 @@ pub struct ParseLimits {
     pub max_output_bytes: u64,
     pub max_archive_entries: usize,
     pub max_archive_uncompressed_bytes: u64,
+    pub ocr: ocr::OcrSettings,
 }
 
 impl From<&crate::config::ExtractConfig> for ParseLimits {
@@ -31,6 +37,7 @@ impl From<&crate::config::ExtractConfig> for ParseLimits {
             max_output_bytes: c.max_output_bytes,
             max_archive_entries: c.max_archive_entries,
             max_archive_uncompressed_bytes: c.max_archive_uncompressed_bytes,
+            ocr: ocr::OcrSettings::from(c),
         }
     }
 }
@@ -44,6 +51,9 @@ pub struct Page {
     /// False when the page has no extractable text layer (e.g. a scanned image),
     /// as opposed to a page that is legitimately blank.
     pub has_text_layer: bool,
+    /// How the page was read when its text comes from OCR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr: Option<ocr::PageOcr>,
 }
 
 /// What extraction produces for an accepted file.
@@ -82,24 +92,32 @@ pub enum Rejection {
     OutputTooLarge(u64),
     #[error("extraction timed out after {0} s")]
     Timeout(u64),
+    #[error("OCR failed: {0}")]
+    OcrFailed(String),
     #[error("extraction worker failed: {0}")]
     WorkerFailed(String),
     #[error("cannot read file: {0}")]
     Io(String),
 }
 
-/// Parse `bytes` in this process. Only the worker calls this directly; everything
-/// else goes through [`worker::extract_isolated`].
-pub fn extract_in_process(bytes: &[u8], limits: &ParseLimits) -> Result<Extracted, Rejection> {
+/// Parse `bytes` in this process, with `ocr` for pages that are images.
+/// Only the worker calls this directly; everything else goes through
+/// [`worker::extract_isolated`].
+pub fn extract_in_process(
+    bytes: &[u8],
+    limits: &ParseLimits,
+    ocr: &mut ocr::Ocr,
+) -> Result<Extracted, Rejection> {
     if bytes.is_empty() {
         return Err(Rejection::Empty);
     }
     let format = sniff::detect(bytes)?;
     let mut extracted = match format {
-        Format::Pdf => pdf::extract(bytes, limits)?,
+        Format::Pdf => pdf::extract(bytes, limits, ocr)?,
         Format::Docx => docx::extract(bytes, limits)?,
         Format::Html => html::extract(bytes)?,
         Format::Markdown | Format::Text => text::extract(bytes, format)?,
+        Format::Png | Format::Jpeg | Format::Tiff => scan::extract(bytes, format, ocr)?,
     };
     for page in &mut extracted.pages {
         page.text = normalise(&page.text);
@@ -112,8 +130,12 @@ pub fn extract_in_process(bytes: &[u8], limits: &ParseLimits) -> Result<Extracte
         let without_layer = extracted.pages.iter().filter(|p| !p.has_text_layer).count();
         return Err(Rejection::NoText(if without_layer > 0 {
             format!(
-                "{without_layer} of {} pages have no text layer (scanned or image-only; OCR is not supported)",
-                extracted.pages.len()
+                "{without_layer} of {} pages have no text layer (scanned or image-only){}",
+                extracted.pages.len(),
+                match ocr.unavailable() {
+                    Some(why) => format!(" and OCR is unavailable: {why}"),
+                    None => " and OCR found no text on them".into(),
+                }
             )
         } else {
             "the document contains no text".into()
@@ -128,15 +150,7 @@ pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut blank_run = 0;
     for line in text.replace("\r\n", "\n").replace('\r', "\n").split('\n') {
-        let cleaned: String = line
-            .chars()
-            .map(|c| match c {
-                '\t' | '\u{a0}' => ' ',
-                c if c.is_control() => ' ',
-                '\u{fffd}' | '\u{feff}' => ' ',
-                c => c,
-            })
-            .collect();
+        let cleaned: String = line.chars().map(clean_char).collect();
         let cleaned = cleaned.trim_end();
         if cleaned.trim().is_empty() {
             blank_run += 1;
@@ -156,12 +170,27 @@ pub fn normalise(text: &str) -> String {
     out
 }
 
+/// One character as normalised text has it: tabs, no-break spaces, control
+/// characters, replacement characters and byte-order marks become spaces.
+pub fn clean_char(c: char) -> char {
+    match c {
+        '\t' | '\u{a0}' => ' ',
+        c if c.is_control() => ' ',
+        '\u{fffd}' | '\u{feff}' => ' ',
+        c => c,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn limits() -> ParseLimits {
         ParseLimits::from(&crate::config::ExtractConfig::default())
+    }
+
+    fn no_ocr() -> ocr::Ocr {
+        ocr::Ocr::off(limits().ocr, "not in this test")
     }
 
     #[test]
@@ -172,10 +201,10 @@ mod tests {
 
     #[test]
     fn empty_and_junk_are_rejected() {
-        assert_eq!(extract_in_process(b"", &limits()), Err(Rejection::Empty));
+        assert_eq!(extract_in_process(b"", &limits(), &mut no_ocr()), Err(Rejection::Empty));
         let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
         assert!(matches!(
-            extract_in_process(&junk, &limits()),
+            extract_in_process(&junk, &limits(), &mut no_ocr()),
             Err(Rejection::Unsupported(_))
         ));
     }

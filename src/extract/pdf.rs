@@ -6,13 +6,16 @@
 //! XObjects (with their own resources), decodes strings with each font's
 //! ToUnicode map or simple encoding, infers spaces and line breaks from text
 //! positioning, and reports pages with no (decodable) text layer as such.
+//! Those pages, and pages whose text layer is garbage or only a stamp over a
+//! scanned image, are rendered and read by OCR when it is available.
 
 use std::collections::{BTreeMap, HashSet};
 
 use lopdf::content::{Content, Operation};
 use lopdf::{Dictionary, Document, Encoding, Object, ObjectId};
 
-use super::{Extracted, Format, Page, ParseLimits, Rejection};
+use super::ocr::{self, Ocr};
+use super::{Extracted, Format, Page, ParseLimits, Rejection, raster};
 
 /// Decompressed bytes allowed for one content stream or font map.
 const MAX_STREAM_BYTES: usize = 64 << 20;
@@ -23,7 +26,11 @@ const MAX_PAGES: usize = 20_000;
 /// Text operations processed per page, to bound work on pathological streams.
 const MAX_OPS_PER_PAGE: usize = 2_000_000;
 
-pub fn extract(bytes: &[u8], limits: &ParseLimits) -> Result<Extracted, Rejection> {
+/// An image of at least this many pixels on a page with little text is a
+/// scan (a stamp or a fax header may be its only text layer).
+const SCAN_IMAGE_PIXELS: u64 = 500_000;
+
+pub fn extract(bytes: &[u8], limits: &ParseLimits, ocr: &mut Ocr) -> Result<Extracted, Rejection> {
     let doc = Document::load_mem(bytes).map_err(|e| malformed(e.to_string()))?;
     if doc.is_encrypted() {
         // lopdf decrypts files with an empty user password while loading; one
@@ -44,6 +51,8 @@ pub fn extract(bytes: &[u8], limits: &ParseLimits) -> Result<Extracted, Rejectio
     let mut warnings = Vec::new();
     let mut output_bytes: u64 = 0;
     let mut undecodable_pages = 0;
+    // (page index, largest image it draws) of pages OCR should read.
+    let mut to_read = Vec::new();
     for (&number, &page_id) in &page_ids {
         let mut walker = Walker::new(&doc);
         let outcome = walker.page(page_id);
@@ -59,13 +68,21 @@ pub fn extract(bytes: &[u8], limits: &ParseLimits) -> Result<Extracted, Rejectio
         if output_bytes > limits.max_output_bytes {
             return Err(Rejection::OutputTooLarge(limits.max_output_bytes));
         }
+        if !ocr::text_layer_is_usable(&text, walker.largest_image >= SCAN_IMAGE_PIXELS) {
+            to_read.push((pages.len(), walker.largest_image));
+        }
         pages.push(Page {
             number,
             text,
             has_text_layer,
+            ocr: None,
         });
     }
-    let without_layer = pages.iter().filter(|p| !p.has_text_layer).count();
+    read_scanned_pages(bytes, &mut pages, &to_read, ocr, &mut warnings)?;
+    let without_layer = pages
+        .iter()
+        .filter(|p| !p.has_text_layer && p.ocr.is_none())
+        .count();
     if without_layer > 0 {
         warnings.push(format!(
             "{without_layer} of {} pages have no text layer{}",
@@ -83,6 +100,54 @@ pub fn extract(bytes: &[u8], limits: &ParseLimits) -> Result<Extracted, Rejectio
         pages,
         warnings,
     })
+}
+
+/// Render the pages in `to_read` and put what OCR reads in place of their
+/// text layer. Without OCR the pages stay as they are, with a warning.
+fn read_scanned_pages(
+    bytes: &[u8],
+    pages: &mut [Page],
+    to_read: &[(usize, u64)],
+    ocr: &mut Ocr,
+    warnings: &mut Vec<String>,
+) -> Result<(), Rejection> {
+    if to_read.is_empty() {
+        return Ok(());
+    }
+    if let Some(why) = ocr.unavailable() {
+        let with_text = to_read
+            .iter()
+            .filter(|(i, _)| !pages[*i].text.trim().is_empty())
+            .count();
+        if with_text > 0 {
+            warnings.push(format!(
+                "{with_text} pages have an unusable text layer (kept as is); OCR is unavailable: {why}"
+            ));
+        }
+        return Ok(());
+    }
+    let settings = ocr.settings().clone();
+    let renderer = raster::PdfRenderer::new(bytes)?;
+    for &(index, largest_image) in to_read {
+        let number = pages[index].number;
+        // Decompression bombs: the declared size, before anything is decoded.
+        if largest_image > settings.max_pixels {
+            return Err(Rejection::OcrFailed(format!(
+                "page {number} holds a {:.0} MP image, over the {} MP limit",
+                largest_image as f64 / 1e6,
+                settings.max_pixels / 1_000_000
+            )));
+        }
+        let image = renderer.render(number, &settings)?;
+        if let Some((text, how)) = ocr.read_page(number, image)? {
+            if !text.trim().is_empty() {
+                pages[index].text = text;
+            }
+            pages[index].ocr = Some(how);
+        }
+    }
+    warnings.extend(ocr::warnings(pages));
+    Ok(())
 }
 
 fn malformed(reason: String) -> Rejection {
@@ -225,6 +290,8 @@ struct Walker<'a> {
     last_end: Option<(f32, f32, f32)>,
     ops: usize,
     shown_glyphs: usize,
+    /// Pixels (as declared) of the largest image the page draws.
+    largest_image: u64,
     visited_forms: HashSet<ObjectId>,
 }
 
@@ -247,6 +314,7 @@ impl<'a> Walker<'a> {
             last_end: None,
             ops: 0,
             shown_glyphs: 0,
+            largest_image: 0,
             visited_forms: HashSet::new(),
         }
     }
@@ -442,8 +510,19 @@ impl<'a> Walker<'a> {
         let Ok(stream) = object.as_stream() else {
             return Ok(());
         };
-        if stream.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Form") {
-            return Ok(()); // images carry no text layer
+        match stream.dict.get(b"Subtype").and_then(Object::as_name).ok() {
+            Some(b"Form") => {}
+            Some(b"Image") => {
+                // No text layer, but a scan: note its declared size.
+                let side = |key: &[u8]| {
+                    let value = stream.dict.get(key).and_then(Object::as_i64).unwrap_or(0);
+                    value.max(0) as u64
+                };
+                let pixels = side(b"Width").saturating_mul(side(b"Height"));
+                self.largest_image = self.largest_image.max(pixels);
+                return Ok(());
+            }
+            _ => return Ok(()),
         }
         self.form_stream(id, stream, scope, depth)
     }
@@ -654,6 +733,10 @@ mod tests {
         ParseLimits::from(&crate::config::ExtractConfig::default())
     }
 
+    fn no_ocr() -> Ocr {
+        Ocr::off(limits().ocr, "not in this test")
+    }
+
     /// One page whose text is split between the page stream and a Form XObject.
     fn pdf_with_form() -> Vec<u8> {
         let mut doc = Document::with_version("1.5");
@@ -700,7 +783,7 @@ mod tests {
 
     #[test]
     fn text_from_page_and_form_xobject_with_spacing() {
-        let e = extract(&pdf_with_form(), &limits()).unwrap();
+        let e = extract(&pdf_with_form(), &limits(), &mut no_ocr()).unwrap();
         assert_eq!(e.pages.len(), 2);
         let text = &e.pages[0].text;
         assert!(text.contains("Hello world"), "{text:?}");
@@ -722,7 +805,7 @@ mod tests {
     fn truncated_pdf_never_panics() {
         let full = pdf_with_form();
         for cut in [10, full.len() / 3, full.len() / 2, full.len() - 20] {
-            let _ = extract(&full[..cut], &limits());
+            let _ = extract(&full[..cut], &limits(), &mut no_ocr());
         }
     }
 }

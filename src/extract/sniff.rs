@@ -14,6 +14,10 @@ pub enum Format {
     Html,
     Markdown,
     Text,
+    /// Image files, read by OCR.
+    Png,
+    Jpeg,
+    Tiff,
 }
 
 impl Format {
@@ -26,18 +30,39 @@ impl Format {
             Format::Html => "text/html",
             Format::Markdown => "text/markdown",
             Format::Text => "text/plain",
+            Format::Png => "image/png",
+            Format::Jpeg => "image/jpeg",
+            Format::Tiff => "image/tiff",
+        }
+    }
+
+    /// How an admin would name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Format::Pdf => "PDF",
+            Format::Docx => "Word document",
+            Format::Html => "HTML page",
+            Format::Markdown => "Markdown",
+            Format::Text => "text",
+            Format::Png => "PNG image",
+            Format::Jpeg => "JPEG image",
+            Format::Tiff => "TIFF image",
         }
     }
 }
 
+/// Image formats read by OCR, by their magic bytes.
+const IMAGE_MAGIC: &[(&[u8], Format)] = &[
+    (b"\x89PNG\r\n\x1a\n", Format::Png),
+    (b"\xff\xd8\xff", Format::Jpeg),
+    (b"II*\x00", Format::Tiff),
+    (b"MM\x00*", Format::Tiff),
+];
+
 /// Known binary formats we do not index, so the rejection can name them.
 const OTHER_MAGIC: &[(&[u8], &str)] = &[
-    (b"\x89PNG\r\n\x1a\n", "PNG image"),
-    (b"\xff\xd8\xff", "JPEG image"),
     (b"GIF87a", "GIF image"),
     (b"GIF89a", "GIF image"),
-    (b"II*\x00", "TIFF image"),
-    (b"MM\x00*", "TIFF image"),
     (b"\x1f\x8b", "gzip archive"),
     (b"BZh", "bzip2 archive"),
     (b"\xfd7zXZ\x00", "xz archive"),
@@ -62,6 +87,11 @@ pub fn detect(bytes: &[u8]) -> Result<Format, Rejection> {
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         // The docx parser checks that the archive really is a Word document.
         return Ok(Format::Docx);
+    }
+    for (magic, format) in IMAGE_MAGIC {
+        if bytes.starts_with(magic) {
+            return Ok(*format);
+        }
     }
     for (magic, name) in OTHER_MAGIC {
         if bytes.starts_with(magic) {
@@ -147,9 +177,11 @@ mod tests {
         );
         assert_eq!(detect(b"Just words.\nMore words.\n").unwrap(), Format::Text);
         assert_eq!(detect("caf\u{e9}".as_bytes()).unwrap(), Format::Text);
+        assert_eq!(detect(b"\x89PNG\r\n\x1a\nxxxx").unwrap(), Format::Png);
+        assert_eq!(detect(b"II*\x00\x08\x00").unwrap(), Format::Tiff);
         assert_eq!(
-            detect(b"\x89PNG\r\n\x1a\nxxxx"),
-            Err(Rejection::Unsupported("PNG image".into()))
+            detect(b"GIF89a...."),
+            Err(Rejection::Unsupported("GIF image".into()))
         );
         assert!(matches!(
             detect(b"ab\x00\x01\x02cd"),

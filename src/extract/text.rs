@@ -13,6 +13,7 @@ pub fn extract(bytes: &[u8], format: Format) -> Result<Extracted, Rejection> {
             number: i as u32 + 1,
             text: t.to_string(),
             has_text_layer: true,
+            ocr: None,
         })
         .collect();
     let title = if format == Format::Markdown {

@@ -3,13 +3,19 @@
 //! space, CPU time, file writes and open files, and a wall-clock deadline
 //! enforced by the parent. Whatever the file does to the parser — panic, abort,
 //! loop, balloon — the parent sees a [`Rejection`] for that one file.
+//!
+//! OCR runs there too. The worker loads Tesseract and its models before it
+//! confines itself, reports each page it starts on a progress line on stderr,
+//! and the parent's deadline grows by the OCR budget once OCR has begun.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
+use std::sync::mpsc;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::ocr::Ocr;
 use super::{Extracted, ParseLimits, Rejection};
 use crate::config::ExtractConfig;
 
@@ -20,6 +26,9 @@ pub const WORKER_SUBCOMMAND: &str = "__extract-worker";
 pub const PROBE_SUBCOMMAND: &str = "__extract-probe";
 /// Environment variable carrying the parse limits to the worker.
 const LIMITS_ENV: &str = "ENCLAVE_EXTRACT_LIMITS";
+/// Starts a progress line on the worker's stderr (an ASCII record separator:
+/// no parser message begins with it).
+const PROGRESS_MARK: &str = "\u{1e}progress ";
 
 /// Extract `path` in a worker process. `max_file_bytes` is checked here, before
 /// anything is read.
@@ -27,6 +36,17 @@ pub fn extract_isolated(
     path: &Path,
     config: &ExtractConfig,
     max_file_bytes: u64,
+) -> Result<Extracted, Rejection> {
+    extract_with_progress(path, config, max_file_bytes, &|_| {})
+}
+
+/// [`extract_isolated`], telling `progress` what the worker is doing on
+/// long work ("OCR page 3").
+pub fn extract_with_progress(
+    path: &Path,
+    config: &ExtractConfig,
+    max_file_bytes: u64,
+    progress: &dyn Fn(&str),
 ) -> Result<Extracted, Rejection> {
     let meta = std::fs::metadata(path).map_err(|e| Rejection::Io(e.to_string()))?;
     if !meta.is_file() {
@@ -45,13 +65,22 @@ pub fn extract_isolated(
     let limits = serde_json::to_string(&ParseLimits::from(config))
         .map_err(|e| Rejection::WorkerFailed(e.to_string()))?;
     let memory = config.memory_limit_mib.saturating_mul(1024 * 1024);
-    let cpu_secs = config.timeout_secs.saturating_add(1);
+    let ocr_secs = if config.ocr {
+        config.ocr_document_timeout_secs
+    } else {
+        0
+    };
+    let cpu_secs = config.timeout_secs.saturating_add(ocr_secs).saturating_add(1);
     let mut command = Command::new(exe);
     command
         .arg(WORKER_SUBCOMMAND)
         .arg(path)
         .env(LIMITS_ENV, limits)
         .env("RUST_BACKTRACE", "0")
+        // Tesseract's OpenMP would start a thread per core for each page and
+        // run 3–4× slower on a busy machine; one worker, one thread. Only the
+        // thread *limit* is honoured by libgomp here, not OMP_NUM_THREADS.
+        .env("OMP_THREAD_LIMIT", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -74,10 +103,20 @@ pub fn extract_isolated(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let out_reader = std::thread::spawn(move || read_capped(stdout, stdout_cap));
-    let err_reader = std::thread::spawn(move || read_capped(stderr, 64 * 1024));
+    let (progress_tx, progress_rx) = mpsc::channel();
+    let err_reader = std::thread::spawn(move || read_stderr(stderr, 64 * 1024, progress_tx));
 
-    let deadline = Instant::now() + Duration::from_secs(config.timeout_secs);
+    let started = Instant::now();
+    let mut deadline = started + Duration::from_secs(config.timeout_secs);
+    let mut ocr_begun = false;
     let status = loop {
+        for line in progress_rx.try_iter() {
+            if !ocr_begun && line.starts_with("OCR") {
+                ocr_begun = true;
+                deadline += Duration::from_secs(ocr_secs);
+            }
+            progress(&line);
+        }
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
@@ -87,7 +126,7 @@ pub fn extract_isolated(
                 let _ = child.wait();
                 let _ = out_reader.join();
                 let _ = err_reader.join();
-                return Err(Rejection::Timeout(config.timeout_secs));
+                return Err(Rejection::Timeout(started.elapsed().as_secs()));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
             Err(e) => return Err(Rejection::WorkerFailed(e.to_string())),
@@ -134,6 +173,36 @@ fn apply_rlimits(memory: u64, cpu_secs: u64) -> std::io::Result<()> {
     // Its pipes and its one input; a parser that leaks descriptors stops here.
     set(libc::RLIMIT_NOFILE, 32)?;
     Ok(())
+}
+
+/// The worker's stderr: progress lines go to `progress`, the rest is kept
+/// (up to `cap` bytes) to explain a failure.
+fn read_stderr(
+    source: Option<impl Read>,
+    cap: usize,
+    progress: mpsc::Sender<String>,
+) -> (Vec<u8>, bool) {
+    let Some(source) = source else {
+        return (Vec::new(), false);
+    };
+    let mut kept = Vec::new();
+    let mut reader = std::io::BufReader::new(source);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // A line without a newline for 1 MiB is not progress; keep its start.
+        match (&mut reader).take(1 << 20).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        if let Some(message) = text.strip_prefix(PROGRESS_MARK) {
+            let _ = progress.send(message.trim_end().to_string());
+        } else if kept.len() < cap {
+            kept.extend_from_slice(&line[..line.len().min(cap - kept.len())]);
+        }
+    }
+    (kept, false)
 }
 
 fn read_capped(source: Option<impl Read>, cap: u64) -> (Vec<u8>, bool) {
@@ -197,14 +266,20 @@ pub fn run_worker(path: &Path) -> i32 {
         Some(l) => l,
         None => ParseLimits::from(&ExtractConfig::default()),
     };
-    // Read the input, then give up every other file and the network
-    // before a parser sees a byte of it.
+    // Read the input and, for a file OCR may have to read, load Tesseract
+    // and its models; then give up every other file and the network before
+    // a parser sees a byte of the input.
     let input = std::fs::read(path).map_err(|e| Rejection::Io(e.to_string()));
+    let mut ocr = match &input {
+        Ok(bytes) if may_need_ocr(bytes) => Ocr::load(limits.ocr.clone()),
+        _ => Ocr::off(limits.ocr.clone(), "not needed for this format"),
+    };
+    ocr.on_page(|number| eprintln!("{PROGRESS_MARK}OCR page {number}"));
     super::confine::confine_self();
-    let outcome = std::panic::catch_unwind(|| match &input {
-        Ok(bytes) => super::extract_in_process(bytes, &limits),
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &input {
+        Ok(bytes) => super::extract_in_process(bytes, &limits, &mut ocr),
         Err(e) => Err(e.clone()),
-    })
+    }))
     .unwrap_or_else(|_| {
         Err(Rejection::Malformed {
             format: "document".into(),
@@ -215,6 +290,16 @@ pub fn run_worker(path: &Path) -> i32 {
         Ok(()) => 0,
         Err(_) => 2,
     }
+}
+
+/// PDFs and images; sniffing is a comparison of magic bytes, safe before
+/// confinement.
+fn may_need_ocr(bytes: &[u8]) -> bool {
+    use super::Format;
+    matches!(
+        super::sniff::detect(bytes),
+        Ok(Format::Pdf | Format::Png | Format::Jpeg | Format::Tiff)
+    )
 }
 
 /// Entry point of the probe: confine as the worker does, then try to read

@@ -26,10 +26,16 @@ pub struct Prepared {
     extracted: Extracted,
 }
 
-pub fn prepare_file(config: &Config, path: &Path) -> std::result::Result<Prepared, Rejection> {
+/// `progress` hears what extraction is doing on long work ("OCR page 3").
+pub fn prepare_file(
+    config: &Config,
+    path: &Path,
+    progress: &dyn Fn(&str),
+) -> std::result::Result<Prepared, Rejection> {
     let limit = config.ingest.max_file_bytes;
     let (bytes, hash) = read_checked(path, limit)?;
-    let extracted = extract::worker::extract_isolated(path, &config.extract, limit)?;
+    let extracted =
+        extract::worker::extract_with_progress(path, &config.extract, limit, progress)?;
     Ok(Prepared {
         bytes,
         hash,
@@ -146,6 +152,7 @@ pub fn add_text(
             number: 1,
             text: extract::normalise(text),
             has_text_layer: true,
+            ocr: None,
         }],
         warnings: Vec::new(),
     };
@@ -201,6 +208,7 @@ fn write(library: &mut Library, doc: &Document<'_>, audit: Option<Entry>) -> Res
             number: p.number,
             has_text_layer: p.has_text_layer,
             text: &p.text,
+            ocr: p.ocr.as_ref(),
         })
         .collect();
     let new_chunks: Vec<NewChunk<'_>> = chunks

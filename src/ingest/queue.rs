@@ -130,7 +130,8 @@ fn process(ctx: &IngestContext, job: &UploadJob) {
         m.ingest_seconds.observe(started.elapsed().as_secs_f64());
     };
     set_state(ctx, job, UploadState::Extracting, "", None);
-    let prepared = match super::prepare_file(&ctx.config, &job.staged) {
+    let progress = |doing: &str| set_state(ctx, job, UploadState::Extracting, doing, None);
+    let prepared = match super::prepare_file(&ctx.config, &job.staged, &progress) {
         Ok(p) => p,
         Err(rejection) => {
             counted("rejected");

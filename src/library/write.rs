@@ -145,6 +145,7 @@ impl Library {
                     number: 1,
                     has_text_layer: true,
                     text,
+                    ocr: None,
                 }]
             })
             .collect();

@@ -53,6 +53,8 @@ pub struct NewPage<'a> {
     pub number: u32,
     pub has_text_layer: bool,
     pub text: &'a str,
+    /// How OCR read the page, when it did.
+    pub ocr: Option<&'a crate::extract::ocr::PageOcr>,
 }
 
 pub struct NewChunk<'a> {
@@ -264,7 +266,8 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'indexing', ?9, ?10, ?11)",
             )?;
             let mut page_stmt = tx.prepare_cached(
-                "INSERT INTO pages (document_id, number, has_text_layer, text) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO pages (document_id, number, has_text_layer, text, ocr_confidence, ocr)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut chunk_stmt = tx.prepare_cached(
                 "INSERT INTO chunks (document_id, ordinal, page, char_start, char_end, heading, text)
@@ -286,7 +289,20 @@ impl Store {
                 ])?;
                 let id = tx.last_insert_rowid();
                 for p in *pages {
-                    page_stmt.execute(params![id, p.number, p.has_text_layer, p.text])?;
+                    let ocr = match p.ocr {
+                        Some(how) => Some(serde_json::to_string(how).map_err(|e| {
+                            rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+                        })?),
+                        None => None,
+                    };
+                    page_stmt.execute(params![
+                        id,
+                        p.number,
+                        p.has_text_layer,
+                        p.text,
+                        p.ocr.map(|o| o.mean_confidence as f64),
+                        ocr
+                    ])?;
                 }
                 for (ordinal, c) in chunks.iter().enumerate() {
                     chunk_stmt.execute(params![
@@ -559,6 +575,7 @@ mod tests {
         let pages = [NewPage {
             number: 1,
             has_text_layer: true,
+            ocr: None,
             text: "Annual leave is 25 days.",
         }];
         let chunks = [NewChunk {

@@ -73,6 +73,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_api_tokens_usage",
         include_str!("../../migrations/0006_api_tokens_usage.sql"),
     ),
+    (
+        "0007_ocr_pages",
+        include_str!("../../migrations/0007_ocr_pages.sql"),
+    ),
 ];
 
 /// The database as code outside this module sees it, inside
