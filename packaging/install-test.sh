@@ -12,7 +12,8 @@
 #    packages with dpkg, checks the user, modes and unit, verifies the models,
 #    creates an admin and an auditor, starts `enclave serve` as the enclave user
 #    with no new privileges and umask 0027 (what enclave.service does), uploads
-#    a document and asks about it over HTTPS, exports the audit log and
+#    a document and asks about it over HTTPS, then a scanned (image-only) PDF
+#    that only OCR can read, exports the audit log and
 #    verifies it, stops the server, runs doctor.
 # 4. Removes (the conffile stays), then purges: compares the root with the
 #    listing taken before the install; only /var/lib/enclave may remain.
@@ -56,6 +57,47 @@ print(v)' "$1"
 }
 
 seconds_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Uploads FILE (of TYPE) as the admin into `default` and waits until it is
+# indexed; sets $id. Uses $jar and $token of the admin's session.
+upload_and_wait() {
+  local up state
+  up=$(curl -skf -b "$jar" -H "X-CSRF-Token: $token" -F collection=default \
+    -F "file=@$1;type=$2" "$base_url/api/uploads")
+  id=$(echo "$up" | json_get uploads.0.id)
+  for _ in $(seq 1 240); do
+    state=$(curl -skf -b "$jar" "$base_url/api/uploads/$id" | json_get state)
+    case $state in done) break ;; rejected|failed|duplicate)
+      curl -skf -b "$jar" "$base_url/api/uploads/$id"; fail "upload of $1 $state" ;; esac
+    sleep 0.5
+  done
+  [ "$state" = done ] || fail "upload of $1 still $state"
+}
+
+# Asks QUESTION; the answer must be grounded, quote FACT, and cite a
+# document titled one of the remaining arguments.
+ask_expecting() {
+  local question=$1 fact=$2 answer
+  shift 2
+  curl -skf -N -b "$jar" -H 'Content-Type: application/json' -H "X-CSRF-Token: $token" \
+    -d "{\"question\":\"$question\"}" "$base_url/api/ask" >"$work/ask.sse"
+  answer=$(sed -n 's/^data: //p' "$work/ask.sse" | python3 -c '
+import json, sys
+fact, titles = sys.argv[1], sys.argv[2:]
+for line in sys.stdin:
+    d = json.loads(line)
+    if "answer" in d and isinstance(d["answer"], dict):
+        a = d["answer"]
+        assert a["status"] == "answered", a
+        assert any(s["document_title"] in titles for s in a["sources"]), a
+        assert a["verification"] in ("verified", "partial", "quoted"), a
+        assert any(fact in q["quote"] for q in a["quotes"]), a
+        print(a["text"])
+        break
+else:
+    sys.exit("no done event")' "$fact" "$@") || { cat "$work/ask.sse"; fail "no grounded answer to: $question"; }
+  echo "answer: $answer"
+}
 
 # Everything that needs the packages installed, run inside `unshare --net --mount`.
 inner() {
@@ -110,36 +152,18 @@ inner() {
   curl -skf -o /dev/null "$base_url/login" || fail "server did not answer on $base_url"
 
   step "log in, upload, ask over HTTPS"
-  local jar=$work/admin.jar token up id state answer
+  jar=$work/admin.jar
   token=$(curl -skf -c "$jar" -H 'Content-Type: application/json' \
     -d '{"username":"admin","password":"install-admin-pw-1"}' "$base_url/api/login" | json_get csrf_token)
   printf '# Loading dock\n\nThe loading dock behind building C opens at 06:30 on weekdays.\nDeliveries after 18:00 go to the night porter.\n' >"$work/dock.md"
-  up=$(curl -skf -b "$jar" -H "X-CSRF-Token: $token" -F collection=default \
-    -F "file=@$work/dock.md;type=text/markdown" "$base_url/api/uploads")
-  id=$(echo "$up" | json_get uploads.0.id)
-  for _ in $(seq 1 120); do
-    state=$(curl -skf -b "$jar" "$base_url/api/uploads/$id" | json_get state)
-    case $state in done) break ;; rejected|failed|duplicate) fail "upload $state" ;; esac
-    sleep 0.5
-  done
-  [ "$state" = done ] || fail "upload still $state"
-  curl -skf -N -b "$jar" -H 'Content-Type: application/json' -H "X-CSRF-Token: $token" \
-    -d '{"question":"When does the loading dock open?"}' "$base_url/api/ask" >"$work/ask.sse"
-  answer=$(sed -n 's/^data: //p' "$work/ask.sse" | python3 -c '
-import json, sys
-for line in sys.stdin:
-    d = json.loads(line)
-    if "answer" in d and isinstance(d["answer"], dict):
-        a = d["answer"]
-        assert a["status"] == "answered", a
-        assert any(s["document_title"] in ("Loading dock", "dock") for s in a["sources"]), a
-        assert a["verification"] in ("verified", "partial", "quoted"), a
-        assert any("06:30" in q["quote"] for q in a["quotes"]), a
-        print(a["text"])
-        break
-else:
-    sys.exit("no done event")') || { cat "$work/ask.sse"; fail "no grounded answer"; }
-  echo "answer: $answer"
+  upload_and_wait "$work/dock.md" text/markdown
+  ask_expecting "When does the loading dock open?" "06:30" "Loading dock" "dock"
+
+  step "a scanned PDF (image only), read by OCR, asked about"
+  cp "$repo/tests/fixtures/scans/scanned-memo.pdf" "$work/scanned-memo.pdf"
+  upload_and_wait "$work/scanned-memo.pdf" application/pdf
+  echo "upload: $(curl -skf -b "$jar" "$base_url/api/uploads/$id" | json_get detail)"
+  ask_expecting "Which room has the backup unit for vaccines?" "C214" "scanned memo"
 
   step "audit export and verify"
   local ajar=$work/auditor.jar
@@ -202,10 +226,13 @@ setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp \
   lintian --fail-on error,warning "$deb" "$models_deb"
 
 step "a fresh Debian root"
-if [ ! -f "$work/base/.complete" ]; then
+# The packages' dependencies from Debian (what an air-gapped site's local
+# mirror serves): adduser, and Tesseract with its English models for OCR.
+include=adduser,libtesseract5,tesseract-ocr-eng
+if [ "$(cat "$work/base/.complete" 2>/dev/null)" != "$include" ]; then
   rm -rf "$work/base"
-  debootstrap --variant=minbase --include=adduser bookworm "$work/base" "$mirror"
-  touch "$work/base/.complete"
+  debootstrap --variant=minbase --include="$include" bookworm "$work/base" "$mirror"
+  echo "$include" >"$work/base/.complete"
 fi
 rm -rf "$root"
 cp -a "$work/base" "$root"

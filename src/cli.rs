@@ -175,6 +175,21 @@ pub enum EvalCommand {
     /// own corpus) and off-topic refusals (asked of every other set's corpus),
     /// per set, through the search and gate answers use.
     Gate(EvalGateArgs),
+    /// OCR quality on a scanned set (tests/reference/make_scans.sh builds one
+    /// from ../shared/corpus/pdf-text): word precision, recall and F1 against
+    /// each page's original text layer, per variant (300 dpi gray JPEG,
+    /// 200 dpi gray, 200 dpi fax G4, rotated pages, multi-page TIFF), with
+    /// seconds per page and the extraction worker's peak memory.
+    Ocr(EvalOcrArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalOcrArgs {
+    /// A folder with manifest.jsonl ({variant, file, page, truth} per line).
+    pub dir: PathBuf,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -552,6 +567,9 @@ pub struct EvalArgs {
 pub enum BenchCommand {
     /// Ingest DIR into a scratch data dir; report pages/s, chunks/s, embedding tokens/s.
     Ingest { dir: PathBuf },
+    /// OCR every scanned PDF and image under DIR through the extraction
+    /// worker; report pages/s, seconds per page and the worker's peak memory.
+    Ocr { dir: PathBuf },
     /// Embedding throughput on the "text" fields of a JSONL file (e.g. a BEIR corpus.jsonl).
     Embed {
         file: PathBuf,

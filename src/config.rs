@@ -738,7 +738,8 @@ impl Config {
         let valid_language = |l: &String| {
             !l.is_empty()
                 && l.len() <= 32
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
         if x.ocr_languages.is_empty() || !x.ocr_languages.iter().all(valid_language) {
             return Err(ConfigError::Invalid {

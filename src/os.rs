@@ -32,6 +32,17 @@ pub fn peak_rss_kib() -> u64 {
     status_kib("self", "VmHWM")
 }
 
+/// The largest peak resident memory of any child process this process has
+/// waited for (extraction workers), in KiB.
+pub fn children_peak_rss_kib() -> u64 {
+    // SAFETY: getrusage writes into a zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0;
+    }
+    usage.ru_maxrss.max(0) as u64
+}
+
 /// A memory figure (`VmRSS`, `VmHWM`, …) of a process (`self` or a pid)
 /// from `/proc/<process>/status`, in KiB; 0 if unknown.
 pub fn status_kib(process: &str, field: &str) -> u64 {

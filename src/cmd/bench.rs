@@ -35,6 +35,7 @@ struct TextRecord {
 pub fn run(config: &Config, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Ingest { dir } => ingest(config, dir),
+        BenchCommand::Ocr { dir } => super::eval::ocr::bench(config, dir),
         BenchCommand::Embed { file, limit } => embed(config, file, limit),
         BenchCommand::Search {
             seed,

@@ -73,7 +73,75 @@ pub fn checks(config: &Config) -> Vec<Check> {
     out.push(outbound(config));
     out.push(interfaces(config));
     out.push(extractor(config));
+    out.push(ocr(config));
     out
+}
+
+/// OCR: the Tesseract library, its model directory, the languages
+/// installed there, and any configured language that is missing.
+fn ocr(config: &Config) -> Check {
+    use crate::extract::ocr::tesseract;
+    let x = &config.extract;
+    if !x.ocr {
+        return check(
+            "ocr",
+            Level::Ok,
+            "off ([extract] ocr = false): scanned pages and image files are rejected",
+        );
+    }
+    let version = match tesseract::library_version() {
+        Ok(v) => v,
+        Err(why) => {
+            return check(
+                "ocr",
+                Level::Warn,
+                format!("unavailable, scanned pages and image files are rejected: {why}"),
+            );
+        }
+    };
+    let Some(dir) = tesseract::tessdata_dir(&x.ocr_data_dir) else {
+        return check(
+            "ocr",
+            Level::Warn,
+            format!(
+                "Tesseract {version}, but no language models (Debian: apt install tesseract-ocr-eng)"
+            ),
+        );
+    };
+    let installed = tesseract::installed_languages(&dir);
+    let missing: Vec<&String> = x
+        .ocr_languages
+        .iter()
+        .filter(|l| !installed.contains(l))
+        .collect();
+    let summary = format!(
+        "Tesseract {version}; languages installed in {}: {}; configured: {}",
+        dir.display(),
+        if installed.is_empty() {
+            "none".to_string()
+        } else {
+            installed.join(", ")
+        },
+        x.ocr_languages.join("+")
+    );
+    if missing.is_empty() {
+        check("ocr", Level::Ok, summary)
+    } else {
+        let names: Vec<String> = missing.iter().map(|l| l.to_string()).collect();
+        let packages: Vec<String> = missing
+            .iter()
+            .map(|l| format!("tesseract-ocr-{l}"))
+            .collect();
+        check(
+            "ocr",
+            Level::Warn,
+            format!(
+                "{summary}; MISSING {} (OCR is unavailable until installed: apt install {})",
+                names.join(", "),
+                packages.join(" ")
+            ),
+        )
+    }
 }
 
 /// The OpenAI-compatible API and the metrics listener: what is offered,

@@ -10,11 +10,14 @@ use crate::config::Config;
 use crate::extract::{self, Rejection};
 
 pub fn extract_cmd(config: &Config, args: ExtractArgs) -> Result<ExitCode> {
+    // Long OCR runs say which page they are on (stderr, so --json stays clean).
+    let progress = |doing: &str| eprintln!("{doing}…");
     let result: std::result::Result<extract::Extracted, Rejection> =
-        extract::worker::extract_isolated(
+        extract::worker::extract_with_progress(
             &args.file,
             &config.extract,
             config.ingest.max_file_bytes,
+            &progress,
         );
     if args.json {
         let value = match &result {
@@ -35,15 +38,7 @@ pub fn extract_cmd(config: &Config, args: ExtractArgs) -> Result<ExitCode> {
                     println!("warning: {w}");
                 }
                 for p in &e.pages {
-                    println!(
-                        "--- page {}{} ---",
-                        p.number,
-                        if p.has_text_layer {
-                            ""
-                        } else {
-                            " (no text layer)"
-                        }
-                    );
+                    println!("--- page {}{} ---", p.number, page_note(p));
                     println!("{}", p.text);
                 }
             }
@@ -55,4 +50,22 @@ pub fn extract_cmd(config: &Config, args: ExtractArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// How a page's text was obtained, for its heading.
+fn page_note(page: &extract::Page) -> String {
+    match (&page.ocr, page.has_text_layer) {
+        (Some(ocr), _) => format!(
+            " (OCR, confidence {:.0} %{}{})",
+            ocr.mean_confidence,
+            if ocr.low_confidence { ", LOW" } else { "" },
+            if ocr.skew_degrees.abs() >= 0.15 {
+                format!(", straightened {:.1}°", ocr.skew_degrees)
+            } else {
+                String::new()
+            }
+        ),
+        (None, true) => String::new(),
+        (None, false) => " (no text layer)".into(),
+    }
 }

@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCommand::Retrieval(args)) => {
             eval::run(&config, args).map(|_| ExitCode::SUCCESS)
         }
+        Command::Eval(EvalCommand::Ocr(args)) => eval::ocr::run(&config, args),
         Command::Eval(EvalCommand::Gate(args)) => {
             eval::gate::run(&config, args).map(|_| ExitCode::SUCCESS)
         }

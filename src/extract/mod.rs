@@ -201,7 +201,10 @@ mod tests {
 
     #[test]
     fn empty_and_junk_are_rejected() {
-        assert_eq!(extract_in_process(b"", &limits(), &mut no_ocr()), Err(Rejection::Empty));
+        assert_eq!(
+            extract_in_process(b"", &limits(), &mut no_ocr()),
+            Err(Rejection::Empty)
+        );
         let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
         assert!(matches!(
             extract_in_process(&junk, &limits(), &mut no_ocr()),

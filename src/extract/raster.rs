@@ -32,7 +32,11 @@ fn assumed_dpi(width: u32) -> u32 {
 }
 
 /// A PNG or JPEG file as one grayscale page.
-pub fn decode_single(bytes: &[u8], what: &str, settings: &OcrSettings) -> Result<GrayImage, Rejection> {
+pub fn decode_single(
+    bytes: &[u8],
+    what: &str,
+    settings: &OcrSettings,
+) -> Result<GrayImage, Rejection> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| malformed(what, e))?;
@@ -68,8 +72,8 @@ pub fn for_each_tiff_page(
 ) -> Result<(), Rejection> {
     use tiff::decoder::Decoder;
     let mut limits = tiff::decoder::Limits::default();
-    limits.decoding_buffer_size = usize::try_from(settings.max_pixels.saturating_mul(4))
-        .unwrap_or(usize::MAX);
+    limits.decoding_buffer_size =
+        usize::try_from(settings.max_pixels.saturating_mul(4)).unwrap_or(usize::MAX);
     let mut decoder = Decoder::new(Cursor::new(bytes))
         .map_err(|e| malformed("TIFF", e))?
         .with_limits(limits);
@@ -118,7 +122,11 @@ fn tiff_page(
         Ok(DecodingResult::U16(data)) if colortype == ColorType::Gray(16) => {
             data.iter().map(|v| (v >> 8) as u8).collect()
         }
-        Ok(_) => return Err(Rejection::Unsupported(format!("TIFF with {colortype:?} pixels"))),
+        Ok(_) => {
+            return Err(Rejection::Unsupported(format!(
+                "TIFF with {colortype:?} pixels"
+            )));
+        }
         // The tiff crate reads Group 4 but not the older Group 3 fax coding.
         Err(_) if matches!(compression, Some(2) | Some(3)) => {
             group3_strips(decoder, width, height, compression == Some(2))?
@@ -147,21 +155,28 @@ fn gray_from_tiff(
         ColorType::Gray(1) => {
             let stride = w.div_ceil(8);
             (0..h)
-                .flat_map(|y| {
-                    (0..w).map(move |x| (y, x))
-                })
+                .flat_map(|y| (0..w).map(move |x| (y, x)))
                 .map(|(y, x)| {
-                    let bit = data.get(y * stride + x / 8).map_or(0, |b| (b >> (7 - x % 8)) & 1);
+                    let bit = data
+                        .get(y * stride + x / 8)
+                        .map_or(0, |b| (b >> (7 - x % 8)) & 1);
                     if bit == 1 { 255 } else { 0 }
                 })
                 .collect()
         }
-        ColorType::RGB(8) => data.chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect(),
+        ColorType::RGB(8) => data
+            .chunks_exact(3)
+            .map(|p| luma(p[0], p[1], p[2]))
+            .collect(),
         ColorType::RGBA(8) => data
             .chunks_exact(4)
             .map(|p| luma(p[0], p[1], p[2]).saturating_add(255 - p[3]))
             .collect(),
-        other => return Err(Rejection::Unsupported(format!("TIFF with {other:?} pixels"))),
+        other => {
+            return Err(Rejection::Unsupported(format!(
+                "TIFF with {other:?} pixels"
+            )));
+        }
     };
     if pixels.len() != w * h {
         return Err(malformed("TIFF", "pixel data shorter than the image"));
@@ -274,7 +289,9 @@ impl hayro_ccitt::Decoder for RowsToGray {
         let row = &mut self.pixels[start..];
         for pair in changes.chunks(2) {
             let from = (pair[0] as usize).min(self.width);
-            let to = pair.get(1).map_or(self.width, |&e| (e as usize).min(self.width));
+            let to = pair
+                .get(1)
+                .map_or(self.width, |&e| (e as usize).min(self.width));
             row[from..to.max(from)].fill(0);
         }
     }

@@ -28,7 +28,10 @@ pub fn extract(bytes: &[u8], format: Format, ocr: &mut Ocr) -> Result<Extracted,
     };
     match format {
         Format::Tiff => raster::for_each_tiff_page(bytes, &settings, &mut read)?,
-        _ => read(1, raster::decode_single(bytes, format.describe(), &settings)?)?,
+        _ => read(
+            1,
+            raster::decode_single(bytes, format.describe(), &settings)?,
+        )?,
     }
     let warnings = super::ocr::warnings(&pages);
     Ok(Extracted {

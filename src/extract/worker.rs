@@ -9,10 +9,10 @@
 //! and the parent's deadline grows by the OCR budget once OCR has begun.
 
 use std::io::{BufRead, Read};
-use std::sync::mpsc;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::ocr::Ocr;
@@ -70,7 +70,10 @@ pub fn extract_with_progress(
     } else {
         0
     };
-    let cpu_secs = config.timeout_secs.saturating_add(ocr_secs).saturating_add(1);
+    let cpu_secs = config
+        .timeout_secs
+        .saturating_add(ocr_secs)
+        .saturating_add(1);
     let mut command = Command::new(exe);
     command
         .arg(WORKER_SUBCOMMAND)

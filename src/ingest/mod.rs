@@ -34,8 +34,7 @@ pub fn prepare_file(
 ) -> std::result::Result<Prepared, Rejection> {
     let limit = config.ingest.max_file_bytes;
     let (bytes, hash) = read_checked(path, limit)?;
-    let extracted =
-        extract::worker::extract_with_progress(path, &config.extract, limit, progress)?;
+    let extracted = extract::worker::extract_with_progress(path, &config.extract, limit, progress)?;
     Ok(Prepared {
         bytes,
         hash,

@@ -185,12 +185,13 @@ impl Store {
             .optional()?)
     }
 
-    /// The text of one page of a document.
-    pub fn page_text(&self, document_id: i64, page: i64) -> Result<String> {
+    /// The text of one page of a document, and its mean OCR word
+    /// confidence when OCR read it.
+    pub fn page_text(&self, document_id: i64, page: i64) -> Result<(String, Option<f64>)> {
         Ok(self.conn.query_row(
-            "SELECT text FROM pages WHERE document_id = ?1 AND number = ?2",
+            "SELECT text, ocr_confidence FROM pages WHERE document_id = ?1 AND number = ?2",
             params![document_id, page],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
     }
 
@@ -289,12 +290,13 @@ impl Store {
                 ])?;
                 let id = tx.last_insert_rowid();
                 for p in *pages {
-                    let ocr = match p.ocr {
-                        Some(how) => Some(serde_json::to_string(how).map_err(|e| {
-                            rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-                        })?),
-                        None => None,
-                    };
+                    let ocr =
+                        match p.ocr {
+                            Some(how) => Some(serde_json::to_string(how).map_err(|e| {
+                                rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+                            })?),
+                            None => None,
+                        };
                     page_stmt.execute(params![
                         id,
                         p.number,

@@ -565,6 +565,74 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
 /// must load (server-drawn SVG, same origin) and nothing may come from
 /// elsewhere.
 #[test]
+fn scans_uploaded_in_the_browser_are_answered_from_their_page() {
+    if !std::path::Path::new(CHROMEDRIVER).exists() {
+        panic!(
+            "chromium-driver is not installed (apt-get install chromium chromium-driver; .ci/run does this)"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    crate::common::run_ok(
+        crate::common::enclave(&dir).args(["grant", "add", "demo", "--user", "alice"]),
+    );
+    let server = Server::start(&dir, &[]);
+    let origin = server.base.clone();
+    let d = Driver::start(&tmp.path().join("chromium-profile"));
+    d.login_as_alice(&origin);
+
+    // A scanned PDF, a phone photo of a page and a two-page fax, uploaded
+    // through the documents page; each says it was read by OCR.
+    let scans = crate::common::repo_root().join("tests/fixtures/scans");
+    let files: Vec<String> = ["scanned-memo.pdf", "photo-parking.jpg", "fax-transport.tif"]
+        .iter()
+        .map(|f| scans.join(f).display().to_string())
+        .collect();
+    d.goto(&format!("{origin}/admin/documents"));
+    d.type_into("#upload-collection", "demo");
+    d.type_into("#upload-files", &files.join("\n"));
+    d.click("#upload-button");
+    d.wait_for(
+        "document.querySelectorAll('#upload-progress li[data-state=done]').length === 3",
+        "the three scans indexed",
+    );
+    let progress = d.text("#upload-progress");
+    assert_eq!(progress.matches("read by OCR").count(), 3, "{progress}");
+    d.screenshot("scans-uploaded");
+
+    // The fax's second page answers; the quote cites that page.
+    d.goto(&format!("{origin}/chat"));
+    d.type_into(
+        "#question",
+        "Where is the ambulance pickup for dialysis patients?",
+    );
+    d.click("#ask-button");
+    d.wait_for(
+        "document.querySelector('article.message .provenance')",
+        "a finished answer",
+    );
+    let quotes = d.text("article.message .quotes");
+    assert!(quotes.contains("north entrance"), "{quotes}");
+    let cited = d.text("article.message .quotes a");
+    assert!(cited.contains("fax transport, page 2"), "{cited}");
+    d.screenshot("scans-answered");
+
+    // The citation opens the OCR text of that page with the passage marked.
+    d.click("article.message .quotes a");
+    d.wait_for(
+        "document.querySelector('#highlight') && document.querySelector('#highlight').textContent.includes('north entrance')",
+        "the cited passage highlighted in the page",
+    );
+    let note = d.text("#ocr-note");
+    assert!(
+        note.starts_with("text read by OCR from a scan, confidence 9"),
+        "{note}"
+    );
+    d.screenshot("scans-passage");
+}
+
+#[test]
 fn usage_page_shows_the_traffic_it_was_given() {
     if !std::path::Path::new(CHROMEDRIVER).exists() {
         panic!(

@@ -1,10 +1,12 @@
 //! "Never calls external networks", proven two ways on the whole flow
-//! (serve, login, grant, upload, ask, cite, audit export):
+//! (serve, login, grant, upload, ask, cite, an image upload read by OCR,
+//! audit export):
 //!
 //! 1. it succeeds inside a network namespace that has nothing but loopback
 //!    (the test re-runs itself under `unshare --net`);
 //! 2. under `strace -f -e trace=network`, no `connect()` of the server or any
-//!    child (the extraction workers) targets anything but loopback.
+//!    child (the extraction workers, Tesseract's OCR among them) targets
+//!    anything but loopback.
 
 use std::path::Path;
 use std::process::Command;
@@ -26,6 +28,19 @@ fn whole_flow(server: &Server, tmp: &Path) {
     let done = &done["answer"];
     let chunk = done["sources"][0]["chunk_id"].as_i64().expect("a source");
     assert_eq!(alice.get(&format!("/api/passages/{chunk}")).status, 200);
+    // A scan read by OCR: Tesseract runs in the extraction worker, watched
+    // like everything else.
+    let photo =
+        std::fs::read(crate::common::repo_root().join("tests/fixtures/scans/photo-parking.jpg"))
+            .unwrap();
+    let r = alice.upload("demo", &[("photo-parking.jpg", &photo)], true);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let upload = alice.wait_upload(r.json()["uploads"][0]["id"].as_i64().unwrap());
+    assert_eq!(upload["state"], "done", "{upload}");
+    assert!(
+        upload["detail"].as_str().unwrap().contains("read by OCR"),
+        "{upload}"
+    );
     let mut carol = server.client();
     assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 200);
     let export = carol.get("/api/audit/export?format=jsonl");
@@ -128,7 +143,15 @@ fn no_connect_leaves_loopback_under_strace() {
     let server = Server::start_under(
         &dir,
         &[],
-        &["strace", "-f", "-qq", "-e", "trace=network", "-o", &log_arg],
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=network,execve",
+            "-o",
+            &log_arg,
+        ],
     );
     whole_flow(&server, tmp.path());
     drop(server);
@@ -144,6 +167,31 @@ fn no_connect_leaves_loopback_under_strace() {
         bad.join("\n")
     );
     println!("strace: {total} connect() calls, all loopback or local");
+    // The extraction workers (the OCR upload's among them, Tesseract loaded)
+    // make no network call at all: not even a socket.
+    let workers = worker_pids(&text);
+    assert!(
+        workers.len() >= 2,
+        "the uploads ran in workers: {workers:?}"
+    );
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|l| workers.iter().any(|p| l.starts_with(&format!("{p} "))))
+        .filter(|l| !l.contains("execve("))
+        .collect();
+    assert!(
+        calls.is_empty(),
+        "network calls from workers:\n{}",
+        calls.join("\n")
+    );
+}
+
+/// Process ids that became an extraction worker (strace's execve lines).
+fn worker_pids(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("execve(") && l.contains("\"__extract-worker\""))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
 }
 
 #[test]

@@ -17,6 +17,7 @@ mod gemma3;
 mod ingest;
 mod llm_generation;
 mod llm_gguf;
+mod ocr;
 mod openai_api;
 mod pdf_corpus;
 mod qdrant_backend;

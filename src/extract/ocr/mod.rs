@@ -126,7 +126,9 @@ impl Ocr {
         }
         let engine = match tesseract::tessdata_dir(&settings.data_dir) {
             Some(dir) => Tesseract::load(&dir, &settings.languages),
-            None => Err("no Tesseract language models found (Debian: apt install tesseract-ocr-eng)".into()),
+            None => Err(
+                "no Tesseract language models found (Debian: apt install tesseract-ocr-eng)".into(),
+            ),
         };
         Ocr {
             settings,
@@ -352,8 +354,16 @@ pub fn word_f1(found: &str, truth: &str) -> (f64, f64, f64) {
         .map(|(w, &n)| n.min(t.get(w).copied().unwrap_or(0)))
         .sum();
     let (nf, nt) = (f.values().sum::<usize>(), t.values().sum::<usize>());
-    let precision = if nf == 0 { 0.0 } else { matched as f64 / nf as f64 };
-    let recall = if nt == 0 { 0.0 } else { matched as f64 / nt as f64 };
+    let precision = if nf == 0 {
+        0.0
+    } else {
+        matched as f64 / nf as f64
+    };
+    let recall = if nt == 0 {
+        0.0
+    } else {
+        matched as f64 / nt as f64
+    };
     let f1 = if precision + recall == 0.0 {
         0.0
     } else {
@@ -403,7 +413,10 @@ mod tests {
         assert!(text_layer_is_usable(prose, false));
         assert!(!text_layer_is_usable(prose, true), "a stamp over a scan");
         assert!(!text_layer_is_usable("   \n ", false));
-        assert!(!text_layer_is_usable(&"\u{e001}\u{e002}ab ".repeat(30), false));
+        assert!(!text_layer_is_usable(
+            &"\u{e001}\u{e002}ab ".repeat(30),
+            false
+        ));
         assert!(!text_layer_is_usable(&"#$%& *()+ ".repeat(30), false));
         assert!(text_layer_is_usable(&prose.repeat(3), true));
     }

@@ -164,9 +164,8 @@ pub fn library_version() -> Result<String, String> {
     let library = open_library()?;
     // SAFETY: TessVersion takes nothing and returns a static C string.
     unsafe {
-        let version: libloading::Symbol<unsafe extern "C" fn() -> *const c_char> = library
-            .get(b"TessVersion\0")
-            .map_err(|e| e.to_string())?;
+        let version: libloading::Symbol<unsafe extern "C" fn() -> *const c_char> =
+            library.get(b"TessVersion\0").map_err(|e| e.to_string())?;
         Ok(CStr::from_ptr(version()).to_string_lossy().into_owned())
     }
 }

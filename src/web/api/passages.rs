@@ -27,6 +27,10 @@ pub struct PassageView {
     pub quote: String,
     pub passage_rest: String,
     pub after: String,
+    /// Mean word confidence (0–100) when the page was read by OCR.
+    pub ocr_confidence: Option<f64>,
+    /// Below `[extract] ocr_min_confidence`: the reader should check the original.
+    pub ocr_low: bool,
 }
 
 /// A span of the page text to highlight inside the passage: a quote's or a
@@ -46,6 +50,7 @@ pub async fn load_passage(
     span: Span,
 ) -> Result<PassageView, ApiError> {
     let (uid, actor) = (authed.user().id, authed.actor());
+    let min_confidence = state.config.extract.ocr_min_confidence as f64;
     state
         .with_db(move |db| {
             let row = db.passage_location(chunk_id)?;
@@ -72,7 +77,7 @@ pub async fn load_passage(
                 db.record(entry)?;
                 return Err(ApiError::not_found());
             }
-            let text = db.page_text(doc, page)?;
+            let (text, ocr_confidence) = db.page_text(doc, page)?;
             let chars: Vec<char> = text.chars().collect();
             let (s, e) = (
                 (start.max(0) as usize).min(chars.len()),
@@ -98,6 +103,8 @@ pub async fn load_passage(
                 quote: chars[qs..qe].iter().collect(),
                 passage_rest: chars[qe..e].iter().collect(),
                 after: chars[e..].iter().collect(),
+                ocr_confidence,
+                ocr_low: ocr_confidence.is_some_and(|c| c < min_confidence),
             };
             let entry = Entry::new(&actor, "passage.view", format!("chunk:{chunk_id}"))
                 .documents([doc])
