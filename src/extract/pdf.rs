@@ -139,12 +139,18 @@ fn read_scanned_pages(
             )));
         }
         let image = renderer.render(number, &settings)?;
-        if let Some((text, how)) = ocr.read_page(number, image)? {
-            if !text.trim().is_empty() {
-                pages[index].text = text;
-            }
-            pages[index].ocr = Some(how);
+        let Some((text, how)) = ocr.read_page(number, image)? else {
+            continue; // blank
+        };
+        let page = &mut pages[index];
+        // OCR that found nothing keeps the text layer, and so does a doubtful
+        // reading of a page whose layer only looked odd (a table of symbols).
+        let had_layer = !page.text.trim().is_empty();
+        if text.trim().is_empty() || (had_layer && how.mean_confidence < settings.min_confidence) {
+            continue;
         }
+        page.text = text;
+        page.ocr = Some(how);
     }
     warnings.extend(ocr::warnings(pages));
     Ok(())

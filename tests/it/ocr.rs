@@ -136,6 +136,11 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
     png.extend_from_slice(&13u32.to_be_bytes());
     png.extend_from_slice(&ihdr);
     png.extend_from_slice(&crc.to_be_bytes());
+    // A little compressed data, as a real bomb has (zlib, one stored block).
+    let idat = b"IDAT\x78\x01\x01\x00\x00\xff\xff\x00\x00\x00\x01";
+    png.extend_from_slice(&(idat.len() as u32 - 4).to_be_bytes());
+    png.extend_from_slice(idat);
+    png.extend_from_slice(&crc32(idat).to_be_bytes());
     png.extend_from_slice(&[0, 0, 0, 0]);
     png.extend_from_slice(b"IEND\xaeB`\x82");
     png

@@ -134,7 +134,7 @@ pub fn run(config: &Config, args: EvalOcrArgs) -> Result<ExitCode> {
                 .and_then(|e| e.pages.iter().find(|p| p.number == entry.page));
             let Some(page) = page else {
                 if let Err(why) = &extracted {
-                    progress.println(format!("{}: {why}", file.display()));
+                    progress.suspend(|| eprintln!("{}: {why}", file.display()));
                 }
                 *failed.entry(entry.variant.clone()).or_default() += 1;
                 scores
@@ -273,7 +273,7 @@ pub fn bench(config: &Config, dir: PathBuf) -> Result<()> {
         let read = ocr_pages(&extracted);
         if let Err(why) = &extracted {
             failed += 1;
-            progress.println(format!("{}: {why}", file.display()));
+            progress.suspend(|| eprintln!("{}: {why}", file.display()));
         }
         // Only files OCR read count towards the speed.
         if read > 0 {

@@ -327,12 +327,20 @@ pub fn text_layer_is_usable(text: &str, draws_large_image: bool) -> bool {
         return false;
     }
     let alphanumeric = visible.iter().filter(|c| c.is_alphanumeric()).count();
+    // Dot leaders and rules in a table of contents are not garbage.
+    let leaders = visible.iter().filter(|c| LEADERS.contains(c)).count();
     let undecodable = visible
         .iter()
-        .filter(|&&c| ('\u{e000}'..='\u{f8ff}').contains(&c) || c == '\u{fffd}')
+        .filter(|&&c| {
+            ('\u{e000}'..='\u{f8ff}').contains(&c)
+                || matches!(c, '\u{fffd}' | '\u{ffff}' | '\u{fffe}')
+        })
         .count();
-    alphanumeric * 2 >= n && undecodable * 20 <= n
+    alphanumeric * 2 >= n - leaders && undecodable * 20 <= n
 }
+
+/// Characters repeated as leaders and rules.
+const LEADERS: &[char] = &['.', '·', '…', '_', '-', '–', '—', '=', '*'];
 
 /// Word-level precision, recall and F1 of `found` against `truth`: both cut
 /// into lower-case words (letters and digits), compared as multisets.
@@ -419,6 +427,16 @@ mod tests {
         ));
         assert!(!text_layer_is_usable(&"#$%& *()+ ".repeat(30), false));
         assert!(text_layer_is_usable(&prose.repeat(3), true));
+        let contents = "Table Of Content\nChapter 1 ...................... 2\nChapter 2 ...................... 7";
+        assert!(text_layer_is_usable(contents, false), "dot leaders");
+        assert!(!text_layer_is_usable(
+            ",- ./+.( ,/.0,\n .’.( 1.$.$$#.$.’!.$..&",
+            false
+        ));
+        assert!(!text_layer_is_usable(
+            "\u{ffff}\u{ffff}\u{ffff}\u{ffff}",
+            false
+        ));
     }
 
     #[test]
