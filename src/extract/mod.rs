@@ -132,9 +132,10 @@ pub fn extract_in_process(
             format!(
                 "{without_layer} of {} pages have no text layer (scanned or image-only){}",
                 extracted.pages.len(),
-                match ocr.unavailable() {
-                    Some(why) => format!(" and OCR is unavailable: {why}"),
-                    None => " and OCR found no text on them".into(),
+                match (ocr.unavailable(), ocr_problem(&extracted.warnings)) {
+                    (Some(why), _) => format!(" and OCR is unavailable: {why}"),
+                    (None, Some(problem)) => format!("; {problem}"),
+                    (None, None) => " and OCR found no text on them".into(),
                 }
             )
         } else {
@@ -142,6 +143,14 @@ pub fn extract_in_process(
         }));
     }
     Ok(extracted)
+}
+
+/// The first page OCR could not read, from the warnings.
+fn ocr_problem(warnings: &[String]) -> Option<&str> {
+    warnings
+        .iter()
+        .find(|w| w.contains("not read by OCR"))
+        .map(String::as_str)
 }
 
 /// Normalise extracted text: Unix newlines, no control characters, no trailing

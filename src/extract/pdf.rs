@@ -51,7 +51,7 @@ pub fn extract(bytes: &[u8], limits: &ParseLimits, ocr: &mut Ocr) -> Result<Extr
     let mut warnings = Vec::new();
     let mut output_bytes: u64 = 0;
     let mut undecodable_pages = 0;
-    // (page index, largest image it draws) of pages OCR should read.
+    // Pages OCR should read.
     let mut to_read = Vec::new();
     for (&number, &page_id) in &page_ids {
         let mut walker = Walker::new(&doc);
@@ -68,8 +68,14 @@ pub fn extract(bytes: &[u8], limits: &ParseLimits, ocr: &mut Ocr) -> Result<Extr
         if output_bytes > limits.max_output_bytes {
             return Err(Rejection::OutputTooLarge(limits.max_output_bytes));
         }
-        if !ocr::text_layer_is_usable(&text, walker.largest_image >= SCAN_IMAGE_PIXELS) {
-            to_read.push((pages.len(), walker.largest_image));
+        let layer = ocr::judge_text_layer(&text, walker.largest_image >= SCAN_IMAGE_PIXELS);
+        if layer != ocr::TextLayer::Good {
+            to_read.push(ToRead {
+                index: pages.len(),
+                id: page_id,
+                layer,
+                largest_image: walker.largest_image,
+            });
         }
         pages.push(Page {
             number,
@@ -102,12 +108,24 @@ pub fn extract(bytes: &[u8], limits: &ParseLimits, ocr: &mut Ocr) -> Result<Extr
     })
 }
 
-/// Render the pages in `to_read` and put what OCR reads in place of their
-/// text layer. Without OCR the pages stay as they are, with a warning.
+/// A page for OCR: where it is in `pages`, its object (to find it in the
+/// renderer's page tree, which may differ from lopdf's on odd files), what
+/// its text layer is worth, and the largest image it draws (declared pixels).
+struct ToRead {
+    index: usize,
+    id: ObjectId,
+    layer: ocr::TextLayer,
+    largest_image: u64,
+}
+
+/// Render the pages in `to_read` and put what OCR reads in place of (or, on a
+/// scan with a stamp as its only text, after) their text layer. A page OCR
+/// cannot read keeps its layer, with a warning; only running out of the
+/// document's OCR time fails the document.
 fn read_scanned_pages(
     bytes: &[u8],
     pages: &mut [Page],
-    to_read: &[(usize, u64)],
+    to_read: &[ToRead],
     ocr: &mut Ocr,
     warnings: &mut Vec<String>,
 ) -> Result<(), Rejection> {
@@ -117,43 +135,116 @@ fn read_scanned_pages(
     if let Some(why) = ocr.unavailable() {
         let with_text = to_read
             .iter()
-            .filter(|(i, _)| !pages[*i].text.trim().is_empty())
+            .filter(|p| !pages[p.index].text.trim().is_empty())
             .count();
         if with_text > 0 {
             warnings.push(format!(
-                "{with_text} pages have an unusable text layer (kept as is); OCR is unavailable: {why}"
+                "{with_text} pages look scanned or have an unusable text layer (kept as is); OCR is unavailable: {why}"
             ));
         }
         return Ok(());
     }
-    let settings = ocr.settings().clone();
-    let renderer = raster::PdfRenderer::new(bytes)?;
-    for &(index, largest_image) in to_read {
-        let number = pages[index].number;
-        // Decompression bombs: the declared size, before anything is decoded.
-        if largest_image > settings.max_pixels {
-            return Err(Rejection::OcrFailed(format!(
-                "page {number} holds a {:.0} MP image, over the {} MP limit",
-                largest_image as f64 / 1e6,
-                settings.max_pixels / 1_000_000
-            )));
+    let renderer = match raster::PdfRenderer::new(bytes) {
+        Ok(renderer) => renderer,
+        Err(e) => {
+            warnings.push(format!("pages not read by OCR: {}", ocr::reason(&e)));
+            return Ok(());
         }
-        let image = renderer.render(number, &settings)?;
-        let Some((text, how)) = ocr.read_page(number, image)? else {
-            continue; // blank
-        };
-        let page = &mut pages[index];
-        // OCR that found nothing keeps the text layer, and so does a doubtful
-        // reading of a page whose layer only looked odd (a table of symbols).
-        let had_layer = !page.text.trim().is_empty();
-        if text.trim().is_empty() || (had_layer && how.mean_confidence < settings.min_confidence) {
-            continue;
+    };
+    for page in to_read {
+        let number = pages[page.index].number;
+        match read_one(&renderer, page, number, ocr) {
+            Ok(Some((text, how))) => {
+                merge(&mut pages[page.index], page.layer, text, how, ocr, warnings)
+            }
+            Ok(None) => {} // blank
+            Err(e) if ocr.out_of_time() => return Err(e),
+            Err(e) => warnings.push(format!(
+                "page {number}: not read by OCR: {}",
+                ocr::reason(&e)
+            )),
         }
-        page.text = text;
-        page.ocr = Some(how);
     }
     warnings.extend(ocr::warnings(pages));
     Ok(())
+}
+
+fn read_one(
+    renderer: &raster::PdfRenderer,
+    page: &ToRead,
+    number: u32,
+    ocr: &mut Ocr,
+) -> Result<Option<(String, ocr::PageOcr)>, Rejection> {
+    ocr.begin_page(number)?;
+    let settings = ocr.settings().clone();
+    // Decompression bombs: the declared size, before anything is decoded.
+    if page.largest_image > settings.max_pixels {
+        return Err(Rejection::OcrFailed(format!(
+            "it holds a {:.0} MP image, over the {} MP limit",
+            page.largest_image as f64 / 1e6,
+            settings.max_pixels / 1_000_000
+        )));
+    }
+    let image = renderer.render(page.id, number, &settings)?;
+    ocr.read_page(number, image)
+}
+
+/// Put OCR's reading into the page. Where there was a text layer, OCR must be
+/// sure of itself to change it (a table of symbols looks like garbage too).
+fn merge(
+    page: &mut Page,
+    layer: ocr::TextLayer,
+    text: String,
+    mut how: ocr::PageOcr,
+    ocr: &Ocr,
+    warnings: &mut Vec<String>,
+) {
+    let had_layer = !page.text.trim().is_empty();
+    if text.trim().is_empty() {
+        return;
+    }
+    if had_layer && how.mean_confidence < ocr.settings().min_confidence {
+        warnings.push(format!(
+            "page {}: OCR of the page image was doubtful ({:.0} %); kept its text layer",
+            page.number, how.mean_confidence
+        ));
+        return;
+    }
+    if layer == ocr::TextLayer::ThinOverScan && had_layer {
+        // The stamp stays first; OCR's words move along by its length.
+        let prefix = format!("{}\n\n", page.text.trim_end());
+        let shift = prefix.chars().count() as u32;
+        for word in &mut how.words {
+            word.start += shift;
+            word.end += shift;
+        }
+        page.text = prefix + &text;
+    } else {
+        page.text = text;
+    }
+    page.ocr = Some(how);
+}
+
+/// Width × height an image dictionary declares (references followed; a
+/// CCITT image's `/Columns` counts too, as decoders size rows by it).
+fn declared_pixels(doc: &Document, dict: &Dictionary) -> u64 {
+    let number = |d: &Dictionary, key: &[u8]| {
+        d.get(key)
+            .ok()
+            .and_then(|o| doc.dereference(o).ok())
+            .and_then(|(_, o)| o.as_i64().ok())
+            .unwrap_or(0)
+            .max(0) as u64
+    };
+    let columns = dict
+        .get(b"DecodeParms")
+        .ok()
+        .and_then(|o| doc.dereference(o).ok())
+        .and_then(|(_, o)| o.as_dict().ok())
+        .map_or(0, |p| number(p, b"Columns"));
+    number(dict, b"Width")
+        .max(columns)
+        .saturating_mul(number(dict, b"Height"))
 }
 
 fn malformed(reason: String) -> Rejection {
@@ -519,13 +610,17 @@ impl<'a> Walker<'a> {
         match stream.dict.get(b"Subtype").and_then(Object::as_name).ok() {
             Some(b"Form") => {}
             Some(b"Image") => {
-                // No text layer, but a scan: note its declared size.
-                let side = |key: &[u8]| {
-                    let value = stream.dict.get(key).and_then(Object::as_i64).unwrap_or(0);
-                    value.max(0) as u64
-                };
-                let pixels = side(b"Width").saturating_mul(side(b"Height"));
-                self.largest_image = self.largest_image.max(pixels);
+                // No text layer, but a scan: note its declared size, and its
+                // soft mask's (the renderer decodes both).
+                let pixels = declared_pixels(doc, &stream.dict);
+                let mask = stream
+                    .dict
+                    .get(b"SMask")
+                    .ok()
+                    .and_then(|m| doc.dereference(m).ok())
+                    .and_then(|(_, m)| m.as_stream().ok())
+                    .map_or(0, |m| declared_pixels(doc, &m.dict));
+                self.largest_image = self.largest_image.max(pixels).max(mask);
                 return Ok(());
             }
             _ => return Ok(()),

@@ -14,6 +14,9 @@ use std::io::Cursor;
 use super::Rejection;
 use super::ocr::{GrayImage, OcrSettings, check_size};
 
+/// A fax or scan batch has tens of pages; thousands is a hostile file.
+const MAX_TIFF_PAGES: u32 = 2_000;
+
 /// When a file does not say its resolution, assume the page is this many
 /// inches wide (A4 is 8.27, US Letter 8.5): right for scans and close enough
 /// for photos of a page, which is all Tesseract uses it for.
@@ -51,41 +54,79 @@ pub fn decode_single(
     limits.max_image_height = Some(height);
     limits.max_alloc = Some(settings.max_pixels.saturating_mul(8));
     reader.limits(limits);
-    let gray = reader
-        .decode()
-        .map_err(|e| malformed(what, e))?
-        .into_luma8();
+    let mut decoder = reader.into_decoder().map_err(|e| malformed(what, e))?;
+    // A phone photo says which way up it was taken.
+    let orientation = image::ImageDecoder::orientation(&mut decoder)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut picture = image::DynamicImage::from_decoder(decoder).map_err(|e| malformed(what, e))?;
+    picture.apply_orientation(orientation);
+    // Transparent areas are paper: composite onto white.
+    let gray = picture.into_luma_alpha8();
+    let (width, height) = gray.dimensions();
+    let pixels = gray
+        .pixels()
+        .map(|p| {
+            let [luma, alpha] = p.0;
+            ((luma as u32 * alpha as u32 + 255 * (255 - alpha as u32)) / 255) as u8
+        })
+        .collect();
     Ok(GrayImage {
         width,
         height,
         dpi: assumed_dpi(width),
-        pixels: gray.into_raw(),
+        pixels,
     })
 }
 
-/// Each page of a TIFF file, in order, handed to `page` as it is decoded (a
-/// fax of 50 pages is never all in memory at once).
-pub fn for_each_tiff_page(
-    bytes: &[u8],
-    settings: &OcrSettings,
-    mut page: impl FnMut(u32, GrayImage) -> Result<(), Rejection>,
-) -> Result<(), Rejection> {
-    use tiff::decoder::Decoder;
-    let mut limits = tiff::decoder::Limits::default();
-    limits.decoding_buffer_size =
-        usize::try_from(settings.max_pixels.saturating_mul(4)).unwrap_or(usize::MAX);
-    let mut decoder = Decoder::new(Cursor::new(bytes))
-        .map_err(|e| malformed("TIFF", e))?
-        .with_limits(limits);
-    let mut number = 1u32;
-    loop {
-        let image = tiff_page(&mut decoder, number, settings)?;
-        page(number, image)?;
-        if !decoder.more_images() {
-            return Ok(());
+/// The pages of a TIFF file, decoded one at a time (a fax of 50 pages is
+/// never all in memory at once).
+pub struct TiffPages<'a> {
+    decoder: tiff::decoder::Decoder<Cursor<&'a [u8]>>,
+    settings: OcrSettings,
+    number: u32,
+}
+
+impl<'a> TiffPages<'a> {
+    pub fn open(bytes: &'a [u8], settings: &OcrSettings) -> Result<TiffPages<'a>, Rejection> {
+        let mut limits = tiff::decoder::Limits::default();
+        limits.decoding_buffer_size =
+            usize::try_from(settings.max_pixels.saturating_mul(4)).unwrap_or(usize::MAX);
+        let decoder = tiff::decoder::Decoder::new(Cursor::new(bytes))
+            .map_err(|e| malformed("TIFF", e))?
+            .with_limits(limits);
+        Ok(TiffPages {
+            decoder,
+            settings: settings.clone(),
+            number: 1,
+        })
+    }
+
+    /// The current page's number (1-based).
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// Decode the current page.
+    pub fn decode(&mut self) -> Result<GrayImage, Rejection> {
+        tiff_page(&mut self.decoder, self.number, &self.settings)
+    }
+
+    /// Move to the next page; false after the last.
+    pub fn advance(&mut self) -> Result<bool, Rejection> {
+        if !self.decoder.more_images() {
+            return Ok(false);
         }
-        decoder.next_image().map_err(|e| malformed("TIFF", e))?;
-        number += 1;
+        if self.number >= MAX_TIFF_PAGES {
+            return Err(malformed(
+                "TIFF",
+                format!("more than {MAX_TIFF_PAGES} pages"),
+            ));
+        }
+        self.decoder
+            .next_image()
+            .map_err(|e| malformed("TIFF", e))?;
+        self.number += 1;
+        Ok(true)
     }
 }
 
@@ -117,6 +158,22 @@ fn tiff_page(
         .ok()
         .flatten();
     let colortype = decoder.colortype().map_err(|e| malformed("TIFF", e))?;
+    // FillOrder 2 (least significant bit first, as HylaFAX stores faxes):
+    // the tiff crate cannot read it; our fax decoder can, bits reversed.
+    let lsb_first = decoder
+        .find_tag_unsigned::<u16>(Tag::FillOrder)
+        .ok()
+        .flatten()
+        == Some(2);
+    if lsb_first && matches!(compression, Some(2..=4)) {
+        let pixels = fax_strips(decoder, width, height, compression.unwrap_or(3), true)?;
+        return Ok(GrayImage {
+            width,
+            height,
+            dpi,
+            pixels: white_paper(pixels, tiff::ColorType::Gray(1)),
+        });
+    }
     let pixels = match decoder.read_image() {
         Ok(DecodingResult::U8(data)) => gray_from_tiff(&data, width, height, colortype)?,
         Ok(DecodingResult::U16(data)) if colortype == ColorType::Gray(16) => {
@@ -129,7 +186,7 @@ fn tiff_page(
         }
         // The tiff crate reads Group 4 but not the older Group 3 fax coding.
         Err(_) if matches!(compression, Some(2) | Some(3)) => {
-            group3_strips(decoder, width, height, compression == Some(2))?
+            fax_strips(decoder, width, height, compression.unwrap_or(3), false)?
         }
         Err(e) => return Err(malformed("TIFF", e)),
     };
@@ -197,12 +254,14 @@ fn white_paper(mut pixels: Vec<u8>, colortype: tiff::ColorType) -> Vec<u8> {
     pixels
 }
 
-/// Group 3 (and Modified Huffman) fax strips, decoded with hayro-ccitt.
-fn group3_strips(
+/// Fax strips (TIFF compression 2: Modified Huffman, 3: Group 3, 4: Group 4)
+/// decoded with hayro-ccitt, bits reversed first for LSB-first files.
+fn fax_strips(
     decoder: &mut tiff::decoder::Decoder<Cursor<&[u8]>>,
     width: u32,
     height: u32,
-    modified_huffman: bool,
+    compression: u16,
+    lsb_first: bool,
 ) -> Result<Vec<u8>, Rejection> {
     use hayro_ccitt::{DecodeSettings, DecoderContext, EncodingMode};
     use tiff::tags::Tag;
@@ -225,32 +284,41 @@ fn group3_strips(
         .ok()
         .flatten()
         .unwrap_or(0);
+    let modified_huffman = compression == 2;
+    let encoding = match compression {
+        4 => EncodingMode::Group4,
+        3 if t4_options & 1 != 0 => EncodingMode::Group3_2D,
+        _ => EncodingMode::Group3_1D,
+    };
     let mut rows = RowsToGray {
         pixels: Vec::with_capacity(width as usize * height as usize),
         width: width as usize,
+        decoded: 0,
     };
     for (strip, (&offset, &count)) in offsets.iter().zip(&counts).enumerate() {
         let first_row = strip as u64 * rows_per_strip as u64;
         if first_row >= height as u64 {
             break;
         }
-        let data = decoder_bytes(decoder, offset, count)?;
+        let mut data = decoder_bytes(decoder, offset, count)?;
+        if lsb_first {
+            data.iter_mut().for_each(|b| *b = b.reverse_bits());
+        }
         let settings = DecodeSettings {
             columns: width,
             rows: rows_per_strip.min(height - first_row as u32),
-            end_of_block: false,
-            end_of_line: !modified_huffman,
+            end_of_block: compression == 4,
+            end_of_line: compression == 3,
             rows_are_byte_aligned: modified_huffman || t4_options & 4 != 0,
-            encoding: if !modified_huffman && t4_options & 1 != 0 {
-                EncodingMode::Group3_2D
-            } else {
-                EncodingMode::Group3_1D
-            },
+            encoding,
             strict: false,
         };
         // A damaged strip keeps the rows decoded before the damage.
         let _ = hayro_ccitt::decode(&data, &mut rows, &mut DecoderContext::new(settings));
         rows.pad_to(first_row as usize + settings.rows as usize);
+    }
+    if rows.decoded == 0 {
+        return Err(fax(&"no row of the fax could be decoded"));
     }
     rows.pad_to(height as usize);
     Ok(rows.pixels)
@@ -274,6 +342,8 @@ fn decoder_bytes(
 struct RowsToGray {
     pixels: Vec<u8>,
     width: usize,
+    /// Rows the decoder produced (padding aside).
+    decoded: usize,
 }
 
 impl RowsToGray {
@@ -284,6 +354,7 @@ impl RowsToGray {
 
 impl hayro_ccitt::Decoder for RowsToGray {
     fn push_row(&mut self, changes: &[u32]) {
+        self.decoded += 1;
         let start = self.pixels.len();
         self.pixels.resize(start + self.width, 255);
         let row = &mut self.pixels[start..];
@@ -309,13 +380,25 @@ impl PdfRenderer {
         Ok(PdfRenderer { pdf })
     }
 
-    /// Page `number` (1-based) in grayscale at the OCR resolution, or lower
-    /// when the page is so large that the pixel limit would be passed.
-    pub fn render(&self, number: u32, settings: &OcrSettings) -> Result<GrayImage, Rejection> {
+    /// Page object `id` (page `number` in messages) in grayscale at the OCR
+    /// resolution, or lower when the page is so large that the pixel limit
+    /// would be passed. Found by object, not position: lopdf and hayro may
+    /// walk a malformed page tree differently.
+    pub fn render(
+        &self,
+        id: (u32, u16),
+        number: u32,
+        settings: &OcrSettings,
+    ) -> Result<GrayImage, Rejection> {
         let pages = self.pdf.pages();
         let page = pages
-            .get(number as usize - 1)
-            .ok_or_else(|| malformed("PDF", format!("page {number} cannot be rendered")))?;
+            .iter()
+            .find(|p| {
+                p.raw()
+                    .obj_id()
+                    .is_some_and(|o| o.obj_number == id.0 && o.gen_number == id.1 as i32)
+            })
+            .ok_or_else(|| Rejection::OcrFailed(format!("page {number} cannot be rendered")))?;
         let (points_w, points_h) = page.render_dimensions();
         let mut dpi = settings.dpi as f64;
         let pixels_at = |dpi: f64| {
@@ -372,6 +455,7 @@ mod tests {
         let mut rows = RowsToGray {
             pixels: Vec::new(),
             width: 6,
+            decoded: 0,
         };
         hayro_ccitt::Decoder::push_row(&mut rows, &[1, 3, 5]);
         assert_eq!(rows.pixels, [255, 0, 0, 255, 255, 0]);

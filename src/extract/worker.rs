@@ -65,7 +65,8 @@ pub fn extract_with_progress(
     let limits = serde_json::to_string(&ParseLimits::from(config))
         .map_err(|e| Rejection::WorkerFailed(e.to_string()))?;
     let memory = config.memory_limit_mib.saturating_mul(1024 * 1024);
-    let ocr_secs = if config.ocr {
+    // Only a file OCR may read gets OCR's CPU time (its magic bytes tell).
+    let ocr_secs = if config.ocr && may_need_ocr(&read_head(path)) {
         config.ocr_document_timeout_secs
     } else {
         0
@@ -90,9 +91,16 @@ pub fn extract_with_progress(
         // Its own process group: a timeout kills everything it started.
         .process_group(0);
     // SAFETY: the closure runs in the forked child before exec and only calls
-    // async-signal-safe setrlimit(2).
+    // async-signal-safe prctl(2) and setrlimit(2).
     unsafe {
-        command.pre_exec(move || apply_rlimits(memory, cpu_secs));
+        command.pre_exec(move || {
+            // Dies with us: a worker in its own process group would outlive
+            // an interrupted command or a killed server.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            apply_rlimits(memory, cpu_secs)
+        });
     }
     let mut child = command
         .spawn()
@@ -111,12 +119,14 @@ pub fn extract_with_progress(
 
     let started = Instant::now();
     let mut deadline = started + Duration::from_secs(config.timeout_secs);
-    let mut ocr_begun = false;
+    // OCR moves the deadline page by page (a page may take its own limit and
+    // a margin for rendering), never past the parse time plus the OCR budget.
+    let latest = deadline + Duration::from_secs(ocr_secs);
+    let per_page = Duration::from_secs(config.ocr_page_timeout_secs.saturating_add(30));
     let status = loop {
         for line in progress_rx.try_iter() {
-            if !ocr_begun && line.starts_with("OCR") {
-                ocr_begun = true;
-                deadline += Duration::from_secs(ocr_secs);
+            if ocr_secs > 0 && line.starts_with("OCR page") {
+                deadline = deadline.max((Instant::now() + per_page).min(latest));
             }
             progress(&line);
         }
@@ -260,7 +270,8 @@ pub fn run_worker(path: &Path) -> i32 {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panic".into());
-        eprintln!("parser panicked: {msg}");
+        // Escaped: a message cannot start a line of its own (a fake progress line).
+        eprintln!("parser panicked: {msg:?}");
     }));
     let limits: ParseLimits = match std::env::var(LIMITS_ENV)
         .ok()
@@ -293,6 +304,15 @@ pub fn run_worker(path: &Path) -> i32 {
         Ok(()) => 0,
         Err(_) => 2,
     }
+}
+
+/// The first bytes of a file (enough to sniff its type), or none.
+fn read_head(path: &Path) -> Vec<u8> {
+    let mut head = Vec::new();
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(8192).read_to_end(&mut head);
+    }
+    head
 }
 
 /// PDFs and images; sniffing is a comparison of magic bytes, safe before

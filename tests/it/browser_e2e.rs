@@ -559,11 +559,9 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
     assert!(csp.is_empty(), "CSP violations: {csp:?}");
 }
 
-/// The usage page after a scripted stretch of traffic: answered, not
-/// covered and escalated questions through the chat route and the API,
-/// thumbs up and down. The page's figures must be the traffic's, its charts
-/// must load (server-drawn SVG, same origin) and nothing may come from
-/// elsewhere.
+/// Scans uploaded through the documents page: a scanned PDF, a phone photo
+/// of a page and a two-page fax, read by OCR, answerable with a citation to
+/// the right page, whose passage view says the text came from OCR.
 #[test]
 fn scans_uploaded_in_the_browser_are_answered_from_their_page() {
     if !std::path::Path::new(CHROMEDRIVER).exists() {
@@ -632,6 +630,11 @@ fn scans_uploaded_in_the_browser_are_answered_from_their_page() {
     d.screenshot("scans-passage");
 }
 
+/// The usage page after a scripted stretch of traffic: answered, not
+/// covered and escalated questions through the chat route and the API,
+/// thumbs up and down. The page's figures must be the traffic's, its charts
+/// must load (server-drawn SVG, same origin) and nothing may come from
+/// elsewhere.
 #[test]
 fn usage_page_shows_the_traffic_it_was_given() {
     if !std::path::Path::new(CHROMEDRIVER).exists() {

@@ -125,6 +125,95 @@ fn scanned_pdf_photo_and_fax_tiffs_are_read_page_by_page() {
     );
 }
 
+/// A two-page PDF: page 1 a real text layer, page 2 a scan (the phone photo
+/// as a JPEG image) with a stamped fax header as its only text.
+fn mixed_pdf() -> Vec<u8> {
+    let jpeg = std::fs::read(fixture("photo-parking.jpg")).unwrap();
+    let (w, h) = image::ImageReader::open(fixture("photo-parking.jpg"))
+        .unwrap()
+        .into_dimensions()
+        .unwrap();
+    let text = "BT /F1 12 Tf 16 TL 72 720 Td (Visitors sign in at reception between 9am and 8pm every day of the week.) Tj T* (Badges are returned at the same desk before leaving the building.) Tj ET\n";
+    let scan =
+        "q 595 0 0 842 0 0 cm /Im1 Do Q BT /F1 8 Tf 20 830 Td (FAX 03/12 14:02 P.002) Tj ET\n";
+    let mut objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R 6 0 R] /Count 2 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_vec(),
+        format!("<< /Length {} >>\nstream\n{text}endstream", text.len()).into_bytes(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 7 0 R /Resources << /Font << /F1 5 0 R >> /XObject << /Im1 8 0 R >> >> >>".to_vec(),
+        format!("<< /Length {} >>\nstream\n{scan}endstream", scan.len()).into_bytes(),
+    ];
+    let mut image = format!(
+        "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>\nstream\n",
+        jpeg.len()
+    )
+    .into_bytes();
+    image.extend_from_slice(&jpeg);
+    image.extend_from_slice(b"\nendstream");
+    objects.push(image);
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn a_text_page_keeps_its_layer_and_a_stamped_scan_gets_the_stamp_and_ocr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let pdf = tmp.path().join("mixed.pdf");
+    std::fs::write(&pdf, mixed_pdf()).unwrap();
+    let out = extract(&data, &pdf, None);
+    let pages = out["extracted"]["pages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(pages.len(), 2);
+    assert!(
+        pages[0].get("ocr").is_none(),
+        "the text page is not OCR'd: {}",
+        pages[0]
+    );
+    assert!(
+        pages[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Visitors sign in at reception")
+    );
+    let scan = pages[1]["text"].as_str().unwrap();
+    assert!(
+        scan.starts_with("FAX 03/12 14:02 P.002\n\n"),
+        "the stamp first: {scan}"
+    );
+    assert!(
+        words(scan)
+            .join(" ")
+            .contains("a lost permit costs 15 euros"),
+        "{scan}"
+    );
+    assert_words_line_up(&pages[1]);
+}
+
 /// A PNG that declares `width`×`height` pixels and holds none.
 fn png_header(width: u32, height: u32) -> Vec<u8> {
     let mut ihdr = b"IHDR".to_vec();

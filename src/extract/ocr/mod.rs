@@ -91,9 +91,10 @@ pub struct PageOcr {
     pub words: Vec<OcrWord>,
 }
 
-/// Pages whose ink covers less than this share of pixels are blank: not sent
-/// to Tesseract (which would spend a second finding nothing).
-const BLANK_INK_SHARE: f64 = 0.0005;
+/// Pages with fewer dark pixels than this are blank: not sent to Tesseract
+/// (which would spend a second finding nothing). One short line of 12-point
+/// text at 300 dpi has thousands.
+const BLANK_INK_PIXELS: usize = 300;
 /// Words this unsure and without a letter or digit are specks and ruling
 /// lines read as `|`, `~` or `—`, not text.
 const SPECK_CONFIDENCE: f32 = 30.0;
@@ -103,7 +104,10 @@ const SPECK_CONFIDENCE: f32 = 30.0;
 pub struct Ocr {
     settings: OcrSettings,
     engine: Result<Tesseract, String>,
+    /// When the first page began, and when the current one did.
     started: Option<Instant>,
+    page_started: Instant,
+    out_of_time: bool,
     progress: Option<Box<dyn FnMut(u32)>>,
 }
 
@@ -114,6 +118,8 @@ impl Ocr {
             settings,
             engine: Err(why.to_string()),
             started: None,
+            page_started: Instant::now(),
+            out_of_time: false,
             progress: None,
         }
     }
@@ -134,6 +140,8 @@ impl Ocr {
             settings,
             engine,
             started: None,
+            page_started: Instant::now(),
+            out_of_time: false,
             progress: None,
         }
     }
@@ -152,17 +160,46 @@ impl Ocr {
         &self.settings
     }
 
-    /// Read page `number` from its image: the page text and how it was read,
-    /// or `None` for a blank page.
+    /// Start on page `number` (before its image is rendered or decoded, so
+    /// that work counts too): tells the progress callback, and refuses once
+    /// the document's OCR time is spent.
+    pub fn begin_page(&mut self, number: u32) -> Result<(), Rejection> {
+        if let Err(why) = &self.engine {
+            return Err(Rejection::OcrFailed(why.clone()));
+        }
+        let now = Instant::now();
+        let started = *self.started.get_or_insert(now);
+        if now.duration_since(started) >= self.document_budget() {
+            self.out_of_time = true;
+            return Err(Rejection::OcrFailed(format!(
+                "OCR stopped at page {number}: the document took longer than {} s",
+                self.settings.document_timeout_secs
+            )));
+        }
+        self.page_started = now;
+        if let Some(progress) = &mut self.progress {
+            progress(number);
+        }
+        Ok(())
+    }
+
+    /// Whether the document's OCR time is spent (the document fails; any
+    /// other OCR problem skips one page).
+    pub fn out_of_time(&self) -> bool {
+        self.out_of_time
+    }
+
+    fn document_budget(&self) -> Duration {
+        Duration::from_secs(self.settings.document_timeout_secs)
+    }
+
+    /// Read page `number` (after [`Ocr::begin_page`]) from its image: the
+    /// page text and how it was read, or `None` for a blank page.
     pub fn read_page(
         &mut self,
         number: u32,
         image: GrayImage,
     ) -> Result<Option<(String, PageOcr)>, Rejection> {
-        let engine = match &mut self.engine {
-            Ok(engine) => engine,
-            Err(why) => return Err(Rejection::OcrFailed(why.clone())),
-        };
         check_size(
             &self.settings,
             &format!("page {number}"),
@@ -172,27 +209,34 @@ impl Ocr {
         if is_blank(&image) {
             return Ok(None);
         }
-        let started = *self.started.get_or_insert_with(Instant::now);
-        let document_budget = Duration::from_secs(self.settings.document_timeout_secs);
-        let left = document_budget.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            return Err(Rejection::OcrFailed(format!(
-                "OCR stopped at page {number}: the document took longer than {} s",
-                self.settings.document_timeout_secs
-            )));
-        }
-        if let Some(progress) = &mut self.progress {
-            progress(number);
-        }
         let page_limit = Duration::from_secs(self.settings.page_timeout_secs);
-        let page_started = Instant::now();
+        let document_left = self
+            .document_budget()
+            .saturating_sub(self.started.map_or(Duration::ZERO, |s| s.elapsed()));
+        let page_left = page_limit.saturating_sub(self.page_started.elapsed());
+        let engine = match &mut self.engine {
+            Ok(engine) => engine,
+            Err(why) => return Err(Rejection::OcrFailed(why.clone())),
+        };
         let skew = deskew::estimate(&image);
         let image = deskew::straighten(image, skew);
-        let words = engine.recognise(&image, page_limit.min(left));
-        if page_started.elapsed() > page_limit {
+        // Tesseract reads a zero deadline as none at all.
+        let deadline = page_left.min(document_left).max(Duration::from_millis(1));
+        let words = engine.recognise(&image, deadline);
+        if self.page_started.elapsed() > page_limit {
             return Err(Rejection::OcrFailed(format!(
                 "OCR of page {number} took longer than {} s",
                 self.settings.page_timeout_secs
+            )));
+        }
+        if self
+            .started
+            .is_some_and(|s| s.elapsed() > self.document_budget())
+        {
+            self.out_of_time = true;
+            return Err(Rejection::OcrFailed(format!(
+                "OCR stopped at page {number}: the document took longer than {} s",
+                self.settings.document_timeout_secs
             )));
         }
         let (text, words) = assemble(words);
@@ -209,6 +253,14 @@ impl Ocr {
                 words,
             },
         )))
+    }
+}
+
+/// The reason inside an OCR rejection, for a per-page warning.
+pub fn reason(rejection: &Rejection) -> String {
+    match rejection {
+        Rejection::OcrFailed(why) => why.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -256,8 +308,13 @@ pub fn warnings(pages: &[super::Page]) -> Vec<String> {
 }
 
 fn is_blank(image: &GrayImage) -> bool {
-    let ink = image.pixels.iter().filter(|&&p| p < 128).count();
-    (ink as f64) < image.pixels.len() as f64 * BLANK_INK_SHARE
+    image
+        .pixels
+        .iter()
+        .filter(|&&p| p < 128)
+        .take(BLANK_INK_PIXELS)
+        .count()
+        < BLANK_INK_PIXELS
 }
 
 /// Join recognised words into page text: a space between words, a newline
@@ -289,7 +346,8 @@ pub fn assemble(raw: Vec<RawWord>) -> (String, Vec<OcrWord>) {
             start,
             end: chars,
             bbox: word.bbox,
-            confidence: word.confidence,
+            // One decimal is all the precision there is (and keeps the JSON small).
+            confidence: (word.confidence * 10.0).round() / 10.0,
         });
     }
     (text, words)
@@ -313,18 +371,26 @@ fn mean_confidence(words: &[OcrWord]) -> f32 {
     }
 }
 
-/// Whether a page's text layer is worth keeping rather than reading the page
-/// image: enough characters, mostly letters and digits, and not the private
-/// use or replacement characters that fonts without a Unicode map produce.
-pub fn text_layer_is_usable(text: &str, draws_large_image: bool) -> bool {
+/// What a PDF page's text layer is worth next to reading its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextLayer {
+    /// Real text: keep it, no OCR.
+    Good,
+    /// Plausible but thin text over a large image: a scan with a stamped
+    /// page number or fax header. OCR reads the rest and is appended.
+    ThinOverScan,
+    /// None, or garbage (fonts without a Unicode map): OCR replaces it.
+    Unusable,
+}
+
+/// Judge a text layer: enough characters, mostly letters and digits (dot
+/// leaders aside), and not the private-use or replacement characters that
+/// fonts without a Unicode map produce.
+pub fn judge_text_layer(text: &str, draws_large_image: bool) -> TextLayer {
     let visible: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
     let n = visible.len();
     if n == 0 {
-        return false;
-    }
-    // A scan with a stamped page number or a fax header as its only text.
-    if draws_large_image && n < 100 {
-        return false;
+        return TextLayer::Unusable;
     }
     let alphanumeric = visible.iter().filter(|c| c.is_alphanumeric()).count();
     // Dot leaders and rules in a table of contents are not garbage.
@@ -336,7 +402,13 @@ pub fn text_layer_is_usable(text: &str, draws_large_image: bool) -> bool {
                 || matches!(c, '\u{fffd}' | '\u{ffff}' | '\u{fffe}')
         })
         .count();
-    alphanumeric * 2 >= n - leaders && undecodable * 20 <= n
+    if alphanumeric * 2 < n - leaders || undecodable * 20 > n {
+        TextLayer::Unusable
+    } else if draws_large_image && n < 100 {
+        TextLayer::ThinOverScan
+    } else {
+        TextLayer::Good
+    }
 }
 
 /// Characters repeated as leaders and rules.
@@ -417,26 +489,28 @@ mod tests {
 
     #[test]
     fn garbage_and_thin_text_layers_are_not_usable() {
+        use TextLayer::*;
         let prose = "The employee is entitled to twenty-five days of annual leave per year.";
-        assert!(text_layer_is_usable(prose, false));
-        assert!(!text_layer_is_usable(prose, true), "a stamp over a scan");
-        assert!(!text_layer_is_usable("   \n ", false));
-        assert!(!text_layer_is_usable(
-            &"\u{e001}\u{e002}ab ".repeat(30),
-            false
-        ));
-        assert!(!text_layer_is_usable(&"#$%& *()+ ".repeat(30), false));
-        assert!(text_layer_is_usable(&prose.repeat(3), true));
-        let contents = "Table Of Content\nChapter 1 ...................... 2\nChapter 2 ...................... 7";
-        assert!(text_layer_is_usable(contents, false), "dot leaders");
-        assert!(!text_layer_is_usable(
-            ",- ./+.( ,/.0,\n .’.( 1.$.$$#.$.’!.$..&",
-            false
-        ));
-        assert!(!text_layer_is_usable(
-            "\u{ffff}\u{ffff}\u{ffff}\u{ffff}",
-            false
-        ));
+        assert_eq!(judge_text_layer(prose, false), Good);
+        assert_eq!(
+            judge_text_layer(prose, true),
+            ThinOverScan,
+            "a stamp over a scan"
+        );
+        assert_eq!(judge_text_layer("   \n ", false), Unusable);
+        let private_use = "\u{e001}\u{e002}ab ".repeat(30);
+        assert_eq!(judge_text_layer(&private_use, false), Unusable);
+        assert_eq!(judge_text_layer(&"#$%& *()+ ".repeat(30), false), Unusable);
+        assert_eq!(judge_text_layer(&prose.repeat(3), true), Good);
+        let contents =
+            "Table Of Content\nChapter 1 .................... 2\nChapter 2 .............. 7";
+        assert_eq!(judge_text_layer(contents, false), Good, "dot leaders");
+        let cid_garbage = ",- ./+.( ,/.0,\n .’.( 1.$.$$#.$.’!.$..&";
+        assert_eq!(judge_text_layer(cid_garbage, false), Unusable);
+        assert_eq!(
+            judge_text_layer("\u{ffff}\u{ffff}\u{ffff}", false),
+            Unusable
+        );
     }
 
     #[test]

@@ -46,12 +46,12 @@ type Handle = *mut c_void;
 
 /// The C functions we call, resolved once from the loaded library.
 struct Functions {
-    version: unsafe extern "C" fn() -> *const c_char,
-    create: unsafe extern "C" fn() -> Handle,
-    delete: unsafe extern "C" fn(Handle),
-    end: unsafe extern "C" fn(Handle),
+    version: unsafe extern "C-unwind" fn() -> *const c_char,
+    create: unsafe extern "C-unwind" fn() -> Handle,
+    delete: unsafe extern "C-unwind" fn(Handle),
+    end: unsafe extern "C-unwind" fn(Handle),
     #[allow(clippy::type_complexity)]
-    init4: unsafe extern "C" fn(
+    init4: unsafe extern "C-unwind" fn(
         Handle,
         *const c_char,
         *const c_char,
@@ -63,19 +63,19 @@ struct Functions {
         usize,
         c_int,
     ) -> c_int,
-    set_page_seg_mode: unsafe extern "C" fn(Handle, c_int),
-    set_image: unsafe extern "C" fn(Handle, *const u8, c_int, c_int, c_int, c_int),
-    set_source_resolution: unsafe extern "C" fn(Handle, c_int),
-    recognize: unsafe extern "C" fn(Handle, *mut c_void) -> c_int,
-    clear: unsafe extern "C" fn(Handle),
-    get_iterator: unsafe extern "C" fn(Handle) -> *mut c_void,
-    result_iterator_delete: unsafe extern "C" fn(*mut c_void),
-    result_iterator_page_iterator: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
-    result_iterator_text: unsafe extern "C" fn(*const c_void, c_int) -> *mut c_char,
-    result_iterator_confidence: unsafe extern "C" fn(*const c_void, c_int) -> c_float,
-    page_iterator_next: unsafe extern "C" fn(*mut c_void, c_int) -> c_int,
-    page_iterator_is_at_beginning_of: unsafe extern "C" fn(*const c_void, c_int) -> c_int,
-    page_iterator_bounding_box: unsafe extern "C" fn(
+    set_page_seg_mode: unsafe extern "C-unwind" fn(Handle, c_int),
+    set_image: unsafe extern "C-unwind" fn(Handle, *const u8, c_int, c_int, c_int, c_int),
+    set_source_resolution: unsafe extern "C-unwind" fn(Handle, c_int),
+    recognize: unsafe extern "C-unwind" fn(Handle, *mut c_void) -> c_int,
+    clear: unsafe extern "C-unwind" fn(Handle),
+    get_iterator: unsafe extern "C-unwind" fn(Handle) -> *mut c_void,
+    result_iterator_delete: unsafe extern "C-unwind" fn(*mut c_void),
+    result_iterator_page_iterator: unsafe extern "C-unwind" fn(*mut c_void) -> *mut c_void,
+    result_iterator_text: unsafe extern "C-unwind" fn(*const c_void, c_int) -> *mut c_char,
+    result_iterator_confidence: unsafe extern "C-unwind" fn(*const c_void, c_int) -> c_float,
+    page_iterator_next: unsafe extern "C-unwind" fn(*mut c_void, c_int) -> c_int,
+    page_iterator_is_at_beginning_of: unsafe extern "C-unwind" fn(*const c_void, c_int) -> c_int,
+    page_iterator_bounding_box: unsafe extern "C-unwind" fn(
         *const c_void,
         c_int,
         *mut c_int,
@@ -83,10 +83,10 @@ struct Functions {
         *mut c_int,
         *mut c_int,
     ) -> c_int,
-    delete_text: unsafe extern "C" fn(*const c_char),
-    monitor_create: unsafe extern "C" fn() -> *mut c_void,
-    monitor_delete: unsafe extern "C" fn(*mut c_void),
-    monitor_set_deadline: unsafe extern "C" fn(*mut c_void, c_int),
+    delete_text: unsafe extern "C-unwind" fn(*const c_char),
+    monitor_create: unsafe extern "C-unwind" fn() -> *mut c_void,
+    monitor_delete: unsafe extern "C-unwind" fn(*mut c_void),
+    monitor_set_deadline: unsafe extern "C-unwind" fn(*mut c_void, c_int),
 }
 
 /// One recognised word, in reading order, with where it begins.
@@ -164,7 +164,7 @@ pub fn library_version() -> Result<String, String> {
     let library = open_library()?;
     // SAFETY: TessVersion takes nothing and returns a static C string.
     unsafe {
-        let version: libloading::Symbol<unsafe extern "C" fn() -> *const c_char> =
+        let version: libloading::Symbol<unsafe extern "C-unwind" fn() -> *const c_char> =
             library.get(b"TessVersion\0").map_err(|e| e.to_string())?;
         Ok(CStr::from_ptr(version()).to_string_lossy().into_owned())
     }
@@ -247,6 +247,11 @@ impl Tesseract {
             let version = CStr::from_ptr((functions.version)())
                 .to_string_lossy()
                 .into_owned();
+            // The declarations here are 5.x's (the unversioned name may be another).
+            if !version.starts_with("5.") {
+                (functions.delete)(handle);
+                return Err(format!("Tesseract {version} is installed; OCR needs 5.x"));
+            }
             Ok(Tesseract {
                 functions,
                 handle,
@@ -264,6 +269,10 @@ impl Tesseract {
     /// stops at `deadline` (layout analysis before it is not interruptible;
     /// the worker's parent still kills the whole process at its deadline).
     pub fn recognise(&mut self, image: &GrayImage, deadline: Duration) -> Vec<RawWord> {
+        // SetImage reads width × height bytes.
+        if image.pixels.len() != image.width as usize * image.height as usize {
+            return Vec::new();
+        }
         let f = &self.functions;
         let mut words = Vec::new();
         // SAFETY: the image buffer outlives Recognize (SetImage copies it
