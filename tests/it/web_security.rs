@@ -386,6 +386,11 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
             ),
             (
                 "photo.pdf",
+                b"GIF89a\x01\x00\x01\x00 an image type we do not read",
+            ),
+            // A type OCR reads, but broken: queued, then refused by the worker.
+            (
+                "scan.pdf",
                 b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image",
             ),
         ],
@@ -395,8 +400,14 @@ fn web_appliance_resists_the_attacks_in_the_issue() {
     let ups = r.json()["uploads"].as_array().unwrap().clone();
     assert_eq!(ups[1]["state"], "rejected", "{ups:?}");
     assert!(
-        ups[1]["detail"].as_str().unwrap().contains("PNG"),
+        ups[1]["detail"].as_str().unwrap().contains("GIF"),
         "{ups:?}"
+    );
+    let broken = alice.wait_upload(ups[2]["id"].as_i64().unwrap());
+    assert_eq!(broken["state"], "rejected", "{broken}");
+    assert!(
+        broken["detail"].as_str().unwrap().contains("PNG"),
+        "{broken}"
     );
     let done = alice.wait_upload(ups[0]["id"].as_i64().unwrap());
     assert_eq!(done["state"], "done", "{done}");
