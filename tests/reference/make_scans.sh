@@ -17,6 +17,8 @@
 #
 # Output layout (all paths in manifest.jsonl are relative to OUT_DIR):
 #   truth/STEM.txt             page-1 text layer of STEM.pdf (pdftotext -enc UTF-8)
+#   clean300/STEM.pdf          300 dpi 8-bit gray, lossless (the reference: what OCR
+#                                reads off a perfect scan of the page)
 #   gray300/STEM.pdf           300 dpi 8-bit gray, JPEG q85 (DCTDecode), via img2pdf
 #   jpeg/STEM.jpg              that same JPEG (the "photo of a page" upload case)
 #   gray200/STEM.pdf           200 dpi 8-bit gray, lossless PNG -> FlateDecode
@@ -29,7 +31,7 @@
 #   tiff/fax-multipage-g3.tif  the same pages, CCITT Group 3 (1-D, IM "-compress Fax")
 #   manifest.jsonl             one line per (file, page):
 #     {"variant": "gray300", "file": "gray300/STEM.pdf", "page": 1, "truth": "truth/STEM.txt"}
-#     variants: gray300 jpeg300 gray200 fax200 rotated-gray300 rotated-fax200 tiff-g4 tiff-g3
+#     variants: clean300 gray300 jpeg300 gray200 fax200 rotated-gray300 rotated-fax200 tiff-g4 tiff-g3
 #
 # STEM is the file name without .pdf, with every char outside [A-Za-z0-9_-] -> "_".
 # Re-running over an existing OUT_DIR deletes and rebuilds the entries above
@@ -62,7 +64,7 @@ out=$(cd "$out" && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/make_scans.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-variants_dirs=(truth gray300 jpeg gray200 fax200 rotated-gray300 rotated-fax200 tiff)
+variants_dirs=(truth clean300 gray300 jpeg gray200 fax200 rotated-gray300 rotated-fax200 tiff)
 for d in "${variants_dirs[@]}"; do rm -rf "${out:?}/$d"; mkdir -p "$out/$d"; done
 manifest=$out/manifest.jsonl
 : >"$manifest"
@@ -104,6 +106,10 @@ build_page() { # pdf stem rotate_angle(or "")
     # shellcheck disable=SC2046
     step "convert png" convert "$w/g200.pgm" $(dens 200) -define png:color-type=0 \
         -define png:bit-depth=8 "$w/g200.png" || return 1
+    # shellcheck disable=SC2046
+    step "convert clean png" convert "$w/g300.pgm" $(dens 300) -define png:color-type=0 \
+        -define png:bit-depth=8 "$w/g300.png" || return 1
+    step "img2pdf clean300" img2pdf -o "$w/clean300.pdf" "$w/g300.png" || return 1
     step "img2pdf gray300" img2pdf -o "$w/gray300.pdf" "$w/g300.jpg" || return 1
     step "img2pdf gray200" img2pdf -o "$w/gray200.pdf" "$w/g200.png" || return 1
     # shellcheck disable=SC2046
@@ -149,11 +155,13 @@ for pdf in "${pdfs[@]}"; do
     seen_stem[$stem]=$name
     kept+=("$name")
     cp "$truth" "$out/truth/$stem.txt"
+    mv "$w/clean300.pdf" "$out/clean300/$stem.pdf"
     mv "$w/gray300.pdf" "$out/gray300/$stem.pdf"
     mv "$w/g300.jpg" "$out/jpeg/$stem.jpg"
     mv "$w/gray200.pdf" "$out/gray200/$stem.pdf"
     mv "$w/fax200.pdf" "$out/fax200/$stem.pdf"
     t=truth/$stem.txt
+    emit clean300 "clean300/$stem.pdf" 1 "$t"
     emit gray300 "gray300/$stem.pdf" 1 "$t"
     emit jpeg300 "jpeg/$stem.jpg" 1 "$t"
     emit gray200 "gray200/$stem.pdf" 1 "$t"

@@ -37,6 +37,9 @@ struct VariantScore {
     /// Arabic pages, which need their own language models).
     latin_pages: usize,
     latin_f1: f64,
+    /// Mean F1 of the `clean300` reading of the same pages, when the set has
+    /// that variant: F1 / this is what the scan itself costs.
+    reference_f1: Option<f64>,
     /// Pages flagged as low confidence.
     low_confidence: usize,
     /// Files that failed (counted as F1 0 on each of their pages).
@@ -59,6 +62,7 @@ struct PageScore {
     variant: String,
     file: PathBuf,
     page: u32,
+    truth: PathBuf,
     f1: f64,
     mean_confidence: Option<f32>,
     error: Option<String>,
@@ -148,6 +152,7 @@ pub fn run(config: &Config, args: EvalOcrArgs) -> Result<ExitCode> {
                     variant: entry.variant.clone(),
                     file: file.clone(),
                     page: entry.page,
+                    truth: entry.truth.clone(),
                     f1: 0.0,
                     mean_confidence: None,
                     error: Some(
@@ -165,6 +170,7 @@ pub fn run(config: &Config, args: EvalOcrArgs) -> Result<ExitCode> {
                 variant: entry.variant.clone(),
                 file: file.clone(),
                 page: entry.page,
+                truth: entry.truth.clone(),
                 f1: f,
                 mean_confidence: page.ocr.as_ref().map(|o| o.mean_confidence),
                 error: None,
@@ -196,12 +202,15 @@ pub fn run(config: &Config, args: EvalOcrArgs) -> Result<ExitCode> {
                 f1: mean(|s| s.f1),
                 latin_pages: latin.len(),
                 latin_f1: latin.iter().sum::<f64>() / latin.len().max(1) as f64,
+                reference_f1: None,
                 low_confidence: pages.iter().filter(|s| s.low).count(),
                 failed_pages: failed.get(&variant).copied().unwrap_or(0),
             };
             (variant, score)
         })
         .collect();
+    let mut variants = variants;
+    paired_reference(&mut variants, &per_page);
     let report = Report {
         variants,
         pages: per_page,
@@ -217,6 +226,32 @@ pub fn run(config: &Config, args: EvalOcrArgs) -> Result<ExitCode> {
         print_report(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The variant every other is compared with when the set has it: a lossless
+/// 300 dpi render, what OCR reads off a perfect scan of the same page.
+const REFERENCE: &str = "clean300";
+
+/// Each variant's reference: the clean reading of the very pages it holds.
+fn paired_reference(variants: &mut BTreeMap<String, VariantScore>, pages: &[PageScore]) {
+    let clean: BTreeMap<&Path, f64> = pages
+        .iter()
+        .filter(|p| p.variant == REFERENCE)
+        .map(|p| (p.truth.as_path(), p.f1))
+        .collect();
+    if clean.is_empty() {
+        return;
+    }
+    for (name, score) in variants.iter_mut() {
+        let paired: Vec<f64> = pages
+            .iter()
+            .filter(|p| &p.variant == name)
+            .filter_map(|p| clean.get(p.truth.as_path()).copied())
+            .collect();
+        if !paired.is_empty() {
+            score.reference_f1 = Some(paired.iter().sum::<f64>() / paired.len() as f64);
+        }
+    }
 }
 
 fn print_report(report: &Report) {
