@@ -402,7 +402,11 @@ pub fn judge_text_layer(text: &str, draws_large_image: bool) -> TextLayer {
                 || matches!(c, '\u{fffd}' | '\u{ffff}' | '\u{fffe}')
         })
         .count();
-    if alphanumeric * 2 < n - leaders || undecodable * 20 > n {
+    // A page of real text with one figure in an unmapped font keeps its
+    // layer: the undecodable glyphs must be common *and* outnumber half the
+    // readable ones.
+    let garbled = undecodable * 20 > n && undecodable * 2 > alphanumeric;
+    if alphanumeric * 2 < n - leaders || garbled {
         TextLayer::Unusable
     } else if draws_large_image && n < 100 {
         TextLayer::ThinOverScan
