@@ -222,7 +222,9 @@ impl Ocr {
         let image = deskew::straighten(image, skew);
         // Tesseract reads a zero deadline as none at all.
         let deadline = page_left.min(document_left).max(Duration::from_millis(1));
-        let words = engine.recognise(&image, deadline);
+        let words = engine
+            .recognise(&image, deadline)
+            .map_err(Rejection::OcrFailed)?;
         if self.page_started.elapsed() > page_limit {
             return Err(Rejection::OcrFailed(format!(
                 "OCR of page {number} took longer than {} s",

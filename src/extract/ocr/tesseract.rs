@@ -3,13 +3,17 @@
 //! Why dlopen and hand-written declarations rather than a binding crate: the
 //! maintained `tesseract-sys` generates its bindings with bindgen, which needs
 //! libclang at build time, and links the library, so Enclave would not build
-//! or start on a machine without Tesseract. We use 22 functions of a stable C
+//! or start on a machine without Tesseract. We use 23 functions of a stable C
 //! API; declaring them here keeps the build free of both, and lets a server
 //! without `libtesseract5` run everything but OCR (reported by `enclave doctor`).
 //!
 //! Everything here runs in the extraction worker. The library and the
-//! language models are loaded *before* the worker confines itself (Landlock
-//! then forbids opening files); recognition afterwards opens nothing.
+//! language model files are loaded *before* the worker confines itself
+//! (Landlock then forbids opening files); recognition afterwards opens
+//! nothing. With one language the model is parsed only when a page first
+//! needs OCR (`TessBaseAPIInit5`, from the bytes read earlier), so a text
+//! PDF does not pay the 60 ms and 30 MB of parsing it; several languages are
+//! parsed at once, from the model directory, while files may still be read.
 
 use std::ffi::{CStr, CString, c_char, c_float, c_int, c_void};
 use std::path::{Path, PathBuf};
@@ -50,6 +54,20 @@ struct Functions {
     create: unsafe extern "C-unwind" fn() -> Handle,
     delete: unsafe extern "C-unwind" fn(Handle),
     end: unsafe extern "C-unwind" fn(Handle),
+    #[allow(clippy::type_complexity)]
+    init5: unsafe extern "C-unwind" fn(
+        Handle,
+        *const c_char,
+        c_int,
+        *const c_char,
+        c_int,
+        *mut *mut c_char,
+        c_int,
+        *mut *mut c_char,
+        *mut *mut c_char,
+        usize,
+        c_int,
+    ) -> c_int,
     #[allow(clippy::type_complexity)]
     init4: unsafe extern "C-unwind" fn(
         Handle,
@@ -105,7 +123,11 @@ pub struct RawWord {
 /// A loaded and initialised Tesseract instance.
 pub struct Tesseract {
     functions: Functions,
+    /// Null until the model is parsed ([`Tesseract::initialise`]).
     handle: Handle,
+    /// The one language's model file, read before confinement, parsed on
+    /// first use; `None` once parsed.
+    pending_model: Option<(CString, Vec<u8>)>,
     version: String,
     // Last: the functions point into it, so it must outlive every call.
     _library: Library,
@@ -197,6 +219,7 @@ impl Tesseract {
             delete: symbol!(library, "TessBaseAPIDelete"),
             end: symbol!(library, "TessBaseAPIEnd"),
             init4: symbol!(library, "TessBaseAPIInit4"),
+            init5: symbol!(library, "TessBaseAPIInit5"),
             set_page_seg_mode: symbol!(library, "TessBaseAPISetPageSegMode"),
             set_image: symbol!(library, "TessBaseAPISetImage"),
             set_source_resolution: symbol!(library, "TessBaseAPISetSourceResolution"),
@@ -215,15 +238,40 @@ impl Tesseract {
             monitor_delete: symbol!(library, "TessMonitorDelete"),
             monitor_set_deadline: symbol!(library, "TessMonitorSetDeadlineMSecs"),
         };
+        // SAFETY: TessVersion takes nothing and returns a static C string.
+        let version = unsafe { CStr::from_ptr((functions.version)()) }
+            .to_string_lossy()
+            .into_owned();
+        // The declarations here are 5.x's (the unversioned name may be another).
+        if !version.starts_with("5.") {
+            return Err(format!("Tesseract {version} is installed; OCR needs 5.x"));
+        }
+        let mut tesseract = Tesseract {
+            functions,
+            handle: std::ptr::null_mut(),
+            pending_model: None,
+            version,
+            _library: library,
+        };
+        if let [language] = languages {
+            let path = tessdata.join(format!("{language}.traineddata"));
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            tesseract.pending_model = Some((c_string(language)?, bytes));
+        } else {
+            tesseract.init_from_dir(tessdata, &languages.join("+"))?;
+        }
+        Ok(tesseract)
+    }
+
+    /// Parse the models of `languages` ("eng+fra") from the directory.
+    fn init_from_dir(&mut self, tessdata: &Path, languages: &str) -> Result<(), String> {
         let datapath = c_string(&tessdata.to_string_lossy())?;
-        let language = c_string(&languages.join("+"))?;
-        // SAFETY: prototypes from capi.h; every pointer passed is valid for the call.
-        unsafe {
-            let handle = (functions.create)();
-            if handle.is_null() {
-                return Err("Tesseract could not be created".into());
-            }
-            let status = (functions.init4)(
+        let language = c_string(languages)?;
+        let handle = self.create()?;
+        // SAFETY: prototype from capi.h; every pointer is valid for the call.
+        let status = unsafe {
+            (self.functions.init4)(
                 handle,
                 datapath.as_ptr(),
                 language.as_ptr(),
@@ -234,31 +282,63 @@ impl Tesseract {
                 std::ptr::null_mut(),
                 0,
                 0,
-            );
-            if status != 0 {
-                (functions.delete)(handle);
-                return Err(format!(
-                    "Tesseract could not load the '{}' models from {}",
-                    languages.join("+"),
-                    tessdata.display()
-                ));
-            }
-            (functions.set_page_seg_mode)(handle, SEGMENT_AUTO);
-            let version = CStr::from_ptr((functions.version)())
-                .to_string_lossy()
-                .into_owned();
-            // The declarations here are 5.x's (the unversioned name may be another).
-            if !version.starts_with("5.") {
-                (functions.delete)(handle);
-                return Err(format!("Tesseract {version} is installed; OCR needs 5.x"));
-            }
-            Ok(Tesseract {
-                functions,
+            )
+        };
+        self.finish_init(handle, status, languages)
+    }
+
+    /// Parse the pending model from memory, the first time a page needs it.
+    fn initialise(&mut self) -> Result<(), String> {
+        let Some((language, model)) = self.pending_model.take() else {
+            return Ok(());
+        };
+        let size = c_int::try_from(model.len()).map_err(|_| "model file too large".to_string())?;
+        let handle = self.create()?;
+        // SAFETY: prototype from capi.h; the model bytes and the language
+        // string outlive the call (Tesseract copies what it keeps).
+        let status = unsafe {
+            (self.functions.init5)(
                 handle,
-                version,
-                _library: library,
-            })
+                model.as_ptr().cast(),
+                size,
+                language.as_ptr(),
+                ENGINE_LSTM,
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+                0,
+            )
+        };
+        self.finish_init(handle, status, &language.to_string_lossy())
+    }
+
+    fn create(&self) -> Result<Handle, String> {
+        // SAFETY: TessBaseAPICreate takes nothing.
+        let handle = unsafe { (self.functions.create)() };
+        if handle.is_null() {
+            return Err("Tesseract could not be created".into());
         }
+        Ok(handle)
+    }
+
+    fn finish_init(
+        &mut self,
+        handle: Handle,
+        status: c_int,
+        languages: &str,
+    ) -> Result<(), String> {
+        // SAFETY: `handle` came from TessBaseAPICreate and is not used elsewhere.
+        unsafe {
+            if status != 0 {
+                (self.functions.delete)(handle);
+                return Err(format!("Tesseract could not load the '{languages}' models"));
+            }
+            (self.functions.set_page_seg_mode)(handle, SEGMENT_AUTO);
+        }
+        self.handle = handle;
+        Ok(())
     }
 
     pub fn version(&self) -> &str {
@@ -268,11 +348,16 @@ impl Tesseract {
     /// Recognise one grayscale page; words in reading order. Recognition
     /// stops at `deadline` (layout analysis before it is not interruptible;
     /// the worker's parent still kills the whole process at its deadline).
-    pub fn recognise(&mut self, image: &GrayImage, deadline: Duration) -> Vec<RawWord> {
+    pub fn recognise(
+        &mut self,
+        image: &GrayImage,
+        deadline: Duration,
+    ) -> Result<Vec<RawWord>, String> {
         // SetImage reads width × height bytes.
         if image.pixels.len() != image.width as usize * image.height as usize {
-            return Vec::new();
+            return Ok(Vec::new());
         }
+        self.initialise()?;
         let f = &self.functions;
         let mut words = Vec::new();
         // SAFETY: the image buffer outlives Recognize (SetImage copies it
@@ -313,7 +398,7 @@ impl Tesseract {
             }
             (f.clear)(self.handle);
         }
-        words
+        Ok(words)
     }
 
     /// The word the iterator is on, if it has text.
@@ -353,6 +438,9 @@ impl Tesseract {
 
 impl Drop for Tesseract {
     fn drop(&mut self) {
+        if self.handle.is_null() {
+            return;
+        }
         // SAFETY: the handle came from TessBaseAPICreate and is dropped once.
         unsafe {
             (self.functions.end)(self.handle);
