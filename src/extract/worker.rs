@@ -146,7 +146,7 @@ pub fn extract_with_progress(
         }
     };
     let (stdout, overflow) = out_reader.join().unwrap_or_default();
-    let (stderr, _) = err_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
     if overflow {
         return Err(Rejection::OutputTooLarge(config.max_output_bytes));
     }
@@ -190,13 +190,9 @@ fn apply_rlimits(memory: u64, cpu_secs: u64) -> std::io::Result<()> {
 
 /// The worker's stderr: progress lines go to `progress`, the rest is kept
 /// (up to `cap` bytes) to explain a failure.
-fn read_stderr(
-    source: Option<impl Read>,
-    cap: usize,
-    progress: mpsc::Sender<String>,
-) -> (Vec<u8>, bool) {
+fn read_stderr(source: Option<impl Read>, cap: usize, progress: mpsc::Sender<String>) -> Vec<u8> {
     let Some(source) = source else {
-        return (Vec::new(), false);
+        return Vec::new();
     };
     let mut kept = Vec::new();
     let mut reader = std::io::BufReader::new(source);
@@ -215,7 +211,7 @@ fn read_stderr(
             kept.extend_from_slice(&line[..line.len().min(cap - kept.len())]);
         }
     }
-    (kept, false)
+    kept
 }
 
 fn read_capped(source: Option<impl Read>, cap: u64) -> (Vec<u8>, bool) {
