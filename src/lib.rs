@@ -22,6 +22,7 @@ pub mod linalg;
 pub mod llm;
 pub mod metrics;
 pub mod os;
+pub mod pii;
 pub mod rag;
 pub mod store;
 pub mod time;

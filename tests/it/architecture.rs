@@ -17,7 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("leaves", &["config", "time", "os", "linalg", "metrics"]),
     (
         "engines (import nothing of the product but the leaves)",
-        &["llm", "embed", "extract", "audit", "accounts"],
+        &["llm", "embed", "extract", "audit", "accounts", "pii"],
     ),
     ("the store (all SQL)", &["store"]),
     ("the derived indexes", &["index"]),

@@ -1,0 +1,543 @@
+//! Sensitive identifiers in text: candidates found by pattern, kept only when
+//! their validity rules hold (checksums, number ranges) and their context
+//! does not say they are something else. Context cues ("SSN", "DOB", "NHS",
+//! "patient") raise confidence; near-miss cues ("order", "invoice",
+//! "version", "ISBN") lower it. Findings below [`REPORT_AT`] are dropped.
+//!
+//! This is the detection engine of issue 19 (ingest scanning, policies and
+//! reports build on it). It imports nothing of the product.
+
+pub mod checksum;
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// What an identifier is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Ssn,
+    PaymentCard,
+    Iban,
+    NhsNumber,
+    NationalInsurance,
+    Email,
+    Phone,
+    DateOfBirth,
+    IpAddress,
+}
+
+impl Kind {
+    /// The typed placeholder a redacted identifier becomes.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Kind::Ssn => "[SSN]",
+            Kind::PaymentCard => "[CARD]",
+            Kind::Iban => "[IBAN]",
+            Kind::NhsNumber => "[NHS]",
+            Kind::NationalInsurance => "[NINO]",
+            Kind::Email => "[EMAIL]",
+            Kind::Phone => "[PHONE]",
+            Kind::DateOfBirth => "[DOB]",
+            Kind::IpAddress => "[IP]",
+        }
+    }
+}
+
+/// One identifier found in a text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: Kind,
+    /// Byte offsets of the identifier in the scanned text.
+    pub start: usize,
+    pub end: usize,
+    /// 0–1.
+    pub confidence: f32,
+    /// The identifier with all but its last characters hidden ("•••-••-6789").
+    pub masked: String,
+}
+
+/// Findings at or above this confidence are reported.
+pub const REPORT_AT: f32 = 0.5;
+/// How far (in bytes) before and after a candidate cues are looked for.
+const CUE_WINDOW: usize = 48;
+/// Near-miss cues: numbers next to these are something else.
+const NEAR_MISS_CUES: &[&str] = &[
+    "order",
+    "invoice",
+    "inv.",
+    "ref",
+    "reference",
+    "tracking",
+    "isbn",
+    "version",
+    "ver.",
+    "build",
+    "release",
+    "serial",
+    "part no",
+    "sku",
+    "po ",
+    "account no",
+    "page",
+];
+
+struct Patterns {
+    ssn: Regex,
+    card: Regex,
+    iban: Regex,
+    nhs: Regex,
+    nino: Regex,
+    email: Regex,
+    ipv4: Regex,
+    ipv6: Regex,
+    phone_international: Regex,
+    phone_national: Regex,
+    date: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let re = |p: &str| Regex::new(p).expect("a valid built-in pattern");
+        Patterns {
+            ssn: re(r"\b(\d{3})([- ]?)(\d{2})([- ]?)(\d{4})\b"),
+            card: re(r"\b\d(?:[ -]?\d){11,18}\b"),
+            iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
+            nhs: re(r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b"),
+            nino: re(r"\b([A-Z]{2}) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])\b"),
+            email: re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+            ipv4: re(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b"),
+            ipv6: re(r"(?i)\b[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\b"),
+            phone_international: re(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}"),
+            phone_national: re(
+                r"(?:\(0\d{2,4}\)|\b0\d{2,4}|\(\d{3}\)|\b[2-9]\d{2})[ .-]\d{3,4}[ .-]?\d{3,4}\b",
+            ),
+            date: re(
+                r"(?i)\b(?:\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}|(?:19|20)\d{2}-\d{2}-\d{2}|\d{1,2} (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* (?:19|20)\d{2}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{1,2},? (?:19|20)\d{2})\b",
+            ),
+        }
+    })
+}
+
+/// Every identifier in `text`, in order, overlaps resolved (the more
+/// confident, then the longer, wins).
+pub fn scan(text: &str) -> Vec<Finding> {
+    let p = patterns();
+    let mut found = Vec::new();
+    ssns(text, p, &mut found);
+    cards(text, p, &mut found);
+    ibans(text, p, &mut found);
+    nhs_numbers(text, p, &mut found);
+    ninos(text, p, &mut found);
+    emails(text, p, &mut found);
+    ip_addresses(text, p, &mut found);
+    phones(text, p, &mut found);
+    dates_of_birth(text, p, &mut found);
+    found.retain(|f| f.confidence >= REPORT_AT);
+    resolve_overlaps(found)
+}
+
+fn digits_of(s: &str) -> Vec<u8> {
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect()
+}
+
+/// The text around a match, lower-cased, for cue words.
+fn context(text: &str, start: usize, end: usize) -> (String, String) {
+    let mut from = start.saturating_sub(CUE_WINDOW);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = (end + CUE_WINDOW).min(text.len());
+    while !text.is_char_boundary(to) {
+        to += 1;
+    }
+    (
+        text[from..start].to_lowercase(),
+        text[end..to].to_lowercase(),
+    )
+}
+
+/// Confidence from a base, raised by a cue before the candidate and lowered
+/// by a near-miss cue right before it.
+fn weigh(text: &str, start: usize, end: usize, base: f32, cues: &[&str]) -> f32 {
+    let (before, after) = context(text, start, end);
+    let cued = cues
+        .iter()
+        .any(|c| before.contains(c) || after.starts_with(c));
+    // Only the words just before: "order no. 4111…" is an order number.
+    let near = &before[before.len().saturating_sub(20)..];
+    let near = near.trim_start_matches(|c: char| !c.is_ascii());
+    let missed = NEAR_MISS_CUES.iter().any(|c| near.contains(c));
+    let mut confidence = base;
+    if cued {
+        confidence += 0.3;
+    }
+    if missed {
+        confidence -= 0.5;
+    }
+    confidence.clamp(0.0, 1.0)
+}
+
+/// Hide all but the last `keep` alphanumerics, keeping separators.
+fn mask(s: &str, keep: usize) -> String {
+    let total = s.chars().filter(|c| c.is_alphanumeric()).count();
+    let mut seen = 0;
+    s.chars()
+        .map(|c| {
+            if c.is_alphanumeric() {
+                seen += 1;
+                if seen + keep <= total { '•' } else { c }
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn push(
+    found: &mut Vec<Finding>,
+    kind: Kind,
+    text: &str,
+    start: usize,
+    end: usize,
+    confidence: f32,
+) {
+    let masked = match kind {
+        Kind::Email => {
+            let s = &text[start..end];
+            let (user, domain) = s.split_once('@').unwrap_or((s, ""));
+            format!("{}•••@{domain}", user.chars().next().unwrap_or('•'))
+        }
+        Kind::DateOfBirth => mask(&text[start..end], 4),
+        _ => mask(&text[start..end], 4),
+    };
+    found.push(Finding {
+        kind,
+        start,
+        end,
+        confidence,
+        masked,
+    });
+}
+
+fn ssns(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    for c in p.ssn.captures_iter(text) {
+        let whole = c.get(0).expect("the match");
+        let (s1, s2) = (&c[2], &c[4]);
+        if s1 != s2 {
+            continue; // "123-45 6789" is not how anyone writes one
+        }
+        let n = |i: usize| c[i].parse::<u32>().unwrap_or(0);
+        if !checksum::ssn_valid(n(1), n(3), n(5)) {
+            continue;
+        }
+        // Nine bare digits are an SSN only when something says so.
+        let base = if s1.is_empty() { 0.2 } else { 0.6 };
+        let cues = ["ssn", "social security", "ss#", "soc. sec", "taxpayer"];
+        let confidence = weigh(text, whole.start(), whole.end(), base, &cues);
+        push(
+            found,
+            Kind::Ssn,
+            text,
+            whole.start(),
+            whole.end(),
+            confidence,
+        );
+    }
+}
+
+fn cards(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    for m in p.card.find_iter(text) {
+        let digits = digits_of(m.as_str());
+        if !(12..=19).contains(&digits.len())
+            || !checksum::luhn(&digits)
+            || checksum::card_issuer(&digits).is_none()
+        {
+            continue;
+        }
+        let cues = [
+            "card",
+            "visa",
+            "mastercard",
+            "amex",
+            "credit",
+            "debit",
+            "cc#",
+            "pan",
+        ];
+        let confidence = weigh(text, m.start(), m.end(), 0.7, &cues);
+        push(
+            found,
+            Kind::PaymentCard,
+            text,
+            m.start(),
+            m.end(),
+            confidence,
+        );
+    }
+}
+
+fn ibans(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    for m in p.iban.find_iter(text) {
+        let compact: String = m.as_str().chars().filter(|c| !c.is_whitespace()).collect();
+        if !checksum::iban_valid(&compact) {
+            continue;
+        }
+        let confidence = weigh(text, m.start(), m.end(), 0.9, &["iban", "bank", "account"]);
+        push(
+            found,
+            Kind::Iban,
+            text,
+            m.start(),
+            m.end(),
+            confidence.max(0.9),
+        );
+    }
+}
+
+fn nhs_numbers(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    for m in p.nhs.find_iter(text) {
+        let digits = digits_of(m.as_str());
+        if !checksum::nhs_valid(&digits) {
+            continue;
+        }
+        // One ten-digit number in eleven passes mod 11 by chance: the NHS's
+        // own 3-3-4 spacing or a cue is needed.
+        let spaced = m.as_str().contains(' ');
+        let base = if spaced { 0.5 } else { 0.2 };
+        let cues = ["nhs", "patient", "nhs no", "nhs number"];
+        let confidence = weigh(text, m.start(), m.end(), base, &cues);
+        push(found, Kind::NhsNumber, text, m.start(), m.end(), confidence);
+    }
+}
+
+fn ninos(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    for c in p.nino.captures_iter(text) {
+        let whole = c.get(0).expect("the match");
+        if !checksum::nino_prefix_valid(&c[1]) {
+            continue;
+        }
+        let cues = ["national insurance", "ni no", "ni number", "nino"];
+        let confidence = weigh(text, whole.start(), whole.end(), 0.7, &cues);
+        push(
+            found,
+            Kind::NationalInsurance,
+            text,
+            whole.start(),
+            whole.end(),
+            confidence,
+        );
+    }
+}
+
+fn emails(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    for m in p.email.find_iter(text) {
+        push(found, Kind::Email, text, m.start(), m.end(), 0.95);
+    }
+}
+
+fn ip_addresses(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    let cues = ["ip", "address", "host", "server", "client", "login from"];
+    for c in p.ipv4.captures_iter(text) {
+        let whole = c.get(0).expect("the match");
+        let octets_ok = (1..=4).all(|i| {
+            let o = &c[i];
+            o.parse::<u32>().is_ok_and(|v| v <= 255) && !(o.len() > 1 && o.starts_with('0'))
+        });
+        // "1.2.3.4" after "version" or as "v1.2.3.4" is a version string.
+        let versioned =
+            text[..whole.start()].ends_with('v') || text[..whole.start()].ends_with('V');
+        if !octets_ok || versioned {
+            continue;
+        }
+        let confidence = weigh(text, whole.start(), whole.end(), 0.6, &cues);
+        push(
+            found,
+            Kind::IpAddress,
+            text,
+            whole.start(),
+            whole.end(),
+            confidence,
+        );
+    }
+    for m in p.ipv6.find_iter(text) {
+        let candidate = m.as_str();
+        let groups = candidate.split(':').filter(|g| !g.is_empty()).count();
+        if groups < 3 || candidate.parse::<std::net::Ipv6Addr>().is_err() {
+            continue;
+        }
+        let confidence = weigh(text, m.start(), m.end(), 0.7, &cues);
+        push(found, Kind::IpAddress, text, m.start(), m.end(), confidence);
+    }
+}
+
+fn phones(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    let cues = [
+        "tel", "phone", "mobile", "cell", "fax", "call", "contact", "ph.",
+    ];
+    for (re, base) in [(&p.phone_international, 0.6), (&p.phone_national, 0.45)] {
+        for m in re.find_iter(text) {
+            let digits = digits_of(m.as_str());
+            if !(8..=15).contains(&digits.len()) {
+                continue;
+            }
+            let end = m.as_str().trim_end().len() + m.start();
+            let confidence = weigh(text, m.start(), end, base, &cues);
+            push(found, Kind::Phone, text, m.start(), end, confidence);
+        }
+    }
+}
+
+fn dates_of_birth(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
+    let cues = [
+        "dob",
+        "d.o.b",
+        "date of birth",
+        "born",
+        "birth date",
+        "birthdate",
+        "geb.",
+    ];
+    for m in p.date.find_iter(text) {
+        let (before, _) = context(text, m.start(), m.end());
+        // A date is a birth date only when it says so.
+        if !cues.iter().any(|c| before.contains(c)) {
+            continue;
+        }
+        push(found, Kind::DateOfBirth, text, m.start(), m.end(), 0.9);
+    }
+}
+
+/// Keep non-overlapping findings: higher confidence first, then longer.
+fn resolve_overlaps(mut found: Vec<Finding>) -> Vec<Finding> {
+    found.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+    });
+    let mut kept: Vec<Finding> = Vec::new();
+    for f in found {
+        if kept.iter().all(|k| f.end <= k.start || f.start >= k.end) {
+            kept.push(f);
+        }
+    }
+    kept.sort_by_key(|f| f.start);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<(Kind, String)> {
+        scan(text)
+            .into_iter()
+            .map(|f| (f.kind, text[f.start..f.end].to_string()))
+            .collect()
+    }
+
+    fn one(text: &str, kind: Kind, value: &str) {
+        let got = kinds(text);
+        assert!(
+            got.iter().any(|(k, v)| *k == kind && v == value),
+            "{kind:?} {value:?} in {text:?}: {got:?}"
+        );
+    }
+
+    fn none(text: &str) {
+        assert_eq!(kinds(text), vec![], "{text:?}");
+    }
+
+    #[test]
+    fn valid_identifiers_are_found() {
+        one(
+            "Patient SSN: 123-45-6789, seen today.",
+            Kind::Ssn,
+            "123-45-6789",
+        );
+        one("SSN 123456789 on file", Kind::Ssn, "123456789");
+        one(
+            "Card 4111 1111 1111 1111 exp 12/27",
+            Kind::PaymentCard,
+            "4111 1111 1111 1111",
+        );
+        one(
+            "Pay to IBAN GB82 WEST 1234 5698 7654 32 by Friday",
+            Kind::Iban,
+            "GB82 WEST 1234 5698 7654 32",
+        );
+        one("NHS number 943 476 5919", Kind::NhsNumber, "943 476 5919");
+        one(
+            "NI number AB 12 34 56 C",
+            Kind::NationalInsurance,
+            "AB 12 34 56 C",
+        );
+        one(
+            "Write to jane.doe@example.org today",
+            Kind::Email,
+            "jane.doe@example.org",
+        );
+        one(
+            "Login from 192.168.10.24 at night",
+            Kind::IpAddress,
+            "192.168.10.24",
+        );
+        one(
+            "Host 2001:db8::8a2e:370:7334 answered",
+            Kind::IpAddress,
+            "2001:db8::8a2e:370:7334",
+        );
+        one("Tel: +44 20 7946 0958", Kind::Phone, "+44 20 7946 0958");
+        one("Call (555) 123-4567 after 5", Kind::Phone, "(555) 123-4567");
+        one(
+            "DOB: 14/03/1962, allergies none",
+            Kind::DateOfBirth,
+            "14/03/1962",
+        );
+        one(
+            "born on 3 March 1962 in Leeds",
+            Kind::DateOfBirth,
+            "3 March 1962",
+        );
+    }
+
+    #[test]
+    fn invalid_checksums_and_ranges_do_not_fire() {
+        none("SSN: 000-12-3456");
+        none("SSN: 666-12-3456");
+        none("SSN: 912-12-3456");
+        none("Card 4111 1111 1111 1112");
+        none("IBAN GB82 WEST 1234 5698 7654 33");
+        none("NHS number 943 476 5918");
+        none("NI number QO 12 34 56 C");
+        none("address 256.1.1.1 is not one");
+    }
+
+    #[test]
+    fn near_misses_do_not_fire() {
+        none("Order number 4111 1111 1111 1111 shipped");
+        none("Invoice 123-45-6789 is due");
+        none("ISBN 978-0-306-40615-7");
+        none("Upgrade to version 1.2.3.4 tonight");
+        none("release v10.0.0.1 notes");
+        none("Meeting on 14/03/2024 in room 4");
+        none("Totals: 1234567890 2345678901 3456789012");
+        none("Order ref 943 476 5919 dispatched");
+        none("The clock read 12:30:45 when it stopped.");
+    }
+
+    #[test]
+    fn masks_keep_only_the_last_characters() {
+        let f = scan("SSN: 123-45-6789");
+        assert_eq!(f[0].masked, "•••-••-6789");
+        let f = scan("mail jane.doe@example.org");
+        assert_eq!(f[0].masked, "j•••@example.org");
+        assert_eq!(Kind::Ssn.placeholder(), "[SSN]");
+    }
+}
