@@ -73,6 +73,11 @@ pub enum Command {
     /// Check config, permissions, models, disk, TLS, the audit chain and index
     /// consistency; exits 1 if anything failed.
     Doctor(DoctorArgs),
+    /// Sensitive identifiers (SSNs, card numbers, IBANs, NHS and National
+    /// Insurance numbers, e-mail addresses, phone numbers, dates of birth, IP
+    /// addresses) in files, without ingesting anything.
+    #[command(subcommand)]
+    Pii(PiiCommand),
     /// List and verify installed model files (checksums from MANIFEST.tsv).
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -97,6 +102,24 @@ pub struct IngestArgs {
     #[arg(long, short)]
     pub collection: Option<String>,
     /// Print one JSON object per file instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PiiCommand {
+    /// Sweep files and folders (a file share, say) for exposed identifiers:
+    /// each file is extracted as ingest would (OCR included) and scanned;
+    /// findings are listed masked. Exit status 1 when anything is found.
+    Scan(PiiScanArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PiiScanArgs {
+    /// Files or folders (folders are walked recursively; hidden entries skipped).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print one JSON object per file, then a summary object.
     #[arg(long)]
     pub json: bool,
 }

@@ -2,7 +2,7 @@
 //! bird's-eye view; each module's header says what it owns.
 //!
 //! Layers, from the bottom: the leaves (`config`, `time`, `os`, `linalg`, `metrics`,
-//! `llm`, `embed`, `extract`, `audit`), the `store` (all SQL) and the
+//! `llm`, `embed`, `extract`, `audit`, `pii`), the `store` (all SQL) and the
 //! `index`es, then the `library` (documents kept consistent across store and
 //! indexes), then the use cases (`ingest`, `rag`) and `accounts`, and at the
 //! edges the `web` server, the `cli` definitions and the `cmd` bodies. A

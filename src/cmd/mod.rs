@@ -15,6 +15,7 @@ pub mod extract;
 pub mod ingest;
 pub mod manage;
 pub mod models;
+pub mod pii;
 pub mod search;
 pub mod vectors;
 
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             eval::run(&config, args).map(|_| ExitCode::SUCCESS)
         }
         Command::Eval(EvalCommand::Ocr(args)) => eval::ocr::run(&config, args),
+        Command::Pii(crate::cli::PiiCommand::Scan(args)) => pii::scan(&config, args),
         Command::Eval(EvalCommand::Gate(args)) => {
             eval::gate::run(&config, args).map(|_| ExitCode::SUCCESS)
         }

@@ -20,6 +20,7 @@ mod llm_gguf;
 mod ocr;
 mod openai_api;
 mod pdf_corpus;
+mod pii;
 mod qdrant_backend;
 mod web_load;
 mod web_security;
