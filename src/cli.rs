@@ -204,6 +204,15 @@ pub enum EvalCommand {
     /// 200 dpi gray, 200 dpi fax G4, rotated pages, multi-page TIFF), with
     /// seconds per page and the extraction worker's peak memory.
     Ocr(EvalOcrArgs),
+    /// Sensitive-identifier detection: precision and recall per type on a
+    /// labelled JSONL set ({text, labels: [{kind, start, end}]}, character
+    /// offsets; tests/reference/make_pii_set.py builds one).
+    Pii {
+        file: PathBuf,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]

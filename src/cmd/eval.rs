@@ -27,6 +27,7 @@ use crate::rag::retrieve::{self, Mode, Search};
 mod folds;
 pub mod gate;
 pub mod ocr;
+pub mod pii;
 
 /// Hits ranked per query: every candidate either retriever returned.
 const RANKED: usize = 1_000;

@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             eval::run(&config, args).map(|_| ExitCode::SUCCESS)
         }
         Command::Eval(EvalCommand::Ocr(args)) => eval::ocr::run(&config, args),
+        Command::Eval(EvalCommand::Pii { file, json }) => eval::pii::run(file, json),
         Command::Pii(crate::cli::PiiCommand::Scan(args)) => pii::scan(&config, args),
         Command::Eval(EvalCommand::Gate(args)) => {
             eval::gate::run(&config, args).map(|_| ExitCode::SUCCESS)

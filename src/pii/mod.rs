@@ -147,13 +147,21 @@ fn digits_of(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// The text around a match, lower-cased, for cue words.
+/// The text around a match, lower-cased, for cue words: before it, its own
+/// line and the line above (a label or a column header); after it, the rest
+/// of its line. At most [`CUE_WINDOW`] bytes each way beyond the line.
 fn context(text: &str, start: usize, end: usize) -> (String, String) {
-    let mut from = start.saturating_sub(CUE_WINDOW);
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let above = text[..line_start.saturating_sub(1)]
+        .rfind('\n')
+        .map_or(0, |i| i + 1)
+        .min(line_start);
+    let mut from = above.max(start.saturating_sub(CUE_WINDOW * 2));
     while !text.is_char_boundary(from) {
         from -= 1;
     }
-    let mut to = (end + CUE_WINDOW).min(text.len());
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let mut to = line_end.min(end + CUE_WINDOW);
     while !text.is_char_boundary(to) {
         to += 1;
     }
@@ -163,23 +171,27 @@ fn context(text: &str, start: usize, end: usize) -> (String, String) {
     )
 }
 
-/// Confidence from a base, raised by a cue before the candidate and lowered
-/// by a near-miss cue right before it.
+/// Confidence from a base, raised by a cue near the candidate and lowered by
+/// a near-miss cue just before it on its own line.
 fn weigh(text: &str, start: usize, end: usize, base: f32, cues: &[&str]) -> f32 {
     let (before, after) = context(text, start, end);
     let cued = cues
         .iter()
         .any(|c| before.contains(c) || after.starts_with(c));
-    // Only the words just before: "order no. 4111…" is an order number.
-    let near = &before[before.len().saturating_sub(20)..];
-    let near = near.trim_start_matches(|c: char| !c.is_ascii());
+    // Only the words just before, on the same line: "order no. 4111…".
+    let own_line = before.rsplit('\n').next().unwrap_or("");
+    let mut near_from = own_line.len().saturating_sub(24);
+    while !own_line.is_char_boundary(near_from) {
+        near_from -= 1;
+    }
+    let near = &own_line[near_from..];
     let missed = NEAR_MISS_CUES.iter().any(|c| near.contains(c));
     let mut confidence = base;
     if cued {
         confidence += 0.3;
     }
     if missed {
-        confidence -= 0.5;
+        confidence -= 0.6;
     }
     confidence.clamp(0.0, 1.0)
 }
@@ -310,7 +322,7 @@ fn nhs_numbers(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
         // One ten-digit number in eleven passes mod 11 by chance: the NHS's
         // own 3-3-4 spacing or a cue is needed.
         let spaced = m.as_str().contains(' ');
-        let base = if spaced { 0.5 } else { 0.2 };
+        let base = if spaced { 0.4 } else { 0.2 };
         let cues = ["nhs", "patient", "nhs no", "nhs number"];
         let confidence = weigh(text, m.start(), m.end(), base, &cues);
         push(found, Kind::NhsNumber, text, m.start(), m.end(), confidence);
@@ -388,6 +400,14 @@ fn phones(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
                 continue;
             }
             let end = m.as_str().trim_end().len() + m.start();
+            // Part of a longer dotted number (an IP address, a version).
+            let glued_before =
+                text[..m.start()].ends_with(|c: char| c == '.' || c.is_ascii_digit());
+            let glued_after = text[end..].starts_with('.')
+                && text[end + 1..].starts_with(|c: char| c.is_ascii_digit());
+            if glued_before || glued_after {
+                continue;
+            }
             let confidence = weigh(text, m.start(), end, base, &cues);
             push(found, Kind::Phone, text, m.start(), end, confidence);
         }
@@ -530,6 +550,11 @@ mod tests {
         none("Totals: 1234567890 2345678901 3456789012");
         none("Order ref 943 476 5919 dispatched");
         none("The clock read 12:30:45 when it stopped.");
+        one(
+            "Callback:\nfrom 10.242.224.158 today",
+            Kind::IpAddress,
+            "10.242.224.158",
+        );
     }
 
     #[test]
