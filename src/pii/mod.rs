@@ -98,34 +98,39 @@ struct Patterns {
     date: Regex,
 }
 
-fn patterns() -> &'static Patterns {
-    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+/// The built-in patterns, compiled once (`None` only if one of them were
+/// invalid, which `built_in_patterns_compile` rules out).
+fn patterns() -> Option<&'static Patterns> {
+    static PATTERNS: OnceLock<Option<Patterns>> = OnceLock::new();
     PATTERNS.get_or_init(|| {
-        let re = |p: &str| Regex::new(p).expect("a valid built-in pattern");
-        Patterns {
-            ssn: re(r"\b(\d{3})([- ]?)(\d{2})([- ]?)(\d{4})\b"),
-            card: re(r"\b\d(?:[ -]?\d){11,18}\b"),
-            iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
-            nhs: re(r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b"),
-            nino: re(r"\b([A-Z]{2}) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])\b"),
-            email: re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
-            ipv4: re(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b"),
-            ipv6: re(r"(?i)\b[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\b"),
-            phone_international: re(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}"),
+        let re = |p: &str| Regex::new(p).ok();
+        Some(Patterns {
+            ssn: re(r"\b(\d{3})([- ]?)(\d{2})([- ]?)(\d{4})\b")?,
+            card: re(r"\b\d(?:[ -]?\d){11,18}\b")?,
+            iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")?,
+            nhs: re(r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b")?,
+            nino: re(r"\b([A-Z]{2}) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])\b")?,
+            email: re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")?,
+            ipv4: re(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b")?,
+            ipv6: re(r"(?i)\b[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\b")?,
+            phone_international: re(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}")?,
             phone_national: re(
                 r"(?:\(0\d{2,4}\)|\b0\d{2,4}|\(\d{3}\)|\b[2-9]\d{2})[ .-]\d{3,4}[ .-]?\d{3,4}\b",
-            ),
+            )?,
             date: re(
                 r"(?i)\b(?:\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}|(?:19|20)\d{2}-\d{2}-\d{2}|\d{1,2} (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* (?:19|20)\d{2}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{1,2},? (?:19|20)\d{2})\b",
-            ),
-        }
+            )?,
+        })
     })
+    .as_ref()
 }
 
 /// Every identifier in `text`, in order, overlaps resolved (the more
 /// confident, then the longer, wins).
 pub fn scan(text: &str) -> Vec<Finding> {
-    let p = patterns();
+    let Some(p) = patterns() else {
+        return Vec::new();
+    };
     let mut found = Vec::new();
     ssns(text, p, &mut found);
     cards(text, p, &mut found);
@@ -240,7 +245,7 @@ fn push(
 
 fn ssns(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     for c in p.ssn.captures_iter(text) {
-        let whole = c.get(0).expect("the match");
+        let Some(whole) = c.get(0) else { continue };
         let (s1, s2) = (&c[2], &c[4]);
         if s1 != s2 {
             continue; // "123-45 6789" is not how anyone writes one
@@ -331,7 +336,7 @@ fn nhs_numbers(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
 
 fn ninos(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     for c in p.nino.captures_iter(text) {
-        let whole = c.get(0).expect("the match");
+        let Some(whole) = c.get(0) else { continue };
         if !checksum::nino_prefix_valid(&c[1]) {
             continue;
         }
@@ -357,7 +362,7 @@ fn emails(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
 fn ip_addresses(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     let cues = ["ip", "address", "host", "server", "client", "login from"];
     for c in p.ipv4.captures_iter(text) {
-        let whole = c.get(0).expect("the match");
+        let Some(whole) = c.get(0) else { continue };
         let octets_ok = (1..=4).all(|i| {
             let o = &c[i];
             o.parse::<u32>().is_ok_and(|v| v <= 255) && !(o.len() > 1 && o.starts_with('0'))
@@ -555,6 +560,11 @@ mod tests {
             Kind::IpAddress,
             "10.242.224.158",
         );
+    }
+
+    #[test]
+    fn built_in_patterns_compile() {
+        assert!(patterns().is_some());
     }
 
     #[test]

@@ -38,6 +38,25 @@ fn pdf_with_lines(lines: &[&str]) -> Vec<u8> {
     crate::common::pdf_from_objects(&objects)
 }
 
+fn require_chromedriver() {
+    assert!(
+        std::path::Path::new(CHROMEDRIVER).exists(),
+        "chromium-driver is not installed (apt-get install chromium chromium-driver; .ci/run does this)"
+    );
+}
+
+/// A seeded data dir (see `seeded_data_dir`) whose admin alice is granted
+/// `demo`: the temp dir that holds it and the data dir.
+fn seeded_with_alice_granted_demo() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seeded_data_dir(&dir);
+    crate::common::run_ok(
+        crate::common::enclave(&dir).args(["grant", "add", "demo", "--user", "alice"]),
+    );
+    (tmp, dir)
+}
+
 struct Driver {
     child: Child,
     agent: ureq::Agent,
@@ -273,11 +292,7 @@ fn requests(logs: &[Value]) -> Vec<(String, String)> {
 
 #[test]
 fn browser_flow_upload_ask_cite_audit_all_same_origin() {
-    if !std::path::Path::new(CHROMEDRIVER).exists() {
-        panic!(
-            "chromium-driver is not installed (apt-get install chromium chromium-driver; .ci/run does this)"
-        );
-    }
+    require_chromedriver();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     seeded_data_dir(&dir);
@@ -545,17 +560,8 @@ fn browser_flow_upload_ask_cite_audit_all_same_origin() {
 /// the right page, whose passage view says the text came from OCR.
 #[test]
 fn scans_uploaded_in_the_browser_are_answered_from_their_page() {
-    if !std::path::Path::new(CHROMEDRIVER).exists() {
-        panic!(
-            "chromium-driver is not installed (apt-get install chromium chromium-driver; .ci/run does this)"
-        );
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    crate::common::run_ok(
-        crate::common::enclave(&dir).args(["grant", "add", "demo", "--user", "alice"]),
-    );
+    require_chromedriver();
+    let (tmp, dir) = seeded_with_alice_granted_demo();
     let server = Server::start(&dir, &[]);
     let origin = server.base.clone();
     let d = Driver::start(&tmp.path().join("chromium-profile"));
@@ -618,17 +624,8 @@ fn scans_uploaded_in_the_browser_are_answered_from_their_page() {
 /// elsewhere.
 #[test]
 fn usage_page_shows_the_traffic_it_was_given() {
-    if !std::path::Path::new(CHROMEDRIVER).exists() {
-        panic!(
-            "chromium-driver is not installed (apt-get install chromium chromium-driver; .ci/run does this)"
-        );
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    seeded_data_dir(&dir);
-    crate::common::run_ok(
-        crate::common::enclave(&dir).args(["grant", "add", "demo", "--user", "alice"]),
-    );
+    require_chromedriver();
+    let (tmp, dir) = seeded_with_alice_granted_demo();
     // Two tiers: the small model, then the same file under another name as
     // the "larger" tier, and every answer that is not wholly verified
     // escalates, so the traffic has escalations without a second model.
