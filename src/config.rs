@@ -44,8 +44,106 @@ pub struct Config {
     pub api: ApiConfig,
     pub metrics: MetricsConfig,
     pub cost: CostConfig,
+    pub pii: PiiConfig,
     pub log: LogConfig,
 }
+
+/// Sensitive identifiers (SSNs, card numbers, NHS numbers, e-mail addresses,
+/// …) found in every page at ingest. What happens to them is a policy of each
+/// collection (`enclave pii policy`, or the admin page).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PiiConfig {
+    /// The policy a new collection starts with: "report" (indexed as is, the
+    /// findings listed for admins), "redact" (each identifier becomes a typed
+    /// placeholder such as [SSN] in everything indexed, shown or given to the
+    /// model; the original file stays, for admins only) or "reject"
+    /// (documents holding one are refused with the finding report).
+    pub default_policy: PiiPolicy,
+    /// Organisation-specific identifiers, each a [[pii.custom]] table:
+    /// name = "mrn", pattern = 'MRN[- ]?(\d{7})' (group 1, when there is one,
+    /// is the identifier), checksum = "none" | "luhn" | "mod11" | "mod97",
+    /// cues = ["mrn", "medical record"], require_cue = false.
+    pub custom: Vec<CustomIdentifier>,
+}
+
+/// What a collection does with the sensitive identifiers of its documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiPolicy {
+    #[default]
+    Report,
+    Redact,
+    Reject,
+}
+
+impl PiiPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PiiPolicy::Report => "report",
+            PiiPolicy::Redact => "redact",
+            PiiPolicy::Reject => "reject",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PiiPolicy> {
+        match s {
+            "report" => Some(PiiPolicy::Report),
+            "redact" => Some(PiiPolicy::Redact),
+            "reject" => Some(PiiPolicy::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// An identifier the organisation defines (medical record numbers, case numbers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomIdentifier {
+    /// Lower-case letters, digits and `_`; the placeholder is its upper case
+    /// in brackets ("mrn" → [MRN]). Must not be a built-in type's name.
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax: no look-around, linear
+    /// time). When it has a capture group, group 1 is the identifier.
+    pub pattern: String,
+    #[serde(default)]
+    pub checksum: CustomChecksum,
+    /// Words near the identifier (its line or the line above) that raise
+    /// confidence, lower case.
+    #[serde(default)]
+    pub cues: Vec<String>,
+    /// Report a match only when one of `cues` is near it.
+    #[serde(default)]
+    pub require_cue: bool,
+}
+
+/// The check digit rule a custom identifier's digits must pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomChecksum {
+    #[default]
+    None,
+    /// The last digit is the Luhn check digit of the others.
+    Luhn,
+    /// Weights n+1 … 2 over the first n digits; the last digit is
+    /// 11 − (sum mod 11), 11 read as 0, 10 never valid (the NHS rule).
+    Mod11,
+    /// ISO 7064 mod 97-10 over the digits: the whole number mod 97 is 1.
+    Mod97,
+}
+
+/// Built-in identifier type names, which custom identifiers may not reuse.
+pub const BUILT_IN_PII_NAMES: &[&str] = &[
+    "ssn",
+    "payment_card",
+    "iban",
+    "nhs_number",
+    "national_insurance",
+    "email",
+    "phone",
+    "date_of_birth",
+    "ip_address",
+];
 
 /// The OpenAI-compatible endpoints under `/v1/` (bearer tokens only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -530,6 +628,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             cost: CostConfig::default(),
+            pii: PiiConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -724,6 +823,45 @@ impl Config {
         Ok(())
     }
 
+    fn validate_pii(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            name: "pii.custom",
+            reason,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.pii.custom {
+            let name_ok = !c.name.is_empty()
+                && c.name.len() <= 32
+                && c.name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+            if !name_ok {
+                return Err(invalid(format!(
+                    "name {:?}: 1 to 32 lower-case letters, digits and _",
+                    c.name
+                )));
+            }
+            if BUILT_IN_PII_NAMES.contains(&c.name.as_str()) || !seen.insert(c.name.as_str()) {
+                return Err(invalid(format!(
+                    "name {:?} is already taken (built-in types: {})",
+                    c.name,
+                    BUILT_IN_PII_NAMES.join(", ")
+                )));
+            }
+            match regex::Regex::new(&c.pattern) {
+                Ok(re) if re.is_match("") => {
+                    return Err(invalid(format!(
+                        "{}: the pattern matches the empty string",
+                        c.name
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(invalid(format!("{}: bad pattern: {e}", c.name))),
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.chunk;
         if c.target_words == 0 || c.max_words < c.target_words || c.overlap_words >= c.target_words
@@ -758,6 +896,7 @@ impl Config {
                 reason: "need ocr_dpi in 72..=1200, ocr_max_megapixels and the OCR timeouts >= 1, ocr_min_confidence in 0..=100".into(),
             });
         }
+        self.validate_pii()?;
         if self.embed.max_tokens < 8 || self.embed.max_tokens > 512 {
             return Err(ConfigError::Invalid {
                 name: "embed.max_tokens",

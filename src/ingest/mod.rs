@@ -5,6 +5,8 @@
 
 pub mod chunk;
 pub mod queue;
+pub mod rescreen;
+pub mod screen;
 
 use std::path::Path;
 
@@ -116,23 +118,15 @@ pub fn add_prepared(
         hash,
         extracted,
     } = prepared;
-    let audit = Entry::new(actor, "document.upload", format!("collection:{collection}")).detail(
-        serde_json::json!({
-            "file": source_name,
-            "sha256": hash,
-            "bytes": bytes.len(),
-            "pages": extracted.pages.len(),
-        }),
-    );
     let document = Document {
         collection,
         source_name,
         content_hash: &hash,
         bytes: &bytes,
-        extracted: &extracted,
+        extracted,
         uploaded_by: &actor.name,
     };
-    write(library, &document, Some(audit))
+    write(library, document, actor, true)
 }
 
 /// Ingest already-extracted text (used by `eval`, which feeds corpora that
@@ -159,16 +153,16 @@ pub fn add_text(
         return Ok(Outcome::rejected(Rejection::Empty));
     }
     let hash = hex::encode(Sha256::digest(format!("{name}\u{0}{title}\u{0}{text}")));
-    let uploaded_by = library.actor().name.clone();
+    let actor = library.actor().clone();
     let document = Document {
         collection,
         source_name: name,
         content_hash: &hash,
         bytes: text.as_bytes(),
-        extracted: &extracted,
-        uploaded_by: &uploaded_by,
+        extracted,
+        uploaded_by: &actor.name,
     };
-    let outcome = write(library, &document, None)?;
+    let outcome = write(library, document, &actor, false)?;
     library.flush_if_due()?;
     Ok(outcome)
 }
@@ -179,29 +173,110 @@ struct Document<'a> {
     source_name: &'a str,
     content_hash: &'a str,
     bytes: &'a [u8],
-    extracted: &'a Extracted,
+    extracted: Extracted,
     uploaded_by: &'a str,
 }
 
-/// Chunk the pages and hand the document to the library (unless the same
-/// bytes are there already: then nothing is chunked).
-fn write(library: &mut Library, doc: &Document<'_>, audit: Option<Entry>) -> Result<Outcome> {
+/// Screen the pages for sensitive identifiers under the collection's
+/// policy, chunk them and hand the document to the library (unless the same
+/// bytes are there already: then nothing is chunked). `audited`: write the
+/// upload's audit row naming `actor` (files; not `eval`'s text corpora).
+fn write(
+    library: &mut Library,
+    doc: Document<'_>,
+    actor: &Actor,
+    audited: bool,
+) -> Result<Outcome> {
     if let Some(existing) = library.duplicate_of(doc.collection, doc.content_hash)? {
         return Ok(Outcome::Duplicate {
             document_id: existing,
         });
     }
-    let extracted = doc.extracted;
+    let Extracted {
+        format,
+        title,
+        pages,
+        warnings,
+    } = doc.extracted;
+    let policy = library.store().collection_policy(doc.collection)?;
+    let key = library.store().audit_sink().map(|s| s.key.clone());
+    let unscreened = screen::Unscreened {
+        pages,
+        title,
+        source_name: doc.source_name,
+        collection: doc.collection,
+    };
+    let screened = match screen::screen(library.scanner(), policy, key.as_deref(), unscreened) {
+        screen::Decision::Keep(s) => s,
+        screen::Decision::Refuse { reason, findings } => {
+            let names = (doc.collection, doc.source_name, doc.content_hash);
+            let entry = refusal_entry(library, actor, names, &findings);
+            library.store_mut().record(entry)?;
+            return Ok(Outcome::Rejected { reason });
+        }
+    };
     let chunks = chunk::chunk_pages(
-        extracted.pages.iter().map(|p| (p.number, p.text.as_str())),
+        screened.pages.iter().map(|p| (p.number, p.text.as_str())),
         &library.config().chunk,
     );
-    let title = extracted
+    let title = screened
         .title
         .clone()
-        .unwrap_or_else(|| title_from_name(doc.source_name));
-    let pages: Vec<NewPage<'_>> = extracted
-        .pages
+        .unwrap_or_else(|| title_from_name(&screened.source_name));
+    let pages = new_pages(&screened.pages);
+    let new_chunks = new_chunks(&chunks);
+    let findings: Vec<_> = screened.findings.iter().map(screen::Found::as_new).collect();
+    let audit = audited.then(|| {
+        Entry::new(actor, "document.upload", format!("collection:{}", doc.collection)).detail(
+            serde_json::json!({
+                "file": screened.source_name,
+                "sha256": doc.content_hash,
+                "bytes": doc.bytes.len(),
+                "pages": screened.pages.len(),
+                "pii": {"policy": screened.policy, "findings": screen::counts(&screened.findings)},
+            }),
+        )
+    });
+    let incoming = Incoming {
+        collection: doc.collection,
+        source_name: &screened.source_name,
+        title: &title,
+        content_hash: doc.content_hash,
+        bytes: doc.bytes,
+        mime: format.mime(),
+        pages: &pages,
+        chunks: &new_chunks,
+        warnings: &warnings,
+        uploaded_by: doc.uploaded_by,
+        pii_policy: screened.policy,
+        findings: &findings,
+    };
+    library.add(&incoming, audit)
+}
+
+/// The audit row of a document a `reject` collection refused: the types
+/// found and how many, never the identifiers (nor a file name holding one).
+fn refusal_entry(
+    library: &Library,
+    actor: &Actor,
+    (collection, source_name, content_hash): (&str, &str, &str),
+    findings: &[screen::Found],
+) -> Entry {
+    let file = match library.scanner() {
+        Some(scanner) => crate::pii::redact(source_name, &scanner.scan(source_name)).text,
+        None => source_name.to_string(),
+    };
+    Entry::new(actor, "pii.reject", format!("collection:{collection}"))
+        .outcome("rejected")
+        .detail(serde_json::json!({
+            "file": file,
+            "sha256": content_hash,
+            "findings": screen::counts(findings),
+        }))
+}
+
+pub(crate) fn new_pages(pages: &[extract::Page]) -> Vec<NewPage<'_>> {
+    pages
         .iter()
         .map(|p| NewPage {
             number: p.number,
@@ -209,8 +284,11 @@ fn write(library: &mut Library, doc: &Document<'_>, audit: Option<Entry>) -> Res
             text: &p.text,
             ocr: p.ocr.as_ref(),
         })
-        .collect();
-    let new_chunks: Vec<NewChunk<'_>> = chunks
+        .collect()
+}
+
+pub(crate) fn new_chunks(chunks: &[chunk::Chunk]) -> Vec<NewChunk<'_>> {
+    chunks
         .iter()
         .map(|c| NewChunk {
             page: c.page,
@@ -219,20 +297,7 @@ fn write(library: &mut Library, doc: &Document<'_>, audit: Option<Entry>) -> Res
             heading: &c.heading,
             text: &c.text,
         })
-        .collect();
-    let incoming = Incoming {
-        collection: doc.collection,
-        source_name: doc.source_name,
-        title: &title,
-        content_hash: doc.content_hash,
-        bytes: doc.bytes,
-        mime: extracted.format.mime(),
-        pages: &pages,
-        chunks: &new_chunks,
-        warnings: &extracted.warnings,
-        uploaded_by: doc.uploaded_by,
-    };
-    library.add(&incoming, audit)
+        .collect()
 }
 
 fn read_checked(path: &Path, limit: u64) -> std::result::Result<(Vec<u8>, String), Rejection> {

@@ -35,6 +35,7 @@ use crate::index::Mode;
 use crate::index::lexical::{LexicalError, LexicalHit, LexicalIndex, QueryTerms};
 use crate::index::qdrant::QdrantVectorIndex;
 use crate::index::vector::{VectorError, VectorHit, VectorIndex};
+use crate::pii::Scanner;
 use crate::store::{AuditSink, DocStatus, JobKind, JobState, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,10 @@ pub enum LibraryError {
     Locked(PathBuf),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Pii(#[from] crate::pii::CustomError),
+    #[error("re-processing document {document_id}: {reason}")]
+    Reprocess { document_id: i64, reason: String },
     #[error("stored original {path}: {source}")]
     Original {
         path: PathBuf,
@@ -143,6 +148,10 @@ pub struct Library {
     pub stats: IndexStats,
     /// Set while searches find the vector store unreachable.
     vectors_degraded: AtomicBool,
+    /// The sensitive-identifier scanner (built-in and configured types).
+    scanner: Arc<Scanner>,
+    /// Off only for `enclave bench ingest --pii off` (a comparison).
+    pii_scanning: bool,
     _lock: File,
 }
 
@@ -205,6 +214,8 @@ impl Library {
         let lock = lock_data_dir(&data_dir)?;
         let mut store = Store::open(&data_dir.join("enclave.sqlite"))?;
         store.set_audit(audit_sink(config)?);
+        store.set_default_pii_policy(config.pii.default_policy);
+        let scanner = Arc::new(Scanner::new(&config.pii.custom)?);
         let embedder = Embedder::load(
             &config.embed_model_dir(),
             config.embed.max_tokens,
@@ -223,6 +234,8 @@ impl Library {
             actor: Actor::cli(),
             stats: IndexStats::default(),
             vectors_degraded: AtomicBool::new(false),
+            scanner,
+            pii_scanning: true,
             _lock: lock,
         })
     }
@@ -246,6 +259,32 @@ impl Library {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The sensitive-identifier scanner, when scanning is on.
+    pub fn scanner(&self) -> Option<&Scanner> {
+        self.pii_scanning.then_some(self.scanner.as_ref())
+    }
+
+    /// The scanner, to keep beyond the library's lock (questions and
+    /// answers are scanned without it).
+    pub fn shared_scanner(&self) -> Arc<Scanner> {
+        self.scanner.clone()
+    }
+
+    /// Benchmarks only: ingest without scanning, to measure what it costs.
+    pub fn set_pii_scanning(&mut self, on: bool) {
+        self.pii_scanning = on;
+    }
+
+    /// The store, to write (re-processing records findings and policies).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The data directory (stored originals are under it).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// Index the documents stored but left `indexing`: by a crash mid-ingest,

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::Entry;
 use crate::index::vector::VectorPoint;
-use crate::store::{IndexableChunk, NewChunk, NewDocument, NewPage};
+use crate::store::pii::{NewFinding, Replacement};
+use crate::store::{DocStatus, IndexableChunk, NewChunk, NewDocument, NewPage};
 
 use super::{Library, LibraryError, Outcome, Result};
 
@@ -28,6 +29,10 @@ pub struct Incoming<'a> {
     pub warnings: &'a [String],
     /// Who uploaded it (a username, or `cli:<os user>`).
     pub uploaded_by: &'a str,
+    /// The sensitive-identifier policy its text was processed under, and
+    /// what was found (`ingest::screen`).
+    pub pii_policy: &'a str,
+    pub findings: &'a [NewFinding<'a>],
 }
 
 impl Library {
@@ -60,6 +65,8 @@ impl Library {
             stored_path: &stored_path,
             warnings: &warnings,
             uploaded_by: doc.uploaded_by,
+            pii_policy: doc.pii_policy,
+            findings: doc.findings,
         };
         let document_id = self
             .store
@@ -102,6 +109,31 @@ impl Library {
         tmp.as_file().sync_all().map_err(err)?;
         tmp.persist(&path).map_err(|e| err(e.error))?;
         Ok(relative)
+    }
+
+    /// Give a searchable document new content (re-processing under a new
+    /// sensitive-identifier policy), through the visibility protocol: hidden
+    /// at once, taken out of both indexes, rows replaced, then indexed and
+    /// shown again at the next flush (made here). Returns how many stored
+    /// answers that had been given its old passages were erased.
+    pub fn replace_content(
+        &mut self,
+        document_id: i64,
+        new: &Replacement<'_>,
+        audit: Option<&Entry>,
+    ) -> Result<usize> {
+        self.flush()?;
+        self.store.set_status(document_id, DocStatus::Indexing)?;
+        self.vectors.delete_document(document_id)?;
+        self.lexical.delete_document(document_id)?;
+        self.lexical.commit()?;
+        self.vectors.commit()?;
+        let erased = self
+            .store
+            .replace_document_content(document_id, new, audit)?;
+        self.pending.push(document_id);
+        self.flush()?;
+        Ok(erased)
     }
 
     /// Index every pending document into both indexes, commit both, then make
@@ -174,6 +206,10 @@ impl Library {
                 stored_path: "",
                 warnings: "",
                 uploaded_by: "",
+                // Benchmark rows are not scanned; marked as processed under
+                // the default policy so nothing re-processes them.
+                pii_policy: "report",
+                findings: &[],
             })
             .collect();
         let rows: Vec<_> = docs

@@ -129,6 +129,33 @@ pub fn nhs_valid(digits: &[u8]) -> bool {
     check != 10 && check == digits[9] as u32
 }
 
+/// The NHS rule generalised to any length: weights n+1 … 2 over the first n
+/// digits, the last digit 11 − (sum mod 11), 11 read as 0, 10 never valid.
+pub fn mod11_valid(digits: &[u8]) -> bool {
+    let Some((&check, body)) = digits.split_last() else {
+        return false;
+    };
+    if body.is_empty() {
+        return false;
+    }
+    let n = body.len() as u32;
+    let sum: u32 = body
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| d as u32 * (n + 1 - i as u32))
+        .sum();
+    let expected = match 11 - sum % 11 {
+        11 => 0,
+        c => c,
+    };
+    expected != 10 && expected == check as u32
+}
+
+/// ISO 7064 mod 97-10 over digits: the number they write is 1 mod 97.
+pub fn mod97_valid(digits: &[u8]) -> bool {
+    digits.len() >= 3 && digits.iter().fold(0u32, |r, &d| (r * 10 + d as u32) % 97) == 1
+}
+
 /// UK National Insurance number prefix rules: neither letter D, F, I, Q, U
 /// or V; the second not O; not the prefixes never issued.
 pub fn nino_prefix_valid(prefix: &str) -> bool {
@@ -190,6 +217,12 @@ mod tests {
         assert!(nhs_valid(&digits("943 476 5919")));
         assert!(!nhs_valid(&digits("943 476 5918")));
         assert!(!nhs_valid(&digits("111 111 1111")));
+        assert!(mod11_valid(&digits("943 476 5919")), "the NHS rule");
+        assert!(!mod11_valid(&digits("943 476 5918")));
+        assert!(mod11_valid(&digits("12343")), "1·5+2·4+3·3+4·2 = 30, 11 − 8 = 3");
+        assert!(!mod11_valid(&digits("7")));
+        assert!(mod97_valid(&digits("3214282912345698765432161182")), "GB82WEST… as digits");
+        assert!(!mod97_valid(&digits("3214282912345698765432161183")));
         assert!(nino_prefix_valid("AB"));
         assert!(!nino_prefix_valid("GB"));
         assert!(!nino_prefix_valid("AO"));

@@ -4,10 +4,17 @@
 //! "patient") raise confidence; near-miss cues ("order", "invoice",
 //! "version", "ISBN") lower it. Findings below [`REPORT_AT`] are dropped.
 //!
-//! This is the detection engine of issue 19 (ingest scanning, policies and
-//! reports build on it). It imports nothing of the product.
+//! [`Scanner`] adds the organisation's own identifiers from the config
+//! (`custom.rs`); [`redact`] turns findings into typed placeholders and says
+//! where each one moved. Ingest screening, policies and reports build on
+//! this; it imports nothing of the product but the config.
 
 pub mod checksum;
+mod custom;
+mod redact;
+
+pub use custom::{CustomError, Scanner};
+pub use redact::{Redacted, redact};
 
 use std::sync::OnceLock;
 
@@ -27,6 +34,9 @@ pub enum Kind {
     Phone,
     DateOfBirth,
     IpAddress,
+    /// An identifier defined in the config (`[[pii.custom]]`): its name is
+    /// in [`Finding::name`].
+    Custom,
 }
 
 impl Kind {
@@ -42,6 +52,23 @@ impl Kind {
             Kind::Phone => "[PHONE]",
             Kind::DateOfBirth => "[DOB]",
             Kind::IpAddress => "[IP]",
+            Kind::Custom => "[ID]",
+        }
+    }
+
+    /// The name reports and the database use (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ssn => "ssn",
+            Kind::PaymentCard => "payment_card",
+            Kind::Iban => "iban",
+            Kind::NhsNumber => "nhs_number",
+            Kind::NationalInsurance => "national_insurance",
+            Kind::Email => "email",
+            Kind::Phone => "phone",
+            Kind::DateOfBirth => "date_of_birth",
+            Kind::IpAddress => "ip_address",
+            Kind::Custom => "custom",
         }
     }
 }
@@ -57,6 +84,26 @@ pub struct Finding {
     pub confidence: f32,
     /// The identifier with all but its last characters hidden ("•••-••-6789").
     pub masked: String,
+    /// The type's name ("ssn", or a custom identifier's name such as "mrn").
+    pub name: String,
+    /// What redaction puts in its place ("[SSN]", "[MRN]").
+    pub placeholder: String,
+}
+
+impl Finding {
+    /// The identifier reduced to its letters and digits, upper case (e-mail
+    /// addresses lower case): the same identifier written two ways gives the
+    /// same value, for a keyed hash that tells repeats apart without storing it.
+    pub fn normalised(&self, text: &str) -> String {
+        let raw = text.get(self.start..self.end).unwrap_or("");
+        if self.kind == Kind::Email {
+            return raw.to_lowercase();
+        }
+        raw.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_uppercase)
+            .collect()
+    }
 }
 
 /// Findings at or above this confidence are reported.
@@ -110,7 +157,8 @@ fn patterns() -> Option<&'static Patterns> {
             iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")?,
             nhs: re(r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b")?,
             nino: re(r"\b([A-Z]{2}) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])\b")?,
-            email: re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")?,
+            // Internationalised addresses too: "zoë@example.org", "info@müller.de".
+            email: re(r"\b[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}\b")?,
             ipv4: re(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b")?,
             ipv6: re(r"(?i)\b[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\b")?,
             phone_international: re(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}")?,
@@ -125,9 +173,17 @@ fn patterns() -> Option<&'static Patterns> {
     .as_ref()
 }
 
-/// Every identifier in `text`, in order, overlaps resolved (the more
-/// confident, then the longer, wins).
+/// Every built-in identifier in `text`, in order, overlaps resolved (the
+/// more confident, then the longer, wins). [`Scanner::scan`] adds the
+/// custom ones.
 pub fn scan(text: &str) -> Vec<Finding> {
+    let mut found = scan_built_in(text);
+    found.retain(|f| f.confidence >= REPORT_AT);
+    resolve_overlaps(found)
+}
+
+/// Built-in candidates with their confidence, nothing dropped yet.
+fn scan_built_in(text: &str) -> Vec<Finding> {
     let Some(p) = patterns() else {
         return Vec::new();
     };
@@ -141,8 +197,7 @@ pub fn scan(text: &str) -> Vec<Finding> {
     ip_addresses(text, p, &mut found);
     phones(text, p, &mut found);
     dates_of_birth(text, p, &mut found);
-    found.retain(|f| f.confidence >= REPORT_AT);
-    resolve_overlaps(found)
+    found
 }
 
 fn digits_of(s: &str) -> Vec<u8> {
@@ -240,6 +295,8 @@ fn push(
         end,
         confidence,
         masked,
+        name: kind.as_str().to_string(),
+        placeholder: kind.placeholder().to_string(),
     });
 }
 

@@ -26,7 +26,7 @@ impl DocStatus {
         }
     }
 
-    fn parse(s: &str) -> DocStatus {
+    pub(super) fn parse(s: &str) -> DocStatus {
         match s {
             "indexed" => DocStatus::Indexed,
             "deleting" => DocStatus::Deleting,
@@ -47,6 +47,10 @@ pub struct NewDocument<'a> {
     pub warnings: &'a str,
     /// Who uploaded it (a username, or `cli:<os user>`).
     pub uploaded_by: &'a str,
+    /// The sensitive-identifier policy its text was processed under ("" if
+    /// it was not scanned).
+    pub pii_policy: &'a str,
+    pub findings: &'a [super::pii::NewFinding<'a>],
 }
 
 pub struct NewPage<'a> {
@@ -197,8 +201,8 @@ impl Store {
 
     pub fn collection_id(&self, name: &str) -> Result<i64> {
         self.conn.execute(
-            "INSERT INTO collections(name) VALUES (?1) ON CONFLICT(name) DO NOTHING",
-            [name],
+            "INSERT INTO collections(name, pii_policy) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![name, self.default_pii_policy.as_str()],
         )?;
         Ok(self
             .conn
@@ -263,16 +267,9 @@ impl Store {
         {
             let mut doc_stmt = tx.prepare_cached(
                 "INSERT INTO documents (collection_id, title, source_name, content_hash, mime,
-                     size_bytes, page_count, chunk_count, status, warnings, stored_path, uploaded_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'indexing', ?9, ?10, ?11)",
-            )?;
-            let mut page_stmt = tx.prepare_cached(
-                "INSERT INTO pages (document_id, number, has_text_layer, text, ocr_confidence, ocr)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            let mut chunk_stmt = tx.prepare_cached(
-                "INSERT INTO chunks (document_id, ordinal, page, char_start, char_end, heading, text)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     size_bytes, page_count, chunk_count, status, warnings, stored_path,
+                     uploaded_by, pii_policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'indexing', ?9, ?10, ?11, ?12)",
             )?;
             for (doc, pages, chunks) in docs {
                 doc_stmt.execute(params![
@@ -287,36 +284,10 @@ impl Store {
                     doc.warnings,
                     doc.stored_path,
                     doc.uploaded_by,
+                    doc.pii_policy,
                 ])?;
                 let id = tx.last_insert_rowid();
-                for p in *pages {
-                    let ocr =
-                        match p.ocr {
-                            Some(how) => Some(serde_json::to_string(how).map_err(|e| {
-                                rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-                            })?),
-                            None => None,
-                        };
-                    page_stmt.execute(params![
-                        id,
-                        p.number,
-                        p.has_text_layer,
-                        p.text,
-                        p.ocr.map(|o| o.mean_confidence as f64),
-                        ocr
-                    ])?;
-                }
-                for (ordinal, c) in chunks.iter().enumerate() {
-                    chunk_stmt.execute(params![
-                        id,
-                        ordinal as i64,
-                        c.page,
-                        c.char_start as i64,
-                        c.char_end as i64,
-                        c.heading,
-                        c.text
-                    ])?;
-                }
+                insert_content(&tx, id, pages, chunks, doc.findings)?;
                 ids.push(id);
             }
         }
@@ -543,6 +514,53 @@ impl Store {
     }
 }
 
+/// A document's pages, chunks and sensitive-identifier findings.
+pub(super) fn insert_content(
+    tx: &rusqlite::Connection,
+    id: i64,
+    pages: &[NewPage<'_>],
+    chunks: &[NewChunk<'_>],
+    findings: &[super::pii::NewFinding<'_>],
+) -> Result<()> {
+    let mut page_stmt = tx.prepare_cached(
+        "INSERT INTO pages (document_id, number, has_text_layer, text, ocr_confidence, ocr)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut chunk_stmt = tx.prepare_cached(
+        "INSERT INTO chunks (document_id, ordinal, page, char_start, char_end, heading, text)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for p in pages {
+        let ocr = match p.ocr {
+            Some(how) => Some(
+                serde_json::to_string(how)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            ),
+            None => None,
+        };
+        page_stmt.execute(params![
+            id,
+            p.number,
+            p.has_text_layer,
+            p.text,
+            p.ocr.map(|o| o.mean_confidence as f64),
+            ocr
+        ])?;
+    }
+    for (ordinal, c) in chunks.iter().enumerate() {
+        chunk_stmt.execute(params![
+            id,
+            ordinal as i64,
+            c.page,
+            c.char_start as i64,
+            c.char_end as i64,
+            c.heading,
+            c.text
+        ])?;
+    }
+    super::pii::insert_findings(tx, id, findings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,6 +591,8 @@ mod tests {
             stored_path: "originals/ab/abc",
             warnings: "",
             uploaded_by: "test",
+            pii_policy: "report",
+            findings: &[],
         };
         let pages = [NewPage {
             number: 1,

@@ -16,6 +16,7 @@ mod backup;
 pub mod conversations;
 mod documents;
 mod jobs;
+pub mod pii;
 pub mod sessions;
 pub mod tokens;
 pub mod uploads;
@@ -77,6 +78,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_ocr_pages",
         include_str!("../../migrations/0007_ocr_pages.sql"),
     ),
+    (
+        "0008_sensitive_identifiers",
+        include_str!("../../migrations/0008_sensitive_identifiers.sql"),
+    ),
 ];
 
 /// The database as code outside this module sees it, inside
@@ -88,6 +93,8 @@ pub struct Db<'a>(&'a Connection);
 pub struct Store {
     conn: Connection,
     audit: Option<AuditSink>,
+    /// The sensitive-identifier policy collections are created with.
+    default_pii_policy: crate::config::PiiPolicy,
 }
 
 /// Where audit rows for this store's actions go: the key that signs
@@ -124,7 +131,11 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Erased text must not linger in free pages of the file.
         conn.pragma_update(None, "secure_delete", "ON")?;
-        let mut store = Store { conn, audit: None };
+        let mut store = Store {
+            conn,
+            audit: None,
+            default_pii_policy: crate::config::PiiPolicy::default(),
+        };
         store.migrate()?;
         Ok(store)
     }
