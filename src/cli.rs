@@ -112,6 +112,55 @@ pub enum PiiCommand {
     /// each file is extracted as ingest would (OCR included) and scanned;
     /// findings are listed masked. Exit status 1 when anything is found.
     Scan(PiiScanArgs),
+    /// Show each collection's policy, or set one: `report` (indexed as is,
+    /// findings listed), `redact` (identifiers become placeholders such as
+    /// [SSN] in everything indexed, shown or given to the model) or
+    /// `reject` (documents holding one are refused; those already there
+    /// are erased). Setting a policy re-processes the collection's documents.
+    Policy(PiiPolicyArgs),
+    /// List the findings recorded at ingest (masked), with filters.
+    Findings(PiiFindingsArgs),
+    /// Re-process documents waiting for it (after a policy change the
+    /// server did not finish, or an upgrade); with --all, every document
+    /// (after changing [[pii.custom]]).
+    Reprocess(PiiReprocessArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PiiPolicyArgs {
+    /// The collection (created if new). Without it: list every collection's policy.
+    pub collection: Option<String>,
+    /// The new policy. Without it: show the collection's policy.
+    #[arg(value_parser = ["report", "redact", "reject"])]
+    pub policy: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PiiFindingsArgs {
+    #[arg(long, short)]
+    pub collection: Option<String>,
+    /// A type: ssn, payment_card, iban, nhs_number, national_insurance,
+    /// email, phone, date_of_birth, ip_address, or a custom one.
+    #[arg(long, short)]
+    pub kind: Option<String>,
+    #[arg(long, short)]
+    pub document: Option<i64>,
+    /// Print CSV (the admin page's export).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PiiReprocessArgs {
+    /// Only this collection.
+    #[arg(long, short)]
+    pub collection: Option<String>,
+    /// Every document, not only those waiting.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]

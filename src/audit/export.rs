@@ -195,6 +195,14 @@ fn write_json_line(out: &mut dyn Write, kind: &str, value: &impl serde::Serializ
 }
 
 fn write_csv_line(out: &mut dyn Write, cells: &[&str]) -> Result<()> {
+    out.write_all(csv_line(cells).as_bytes())?;
+    Ok(())
+}
+
+/// One CSV record (RFC 4180, CRLF), each cell quoted when it must be and a
+/// cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@` …) prefixed
+/// with `'`.
+pub fn csv_line(cells: &[&str]) -> String {
     let mut line = String::new();
     for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
@@ -216,8 +224,7 @@ fn write_csv_line(out: &mut dyn Write, cells: &[&str]) -> Result<()> {
         }
     }
     line.push_str("\r\n");
-    out.write_all(line.as_bytes())?;
-    Ok(())
+    line
 }
 
 /// Verify an export file (format recognised from its first line).

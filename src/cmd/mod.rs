@@ -50,6 +50,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCommand::Ocr(args)) => eval::ocr::run(&config, args),
         Command::Eval(EvalCommand::Pii { file, json }) => eval::pii::run(file, json),
         Command::Pii(crate::cli::PiiCommand::Scan(args)) => pii::scan(&config, args),
+        Command::Pii(crate::cli::PiiCommand::Policy(args)) => pii::policy(&config, args),
+        Command::Pii(crate::cli::PiiCommand::Findings(args)) => pii::findings(&config, args),
+        Command::Pii(crate::cli::PiiCommand::Reprocess(args)) => pii::reprocess(&config, args),
         Command::Eval(EvalCommand::Gate(args)) => {
             eval::gate::run(&config, args).map(|_| ExitCode::SUCCESS)
         }

@@ -20,6 +20,9 @@ use crate::store::{Store, StoreError};
 /// Uploads accepted but not yet processed; more are refused.
 pub const QUEUE_CAPACITY: usize = 256;
 
+/// Documents re-processed per retry tick (for their collection's policy).
+const RESCREEN_BATCH: usize = 20;
+
 /// How often stored-but-unindexed documents are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(10);
 
@@ -91,6 +94,29 @@ impl UploadQueue {
     /// Files accepted and not yet finished.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
+    }
+}
+
+/// Documents screened under another policy than their collection's (a
+/// policy change the server did not finish, an upgrade), a batch at a time
+/// so uploads are not held up long.
+fn rescreen_waiting(library: &mut Library) {
+    let which = super::rescreen::Selection {
+        limit: RESCREEN_BATCH,
+        ..Default::default()
+    };
+    match super::rescreen::rescreen(library, which, &Actor::system(), &|_, _, _| {}) {
+        Ok(s) if s.unchanged + s.rewritten + s.removed > 0 || !s.failed.is_empty() => {
+            tracing::info!(
+                unchanged = s.unchanged,
+                rewritten = s.rewritten,
+                removed = s.removed,
+                failed = s.failed.len(),
+                "re-processed documents for their collection's identifier policy"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not re-process documents"),
     }
 }
 
@@ -259,7 +285,10 @@ fn reject(ctx: &IngestContext, job: &UploadJob, reason: &str) {
 fn retry_stranded(ctx: &IngestContext) {
     let indexed = match ctx.library.lock() {
         Ok(mut lib) => match lib.index_stranded() {
-            Ok(ids) => ids,
+            Ok(ids) => {
+                rescreen_waiting(&mut lib);
+                ids
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "stranded documents not indexed yet");
                 return;

@@ -41,15 +41,40 @@ pub struct Summary {
     pub failed: Vec<(i64, String)>,
 }
 
-/// Re-process every document waiting for it (in `collection`, or all),
-/// telling `progress` (done, total, title) as it goes.
-pub fn rescreen_pending(
+/// Which documents [`rescreen`] takes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Selection<'a> {
+    /// Only this collection.
+    pub collection: Option<&'a str>,
+    /// Every searchable document, not only those waiting (after the
+    /// configured identifier types change).
+    pub all: bool,
+    /// At most this many (0: no limit); the rest wait for the next run.
+    pub limit: usize,
+}
+
+/// Re-process the documents `which` selects, telling `progress` (done,
+/// total, title) as it goes.
+pub fn rescreen(
     library: &mut Library,
-    collection: Option<&str>,
+    which: Selection<'_>,
     actor: &Actor,
     progress: &dyn Fn(usize, usize, &str),
 ) -> Result<Summary> {
-    let ids = library.store().documents_to_rescreen(collection)?;
+    let mut ids = if which.all {
+        library
+            .store()
+            .documents(which.collection)?
+            .into_iter()
+            .filter(|d| d.status == crate::store::DocStatus::Indexed)
+            .map(|d| d.id)
+            .collect()
+    } else {
+        library.store().documents_to_rescreen(which.collection)?
+    };
+    if which.limit > 0 {
+        ids.truncate(which.limit);
+    }
     let mut summary = Summary::default();
     for (i, id) in ids.iter().enumerate() {
         let title = library.store().document(*id)?.title;
@@ -96,11 +121,17 @@ pub fn rescreen_document(
         })
         .collect();
     // Redacted text no longer holds the identifiers: read the original again.
-    let (pages, title) = if applied == "redact" && findings_before > 0 {
-        let extracted = reextract(library, &doc.stored_path, document_id)?;
-        (extracted.pages, extracted.title.or(Some(doc.title.clone())))
-    } else {
-        (stored_pages.clone(), Some(doc.title.clone()))
+    // If the original cannot be read any more, the redacted text stays (the
+    // safe side), logged.
+    let original = (applied == "redact" && findings_before > 0)
+        .then(|| reextract(library, &doc.stored_path, document_id))
+        .and_then(|r| {
+            r.map_err(|e| tracing::warn!(error = %e, "the document stays redacted"))
+                .ok()
+        });
+    let (pages, title) = match original {
+        Some(extracted) => (extracted.pages, extracted.title.or(Some(doc.title.clone()))),
+        None => (stored_pages.clone(), Some(doc.title.clone())),
     };
     let key = library.store().audit_sink().map(|s| s.key.clone());
     let decision = screen::screen(

@@ -213,6 +213,45 @@ pub fn counts(findings: &[Found]) -> serde_json::Value {
     serde_json::json!(by_kind)
 }
 
+/// Findings as CSV (masked values only), for the admin report's export
+/// and `enclave pii findings --csv`.
+pub fn findings_csv(rows: &[crate::store::pii::FindingRow]) -> String {
+    let mut out = crate::audit::export::csv_line(&[
+        "collection",
+        "document_id",
+        "title",
+        "page",
+        "char_start",
+        "char_end",
+        "type",
+        "confidence",
+        "masked",
+        "keyed_hash",
+        "documents_with_same",
+    ]);
+    for r in rows {
+        let page = if r.page == NAME_PAGE as i64 {
+            "name".to_string()
+        } else {
+            r.page.to_string()
+        };
+        out.push_str(&crate::audit::export::csv_line(&[
+            &r.collection,
+            &r.document_id.to_string(),
+            &r.title,
+            &page,
+            &r.char_start.to_string(),
+            &r.char_end.to_string(),
+            &r.kind,
+            &format!("{:.2}", r.confidence),
+            &r.masked,
+            &r.keyed_hash,
+            &r.documents_with_same.to_string(),
+        ]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@ pub enum AskError {
         path: String,
         source: TokenizerError,
     },
+    #[error(transparent)]
+    Pii(#[from] crate::pii::CustomError),
 }
 
 /// Why a question could not be planned.
@@ -56,6 +58,9 @@ pub struct Asker {
     /// Off only to measure what verification costs (`enclave bench answers`):
     /// no evidence, no quotes, nothing checked and so nothing shown.
     pub(super) verify: bool,
+    /// Sensitive identifiers: a generated sentence stating one its passages
+    /// do not hold is removed.
+    pub(super) scanner: Arc<crate::pii::Scanner>,
 }
 
 /// A question retrieved and gated.
@@ -110,7 +115,13 @@ impl Asker {
             rag: config.rag.clone(),
             llm: config.llm.clone(),
             verify: true,
+            scanner: Arc::new(crate::pii::Scanner::new(&config.pii.custom)?),
         })
+    }
+
+    /// The sensitive-identifier scanner (built-in and configured types).
+    pub fn scanner(&self) -> &crate::pii::Scanner {
+        &self.scanner
     }
 
     /// The same pipeline with verification (and the quotes, which share its

@@ -189,7 +189,8 @@ impl Asker {
             &prepared.sources,
             &prepared.question,
             self.rag.min_support_similarity,
-        );
+        )
+        .with_scanner(&self.scanner);
         let mut run = TierRun {
             tier: tier.name.clone(),
             sentences: Vec::new(),

@@ -16,11 +16,17 @@
 //! claim about what was asked: "8 years." means nothing alone), and the
 //! closer of the two counts.
 
+use std::collections::HashSet;
+
 use crate::embed::{EmbedError, Embedder, cosine};
+use crate::pii::Scanner;
 use crate::index::lexical::Terms;
 
 use super::answer::{ADDS_NOTHING, CheckedSentence, Citation, NOT_COVERED, Source};
 use super::evidence::Evidence;
+
+/// Why a sentence stating a sensitive identifier its passages lack is removed.
+pub const FOREIGN_IDENTIFIER: &str = "states a sensitive identifier no source holds";
 use super::facts::{self, SourceFacts};
 
 /// Source sentences this much less similar than the closest one are not
@@ -108,6 +114,9 @@ pub struct Verifier<'a> {
     min_similarity: f32,
     /// Every fact of every source, to say which facts no source states.
     everything: SourceFacts,
+    /// Sensitive identifiers, and those the sources hold (normalised).
+    scanner: Option<&'a Scanner>,
+    identifiers: HashSet<String>,
 }
 
 impl<'a> Verifier<'a> {
@@ -129,7 +138,37 @@ impl<'a> Verifier<'a> {
             question,
             min_similarity,
             everything,
+            scanner: None,
+            identifiers: HashSet::new(),
         }
+    }
+
+    /// Check generated sentences for sensitive identifiers: one that none of
+    /// the sources holds (echoed from the question, or made up) removes the
+    /// sentence, and the stored copy of the removed sentence is redacted.
+    pub fn with_scanner(mut self, scanner: &'a Scanner) -> Verifier<'a> {
+        self.identifiers = self
+            .sources
+            .iter()
+            .flat_map(|s| {
+                scanner
+                    .scan(&s.text)
+                    .into_iter()
+                    .map(|f| f.normalised(&s.text))
+            })
+            .collect();
+        self.scanner = Some(scanner);
+        self
+    }
+
+    /// The sentence redacted, when it states an identifier no source holds.
+    fn foreign_identifier(&self, text: &str) -> Option<String> {
+        let scanner = self.scanner?;
+        let found = scanner.scan(text);
+        let foreign = found
+            .iter()
+            .any(|f| !self.identifiers.contains(&f.normalised(text)));
+        foreign.then(|| crate::pii::redact(text, &found).text)
     }
 
     /// Check one generated sentence.
@@ -137,6 +176,9 @@ impl<'a> Verifier<'a> {
         let text = claim(&strip_markers(raw));
         if !text.chars().any(char::is_alphanumeric) {
             return Ok(Verdict::Empty);
+        }
+        if let Some(redacted) = self.foreign_identifier(&text) {
+            return Ok(removed(redacted, FOREIGN_IDENTIFIER.into()));
         }
         let stated = facts::extract(&text);
         if stated.is_empty() && is_refusal(&text) {

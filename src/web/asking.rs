@@ -297,7 +297,12 @@ pub(crate) async fn record_question(
     only: Option<Vec<String>>,
     via: Via,
 ) -> Result<(i64, i64, Vec<String>), ApiError> {
-    let (actor, q) = (actor.clone(), question.to_string());
+    // Identifiers in a question are stored and audited as placeholders,
+    // whatever the question-text policy; it is answered as asked.
+    let found = state.asker.scanner().scan(question);
+    let masked = !found.is_empty();
+    let q = crate::pii::redact(question, &found).text;
+    let actor = actor.clone();
     let log_text = state.config.audit.log_question_text;
     state
         .with_db(move |db| {
@@ -325,6 +330,9 @@ pub(crate) async fn record_question(
                     "hmac_sha256": digest,
                     "via": via.as_str(),
                 });
+                if masked {
+                    detail["identifiers_masked"] = found.len().into();
+                }
                 match via {
                     Via::Api { token_id } => detail["token"] = token_id.into(),
                     Via::Plain { token_id } => {
