@@ -32,7 +32,7 @@ fn demo_admin(config: &Config) -> Result<()> {
     store.transact(|tx| -> Result<_> {
         let id =
             store::accounts::add_user(tx, "admin", Role::Admin, &hash, PasswordOrigin::OneTime)?;
-        let demo = store::accounts::ensure_collection(tx, "demo")?;
+        let demo = store::accounts::ensure_collection(tx, "demo", config.pii.default_policy)?;
         store::accounts::grant(tx, demo, Grantee::User(id))?;
         let entry = Entry::new(&actor, "user.add", "user:admin")
             .detail(serde_json::json!({ "role": "admin", "granted": ["demo"] }));

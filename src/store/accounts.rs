@@ -238,12 +238,18 @@ pub fn collection_id(db: &Db<'_>, name: &str) -> Result<i64> {
 }
 
 /// Create the collection if needed (admins create collections by naming them).
-pub fn ensure_collection(db: &Db<'_>, name: &str) -> Result<i64> {
+/// The collection's id, creating it (with `policy` for sensitive
+/// identifiers) if it is new.
+pub fn ensure_collection(
+    db: &Db<'_>,
+    name: &str,
+    policy: crate::config::PiiPolicy,
+) -> Result<i64> {
     let conn = db.0;
     validate_name(name)?;
     conn.execute(
-        "INSERT INTO collections(name) VALUES (?1) ON CONFLICT(name) DO NOTHING",
-        [name],
+        "INSERT INTO collections(name, pii_policy) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+        rusqlite::params![name, policy.as_str()],
     )?;
     collection_id(db, name)
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body;
 pub mod chat;
 pub mod error;
+pub mod identifiers;
 pub mod metrics_http;
 pub mod pages;
 pub mod state;
@@ -69,6 +70,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
         .route("/chat/{id}", web::get().to(pages::chat_conversation))
         .route("/passages/{id}", web::get().to(pages::passage))
         .route("/admin/documents", web::get().to(pages::documents))
+        .route("/admin/identifiers", web::get().to(identifiers::page))
         .route("/admin/users", web::get().to(pages::users))
         .route("/admin/health", web::get().to(pages::health))
         .route("/admin/usage", web::get().to(usage::page))
@@ -116,6 +118,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
         .route("/api/uploads", web::post().to(upload::upload))
         .route("/api/uploads", web::get().to(upload::list_uploads))
         .route("/api/uploads/{id}", web::get().to(upload::get_upload))
+        .route(
+            "/api/identifiers/export",
+            web::get().to(identifiers::export),
+        )
+        .route(
+            "/api/identifiers/policy",
+            web::post().to(identifiers::set_policy),
+        )
         .route("/api/users", web::get().to(api::users::users))
         .route("/api/users", web::post().to(api::users::create_user))
         .route("/api/users/{id}", web::post().to(api::users::update_user))

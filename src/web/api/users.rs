@@ -219,10 +219,11 @@ pub async fn create_grant(
     body: web::Json<GrantBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (body, actor) = (body.into_inner(), authed.actor());
+    let policy = state.config.pii.default_policy;
     state
         .with_db(move |db| {
             db.transact(|tx| {
-                let collection = store::accounts::ensure_collection(tx, body.collection.trim())?;
+                let collection = store::accounts::ensure_collection(tx, body.collection.trim(), policy)?;
                 let (to, target) = match (body.user.as_deref(), body.group.as_deref()) {
                     (Some(u), None) if !u.is_empty() => (
                         Grantee::User(store::accounts::user_by_name(tx, u)?.id),
