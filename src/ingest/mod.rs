@@ -215,6 +215,10 @@ fn write(
             return Ok(Outcome::Rejected { reason });
         }
     };
+    let mut warnings = warnings;
+    if let Some(line) = screen::warning(&screened) {
+        warnings.push(line);
+    }
     let chunks = chunk::chunk_pages(
         screened.pages.iter().map(|p| (p.number, p.text.as_str())),
         &library.config().chunk,

@@ -204,6 +204,27 @@ pub fn refusal(collection: &str, findings: &[Found]) -> String {
     )
 }
 
+/// The warning a document with findings carries ("sensitive identifiers:
+/// 2 ssn, 1 email (redacted)"), shown with the upload and the document.
+pub fn warning(screened: &Screened) -> Option<String> {
+    if screened.findings.is_empty() {
+        return None;
+    }
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &screened.findings {
+        *by_kind.entry(&f.kind).or_default() += 1;
+    }
+    let listed: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let done = match screened.policy {
+        "redact" => "redacted",
+        _ => "reported",
+    };
+    Some(format!(
+        "sensitive identifiers: {} ({done})",
+        listed.join(", ")
+    ))
+}
+
 /// Counts per type, for audit rows and summaries.
 pub fn counts(findings: &[Found]) -> serde_json::Value {
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();

@@ -237,7 +237,7 @@ fn weigh(text: &str, start: usize, end: usize, base: f32, cues: &[&str]) -> f32 
     let (before, after) = context(text, start, end);
     let cued = cues
         .iter()
-        .any(|c| before.contains(c) || after.starts_with(c));
+        .any(|c| has_cue(&before, c) || starts_with_cue(&after, c));
     // Only the words just before, on the same line: "order no. 4111…".
     let own_line = before.rsplit('\n').next().unwrap_or("");
     let mut near_from = own_line.len().saturating_sub(24);
@@ -245,7 +245,7 @@ fn weigh(text: &str, start: usize, end: usize, base: f32, cues: &[&str]) -> f32 
         near_from -= 1;
     }
     let near = &own_line[near_from..];
-    let missed = NEAR_MISS_CUES.iter().any(|c| near.contains(c));
+    let missed = NEAR_MISS_CUES.iter().any(|c| has_word(near, c));
     let mut confidence = base;
     if cued {
         confidence += 0.3;
@@ -254,6 +254,42 @@ fn weigh(text: &str, start: usize, end: usize, base: f32, cues: &[&str]) -> f32 
         confidence -= 0.6;
     }
     confidence.clamp(0.0, 1.0)
+}
+
+/// Whether `text` holds the cue where a word starts: "ref" in "ref 12" or
+/// "ref: 12" but not in "preferred", "ip" not in "ship". A cue of four or
+/// more letters may start a longer word ("call" in "callback", "phone" in
+/// "phones"); a shorter one must end where its word ends ("ip" not in
+/// "ipsum"), plural aside. A cue's own punctuation ("d.o.b", "ss#") is
+/// matched as written.
+fn has_cue(text: &str, cue: &str) -> bool {
+    text.match_indices(cue).any(|(at, _)| bounded(text, at, cue, true))
+}
+
+/// [`has_cue`] for near-miss cues, which must be whole words ("ref" is not
+/// in "referral").
+fn has_word(text: &str, cue: &str) -> bool {
+    text.match_indices(cue).any(|(at, _)| bounded(text, at, cue, false))
+}
+
+/// Whether `text` begins with the cue ("123-45-6789 (SSN)").
+fn starts_with_cue(text: &str, cue: &str) -> bool {
+    let trimmed = text.trim_start_matches([' ', '(', ':', '-']);
+    let at = text.len() - trimmed.len();
+    trimmed.starts_with(cue) && bounded(text, at, cue, true)
+}
+
+fn bounded(text: &str, at: usize, cue: &str, prefix_ok: bool) -> bool {
+    let word = |c: char| c.is_alphanumeric();
+    if cue.starts_with(word) && text[..at].ends_with(word) {
+        return false;
+    }
+    if !cue.ends_with(word) || (prefix_ok && cue.chars().count() >= 4) {
+        return true;
+    }
+    let rest = &text[at + cue.len()..];
+    let rest = rest.strip_prefix('s').unwrap_or(rest);
+    !rest.starts_with(word)
 }
 
 /// Hide all but the last `keep` alphanumerics, keeping separators.
@@ -453,7 +489,7 @@ fn ip_addresses(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
 
 fn phones(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     let cues = [
-        "tel", "phone", "mobile", "cell", "fax", "call", "contact", "ph.",
+        "tel", "phone", "mobile", "mob", "cell", "fax", "call", "contact", "ph.", "telefon",
     ];
     for (re, base) in [(&p.phone_international, 0.6), (&p.phone_national, 0.45)] {
         for m in re.find_iter(text) {
@@ -489,7 +525,7 @@ fn dates_of_birth(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     for m in p.date.find_iter(text) {
         let (before, _) = context(text, m.start(), m.end());
         // A date is a birth date only when it says so.
-        if !cues.iter().any(|c| before.contains(c)) {
+        if !cues.iter().any(|c| has_cue(&before, c)) {
             continue;
         }
         push(found, Kind::DateOfBirth, text, m.start(), m.end(), 0.9);
@@ -612,6 +648,10 @@ mod tests {
         none("Totals: 1234567890 2345678901 3456789012");
         none("Order ref 943 476 5919 dispatched");
         none("The clock read 12:30:45 when it stopped.");
+        // Near-miss cues are whole words: "ref" is not in "referral".
+        none("Preferred supplier ref 123-45-6789");
+        one("referral 123-45-6789.txt", Kind::Ssn, "123-45-6789");
+        one("Callback: (555) 123-4567", Kind::Phone, "(555) 123-4567");
         one(
             "Callback:\nfrom 10.242.224.158 today",
             Kind::IpAddress,

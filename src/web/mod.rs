@@ -235,6 +235,7 @@ pub fn build_state(config: &Config) -> Result<web::Data<AppState>> {
     let asker = Asker::open(config, &config.llm_tier_paths(), embedder.clone())?;
     let mut db = Store::open(&config.data_dir.join("enclave.sqlite"))?;
     db.set_audit(crate::library::audit_sink(config)?);
+    db.set_default_pii_policy(config.pii.default_policy);
     let abandoned = db.autocommit(store::conversations::fail_abandoned)?;
     if abandoned > 0 {
         tracing::warn!(

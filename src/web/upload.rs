@@ -214,9 +214,13 @@ async fn register(
 ) -> Result<UploadView, ApiError> {
     let actor = authed.actor();
     let user_id = authed.user().id;
+    // The upload's row and audit name the file with any identifier in its
+    // name masked (the document itself is screened by its collection's policy).
+    let scanner = state.asker.scanner();
+    let shown_name = crate::pii::redact(file_name, &scanner.scan(file_name)).text;
     let (c, f, r, rel) = (
         collection.to_string(),
-        file_name.to_string(),
+        shown_name,
         rejection.clone(),
         staged_rel.to_string(),
     );

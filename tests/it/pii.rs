@@ -1,7 +1,10 @@
 //! `enclave pii scan`: a folder swept for exposed identifiers without
 //! ingesting anything; findings masked, exit status 1 when anything is found.
 
+use serde_json::Value;
+
 use crate::common::enclave;
+use crate::common::server::{Server, seeded_server};
 
 #[test]
 fn pii_scan_reports_masked_findings_and_exits_one() {
@@ -88,4 +91,225 @@ fn pii_scan_reports_masked_findings_and_exits_one() {
         .unwrap();
     assert_eq!(clean.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&clean.stdout).contains("0 findings"));
+}
+
+const REFERRAL: &str = "Cardiology referral\n\n\
+Patient: John Carter. SSN: 123-45-6789. NHS number 943 476 5919.\n\
+Date of birth: 14/03/1962. Phone +44 20 7946 0958. E-mail john.carter@example.org.\n\
+Card on file 4111 1111 1111 1111.\n\n\
+John Carter's cardiology review is booked on ward 7B with Dr Okafor on the twelfth of May.\n";
+
+/// Every identifier in [`REFERRAL`], as written.
+const IDENTIFIERS: &[&str] = &[
+    "123-45-6789",
+    "943 476 5919",
+    "14/03/1962",
+    "7946 0958",
+    "john.carter@example.org",
+    "4111 1111 1111 1111",
+];
+
+fn assert_clean(what: &str, text: &str) {
+    for id in IDENTIFIERS {
+        assert!(!text.contains(id), "{what} holds {id}: {text}");
+    }
+}
+
+/// Every file under `dir` but the stored originals, as bytes.
+fn files_outside_originals(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if !path.ends_with("originals") {
+                files_outside_originals(&path, out);
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+}
+
+fn ask_all(client: &mut crate::common::server::Client, question: &str) -> (String, Value) {
+    let r = client.post_json(
+        "/api/ask",
+        &serde_json::json!({ "question": question }),
+        true,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let events: Vec<Value> = r
+        .body
+        .split("\n\n")
+        .filter_map(|f| f.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .collect();
+    let find = |key: &str| {
+        events
+            .iter()
+            .find(|v| v.get(key).is_some())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut done = find("answer");
+    done["conversation_id"] = find("conversation_id")["conversation_id"].clone();
+    (r.body, done)
+}
+
+/// The `redact` policy end to end, then `report` and `reject` on the same
+/// collection: identifiers never reach the BM25 index, the vectors, an
+/// answer, a quote, the passage view, the stored question or the audit log,
+/// while an admin can still download the original; a policy change
+/// re-processes the documents; `reject` refuses with the finding report.
+#[test]
+fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
+    let (_tmp, dir, server) = seeded_server();
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
+    for user in ["alice", "bob"] {
+        let grant = serde_json::json!({"collection": "clinic", "user": user});
+        assert_eq!(alice.post_json("/api/grants", &grant, true).status, 201);
+    }
+    let set = |alice: &mut crate::common::server::Client, policy: &str| {
+        let body = serde_json::json!({"collection": "clinic", "policy": policy});
+        let r = alice.post_json("/api/identifiers/policy", &body, true);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    set(&mut alice, "redact");
+    // The file name holds an identifier too.
+    let r = alice.upload(
+        "clinic",
+        &[("referral 123-45-6789.txt", REFERRAL.as_bytes())],
+        true,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_clean("the upload's answer", &r.body);
+    let upload = alice.wait_upload(r.json()["uploads"][0]["id"].as_i64().unwrap());
+    assert_eq!(upload["state"], "done", "{upload}");
+    let detail = upload["detail"].as_str().unwrap();
+    assert!(detail.contains("sensitive identifiers") && detail.contains("(redacted)"), "{detail}");
+    let doc_id = upload["document_id"].as_i64().unwrap();
+
+    // Staff ask: about the case, for the SSN, and with an SSN in the question.
+    let mut bob = server.client();
+    assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
+    let (body, done) = ask_all(&mut bob, "Which ward is John Carter's cardiology review on?");
+    assert_clean("the answer stream", &body);
+    let cited = done["answer"]["citations"].as_array().cloned().unwrap_or_default();
+    let source = cited
+        .iter()
+        .find(|s| s["document_id"] == doc_id)
+        .unwrap_or_else(|| panic!("the referral is not among the sources: {done}"));
+    let (body, _) = ask_all(&mut bob, "What is John Carter's social security number?");
+    assert_clean("the answer stream", &body);
+    let (body, asked) = ask_all(&mut bob, "Is 123-45-6789 the SSN of patient John Carter?");
+    assert_clean("the answer stream", &body);
+
+    // The passage view (JSON and page) shows placeholders.
+    let chunk = source["chunk_id"].as_i64().unwrap();
+    for path in [format!("/api/passages/{chunk}"), format!("/passages/{chunk}")] {
+        let passage = bob.get(&path);
+        assert_eq!(passage.status, 200);
+        assert_clean(&path, &passage.body);
+        assert!(passage.body.contains("[SSN]"), "{}", passage.body);
+    }
+    // The stored conversation has the question masked.
+    let conv = asked["conversation_id"].as_i64().unwrap();
+    let stored = bob.get(&format!("/api/conversations/{conv}"));
+    assert_eq!(stored.status, 200);
+    assert_clean("the stored conversation", &stored.body);
+    assert!(stored.body.contains("Is [SSN] the SSN"), "{}", stored.body);
+    // The original: admins only.
+    assert_ne!(bob.get(&format!("/api/documents/{doc_id}/original")).status, 200);
+    let original = alice.get(&format!("/api/documents/{doc_id}/original"));
+    assert_eq!(original.status, 200);
+    assert!(original.body.contains("123-45-6789"));
+    // The report: masked values, filters, CSV.
+    let report = alice.get("/admin/identifiers?collection=clinic&kind=ssn");
+    assert_eq!(report.status, 200);
+    assert_clean("the report page", &report.body);
+    assert!(report.body.contains("•••-••-6789"), "{}", report.body);
+    let csv = alice.get("/api/identifiers/export?collection=clinic");
+    assert_eq!(csv.status, 200);
+    assert_clean("the CSV export", &csv.body);
+    let kinds: Vec<&str> = csv.body.lines().skip(1).map(|l| l.split(',').nth(6).unwrap()).collect();
+    for kind in ["ssn", "nhs_number", "date_of_birth", "phone", "email", "payment_card"] {
+        assert!(kinds.contains(&kind), "{kind} not in {kinds:?}");
+    }
+    // Nothing in the data dir but the original holds an identifier: not
+    // the database (with its WAL), not the BM25 or vector index files.
+    let mut files = Vec::new();
+    files_outside_originals(&dir, &mut files);
+    assert!(files.len() > 5);
+    for (path, bytes) in &files {
+        for id in IDENTIFIERS {
+            assert!(
+                !bytes.windows(id.len()).any(|w| w == id.as_bytes()),
+                "{} holds {id}",
+                path.display()
+            );
+        }
+    }
+    // The audit log: an auditor's export.
+    let mut carol = server.client();
+    assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 200);
+    let audit = carol.get("/api/audit/export?format=jsonl").body;
+    assert_clean("the audit log", &audit);
+    for action in ["\"pii.policy\"", "\"pii.report.view\"", "\"pii.report.export\""] {
+        assert!(audit.contains(action), "no {action} row");
+    }
+    assert!(audit.contains("identifiers_masked"), "the question row says it was masked");
+
+    // The BM25 index, opened directly: no term of an identifier.
+    drop(server);
+    {
+        let library = enclave::library::Library::open(&crate::common::config(&dir)).unwrap();
+        let referral = library.store().chunk_ids_of(doc_id).unwrap();
+        let hits = |query: &str| -> Vec<i64> {
+            let (lexical, _, _) = library
+                .candidates(query, None, enclave::index::Mode::Bm25)
+                .unwrap();
+            lexical.into_iter().map(|h| h.chunk_id).collect()
+        };
+        let found = hits("6789 5919 0958 1962 1111");
+        assert!(found.iter().all(|c| !referral.contains(c)), "{found:?}");
+        let found = hits("cardiology ward Okafor");
+        assert!(found.iter().any(|c| referral.contains(c)), "{found:?}");
+    }
+    let server = Server::start(&dir, &[]);
+    let mut alice = server.client();
+    assert_eq!(alice.login("alice", "pw-alice-secret-123").status, 200);
+    let mut bob = server.client();
+    assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
+    let mut carol = server.client();
+    assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 200);
+
+    // Back to `report`: the text is read again from the original.
+    let changed = set(&mut alice, "report");
+    assert_eq!(changed["reprocessed"]["rewritten"], 1, "{changed}");
+    let (_, done) = ask_all(&mut bob, "Which ward is John Carter's cardiology review on?");
+    let chunk = done["answer"]["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["document_id"] == doc_id)
+        .expect("the referral")["chunk_id"]
+        .as_i64()
+        .unwrap();
+    assert!(bob.get(&format!("/api/passages/{chunk}")).body.contains("123-45-6789"));
+
+    // `reject`: the document goes, and uploading it again is refused with the report.
+    let changed = set(&mut alice, "reject");
+    assert_eq!(changed["reprocessed"]["removed"], 1, "{changed}");
+    assert_eq!(alice.get(&format!("/api/documents/{doc_id}")).status, 404);
+    let r = alice.upload("clinic", &[("referral.txt", REFERRAL.as_bytes())], true);
+    let refused = alice.wait_upload(r.json()["uploads"][0]["id"].as_i64().unwrap());
+    assert_eq!(refused["state"], "rejected", "{refused}");
+    let reason = refused["detail"].as_str().unwrap();
+    assert!(reason.contains("1 ssn (page 1: •••-••-6789)"), "{reason}");
+    assert_clean("the refusal", reason);
+    let audit = carol.get("/api/audit/export?format=jsonl").body;
+    for action in ["\"pii.reject\"", "\"pii.reprocess\""] {
+        assert!(audit.contains(action), "no {action} row");
+    }
+    assert_clean("the audit log", &audit);
 }

@@ -5,6 +5,7 @@ use actix_web::web::{self, Data};
 use serde::Serialize;
 
 use crate::audit::Entry;
+use crate::config::PiiPolicy;
 use crate::store::{self, PassageLocation};
 use crate::web::auth::{Authed, ChatSession};
 use crate::web::error::ApiError;
@@ -125,14 +126,16 @@ pub async fn passage(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Download a stored original (granted users only), as an attachment that
-/// the browser never renders in our origin.
+/// Download a stored original (granted users only; in a collection that
+/// redacts identifiers, granted admins only), as an attachment that the
+/// browser never renders in our origin.
 pub async fn original(
     state: Data<AppState>,
     authed: ChatSession,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let (doc_id, uid, actor) = (id.into_inner(), authed.user().id, authed.actor());
+    let is_admin = authed.user().role == crate::accounts::Role::Admin;
     let data_dir = state.config.data_dir.clone();
     let (path, name, mime) = state
         .with_db(move |db| {
@@ -140,9 +143,13 @@ pub async fn original(
                 Ok(d) if d.status == store::DocStatus::Indexed => d,
                 _ => return Err(ApiError::not_found()),
             };
+            // A redacting collection's originals hold what its text no
+            // longer does: only admins may have them.
+            let redacting = db.collection_policy(&doc.collection)? == PiiPolicy::Redact;
             let granted = db
                 .autocommit(|c| store::accounts::granted_collections(c, uid))?
-                .contains(&doc.collection);
+                .contains(&doc.collection)
+                && (is_admin || !redacting);
             let entry = Entry::new(&actor, "document.download", format!("document:{doc_id}"))
                 .outcome(if granted { "ok" } else { "denied" })
                 .documents([doc_id]);
