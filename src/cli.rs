@@ -644,10 +644,29 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PiiBench {
+    On,
+    Off,
+    Both,
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
     /// Ingest DIR into a scratch data dir; report pages/s, chunks/s, embedding tokens/s.
-    Ingest { dir: PathBuf },
+    Ingest {
+        dir: PathBuf,
+        /// Sensitive-identifier scanning: on (as served), off, or both
+        /// (alternated, each pair reported with the ratio).
+        #[arg(long, value_enum, default_value_t = PiiBench::On)]
+        pii: PiiBench,
+        /// With --pii both: how many on/off pairs.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The collection's policy while scanning.
+        #[arg(long, value_parser = ["report", "redact"], default_value = "report")]
+        policy: String,
+    },
     /// OCR every scanned PDF and image under DIR through the extraction
     /// worker; report pages/s, seconds per page and the worker's peak memory.
     Ocr { dir: PathBuf },

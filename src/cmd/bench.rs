@@ -34,7 +34,12 @@ struct TextRecord {
 
 pub fn run(config: &Config, cmd: BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Ingest { dir } => ingest(config, dir),
+        BenchCommand::Ingest {
+            dir,
+            pii,
+            rounds,
+            policy,
+        } => ingest(config, dir, pii, rounds, &policy),
         BenchCommand::Ocr { dir } => super::eval::ocr::bench(config, dir),
         BenchCommand::Embed { file, limit } => embed(config, file, limit),
         BenchCommand::Search {
@@ -299,14 +304,96 @@ fn scratch_config(
     Ok((config, holder))
 }
 
-pub fn ingest(config: &Config, dir: PathBuf) -> Result<()> {
+pub fn ingest(
+    config: &Config,
+    dir: PathBuf,
+    pii: crate::cli::PiiBench,
+    rounds: usize,
+    policy: &str,
+) -> Result<()> {
+    use crate::cli::PiiBench;
     let files = super::ingest::collect_files(&[dir])?;
+    let mut config = config.clone();
+    config.pii.default_policy =
+        crate::config::PiiPolicy::parse(policy).context("policy: report or redact")?;
+    if pii != PiiBench::Both {
+        let run = ingest_once(&config, &files, pii == PiiBench::On)?;
+        run.print(files.len());
+        return Ok(());
+    }
+    // Alternated in one run: the machines are noisy.
+    let mut pairs = Vec::new();
+    for round in 1..=rounds.max(1) {
+        let on = ingest_once(&config, &files, true)?;
+        let off = ingest_once(&config, &files, false)?;
+        println!(
+            "pair {round}: scanner on {:.2} s (of which scanning {:.3} s, {:.2} %), off {:.2} s, ratio {:.3}  ({} findings)",
+            on.secs,
+            on.stats.pii_secs,
+            on.stats.pii_secs / on.secs * 100.0,
+            off.secs,
+            on.secs / off.secs,
+            on.findings
+        );
+        pairs.push((on, off));
+    }
+    let ratios: Vec<f64> = pairs.iter().map(|(on, off)| on.secs / off.secs).collect();
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    println!(
+        "scanner on / off: mean ratio {mean:.3} over {} pairs (min {:.3}, max {:.3})",
+        ratios.len(),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max)
+    );
+    Ok(())
+}
+
+/// One ingest of `files` into a fresh scratch data dir.
+struct IngestRun {
+    secs: f64,
+    pages: usize,
+    indexed: usize,
+    rejected: usize,
+    findings: i64,
+    stats: crate::library::IndexStats,
+}
+
+impl IngestRun {
+    fn print(&self, files: usize) {
+        let (secs, s) = (self.secs, self.stats);
+        println!(
+            "files {files} (indexed {}, rejected or duplicate {}) in {secs:.1} s; {} identifiers found",
+            self.indexed, self.rejected, self.findings
+        );
+        println!("pages/s            {:>10.1}", self.pages as f64 / secs);
+        println!(
+            "chunks/s           {:>10.1}  ({} chunks)",
+            s.chunks as f64 / secs,
+            s.chunks
+        );
+        println!(
+            "embed tokens/s     {:>10.1}  ({} tokens in {:.1} s of embedding)",
+            s.embed_tokens as f64 / s.embed_secs.max(1e-9),
+            s.embed_tokens,
+            s.embed_secs
+        );
+        println!("index commit s     {:>10.1}", s.index_secs);
+        println!(
+            "identifier scan s  {:>10.3}  ({:.2} % of the ingest)",
+            s.pii_secs,
+            s.pii_secs / secs * 100.0
+        );
+    }
+}
+
+fn ingest_once(config: &Config, files: &[PathBuf], scan: bool) -> Result<IngestRun> {
     let (mut config, _holder) = scratch_config(config, None)?;
     config.ingest.commit_every_documents = 256;
     let mut library = Library::open(&config)?;
+    library.set_pii_scanning(scan);
     let started = Instant::now();
     let (mut pages, mut indexed, mut rejected) = (0usize, 0usize, 0usize);
-    for file in &files {
+    for file in files {
         match ingest::add_file(&mut library, file, "bench")? {
             crate::library::Outcome::Indexed { pages: p, .. } => {
                 pages += p;
@@ -317,25 +404,20 @@ pub fn ingest(config: &Config, dir: PathBuf) -> Result<()> {
     }
     library.flush()?;
     let secs = started.elapsed().as_secs_f64();
-    let s = library.stats;
-    println!(
-        "files {} (indexed {indexed}, rejected or duplicate {rejected}) in {secs:.1} s",
-        files.len()
-    );
-    println!("pages/s            {:>10.1}", pages as f64 / secs);
-    println!(
-        "chunks/s           {:>10.1}  ({} chunks)",
-        s.chunks as f64 / secs,
-        s.chunks
-    );
-    println!(
-        "embed tokens/s     {:>10.1}  ({} tokens in {:.1} s of embedding)",
-        s.embed_tokens as f64 / s.embed_secs.max(1e-9),
-        s.embed_tokens,
-        s.embed_secs
-    );
-    println!("index commit s     {:>10.1}", s.index_secs);
-    Ok(())
+    let findings = library
+        .store()
+        .collection_policies()?
+        .iter()
+        .map(|p| p.findings)
+        .sum();
+    Ok(IngestRun {
+        secs,
+        pages,
+        indexed,
+        rejected,
+        findings,
+        stats: library.stats,
+    })
 }
 
 fn read_texts(path: &PathBuf, limit: usize) -> Result<Vec<(String, String)>> {

@@ -259,7 +259,11 @@ pub fn grant(config: &Config, cmd: GrantCommand) -> Result<ExitCode> {
     match cmd {
         GrantCommand::Add(args) => {
             store.transact(|tx| -> Result<_> {
-                let collection = store::accounts::ensure_collection(tx, &args.collection, config.pii.default_policy)?;
+                let collection = store::accounts::ensure_collection(
+                    tx,
+                    &args.collection,
+                    config.pii.default_policy,
+                )?;
                 let (to, target) = match (&args.user, &args.group) {
                     (Some(user), _) => (
                         Grantee::User(store::accounts::user_by_name(tx, user)?.id),

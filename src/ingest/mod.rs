@@ -206,7 +206,10 @@ fn write(
         source_name: doc.source_name,
         collection: doc.collection,
     };
-    let screened = match screen::screen(library.scanner(), policy, key.as_deref(), unscreened) {
+    let scanning = std::time::Instant::now();
+    let decision = screen::screen(library.scanner(), policy, key.as_deref(), unscreened);
+    library.stats.pii_secs += scanning.elapsed().as_secs_f64();
+    let screened = match decision {
         screen::Decision::Keep(s) => s,
         screen::Decision::Refuse { reason, findings } => {
             let names = (doc.collection, doc.source_name, doc.content_hash);
@@ -229,17 +232,24 @@ fn write(
         .unwrap_or_else(|| title_from_name(&screened.source_name));
     let pages = new_pages(&screened.pages);
     let new_chunks = new_chunks(&chunks);
-    let findings: Vec<_> = screened.findings.iter().map(screen::Found::as_new).collect();
+    let findings: Vec<_> = screened
+        .findings
+        .iter()
+        .map(screen::Found::as_new)
+        .collect();
     let audit = audited.then(|| {
-        Entry::new(actor, "document.upload", format!("collection:{}", doc.collection)).detail(
-            serde_json::json!({
-                "file": screened.source_name,
-                "sha256": doc.content_hash,
-                "bytes": doc.bytes.len(),
-                "pages": screened.pages.len(),
-                "pii": {"policy": screened.policy, "findings": screen::counts(&screened.findings)},
-            }),
+        Entry::new(
+            actor,
+            "document.upload",
+            format!("collection:{}", doc.collection),
         )
+        .detail(serde_json::json!({
+            "file": screened.source_name,
+            "sha256": doc.content_hash,
+            "bytes": doc.bytes.len(),
+            "pages": screened.pages.len(),
+            "pii": {"policy": screened.policy, "findings": screen::counts(&screened.findings)},
+        }))
     });
     let incoming = Incoming {
         collection: doc.collection,

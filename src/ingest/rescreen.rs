@@ -146,26 +146,38 @@ pub fn rescreen_document(
         },
     );
     let entry = |outcome: Rescreen, counts: serde_json::Value, erased: usize| {
-        Entry::new(actor, "pii.reprocess", format!("collection:{}", doc.collection))
-            .documents([document_id])
-            .detail(serde_json::json!({
-                "policy": policy.as_str(),
-                "previous": applied,
-                "result": outcome,
-                "findings": counts,
-                "answers_erased": erased,
-            }))
+        Entry::new(
+            actor,
+            "pii.reprocess",
+            format!("collection:{}", doc.collection),
+        )
+        .documents([document_id])
+        .detail(serde_json::json!({
+            "policy": policy.as_str(),
+            "previous": applied,
+            "result": outcome,
+            "findings": counts,
+            "answers_erased": erased,
+        }))
     };
     let screened = match decision {
         Decision::Refuse { findings, .. } => {
             let receipt = library.delete_as(document_id, actor)?;
-            let audit = entry(Rescreen::Removed, screen::counts(&findings), receipt.answers_erased);
+            let audit = entry(
+                Rescreen::Removed,
+                screen::counts(&findings),
+                receipt.answers_erased,
+            );
             library.store_mut().record(audit)?;
             return Ok((Rescreen::Removed, receipt.answers_erased));
         }
         Decision::Keep(s) => s,
     };
-    let findings: Vec<_> = screened.findings.iter().map(screen::Found::as_new).collect();
+    let findings: Vec<_> = screened
+        .findings
+        .iter()
+        .map(screen::Found::as_new)
+        .collect();
     let counts = screen::counts(&screened.findings);
     let same_text = screened.pages.len() == stored_pages.len()
         && screened
@@ -207,11 +219,7 @@ pub fn rescreen_document(
     Ok((Rescreen::Rewritten, erased))
 }
 
-fn reextract(
-    library: &Library,
-    stored_path: &str,
-    document_id: i64,
-) -> Result<extract::Extracted> {
+fn reextract(library: &Library, stored_path: &str, document_id: i64) -> Result<extract::Extracted> {
     let failed = |reason: String| LibraryError::Reprocess {
         document_id,
         reason,

@@ -58,7 +58,10 @@ pub struct Screened {
 pub enum Decision {
     Keep(Screened),
     /// `reject`: the reason, naming each finding masked.
-    Refuse { reason: String, findings: Vec<Found> },
+    Refuse {
+        reason: String,
+        findings: Vec<Found>,
+    },
 }
 
 /// What goes in to be screened.
@@ -309,7 +312,10 @@ mod tests {
         let Decision::Keep(s) = run(PiiPolicy::Report, "letter.pdf") else {
             panic!("refused")
         };
-        assert_eq!(s.pages[1].text, "Patient SSN 123-45-6789; mail zoë@example.org.");
+        assert_eq!(
+            s.pages[1].text,
+            "Patient SSN 123-45-6789; mail zoë@example.org."
+        );
         let kinds: Vec<_> = s.findings.iter().map(|f| f.kind.as_str()).collect();
         assert_eq!(kinds, ["ssn", "email"]);
         let chars: Vec<char> = s.pages[1].text.chars().collect();
@@ -329,7 +335,11 @@ mod tests {
         assert_eq!(s.source_name, "ssn [SSN].pdf");
         assert!(s.findings.iter().any(|f| f.page == NAME_PAGE));
         let chars: Vec<char> = s.pages[1].text.chars().collect();
-        let f = s.findings.iter().find(|f| f.kind == "email").expect("email");
+        let f = s
+            .findings
+            .iter()
+            .find(|f| f.kind == "email")
+            .expect("email");
         assert_eq!(
             chars[f.char_start..f.char_end].iter().collect::<String>(),
             "[EMAIL]"

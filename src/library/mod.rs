@@ -129,6 +129,8 @@ pub struct IndexStats {
     pub embed_tokens: usize,
     pub embed_secs: f64,
     pub index_secs: f64,
+    /// Time spent scanning for sensitive identifiers (and redacting).
+    pub pii_secs: f64,
 }
 
 pub struct Library {

@@ -219,9 +219,15 @@ mod tests {
         assert!(!nhs_valid(&digits("111 111 1111")));
         assert!(mod11_valid(&digits("943 476 5919")), "the NHS rule");
         assert!(!mod11_valid(&digits("943 476 5918")));
-        assert!(mod11_valid(&digits("12343")), "1·5+2·4+3·3+4·2 = 30, 11 − 8 = 3");
+        assert!(
+            mod11_valid(&digits("12343")),
+            "1·5+2·4+3·3+4·2 = 30, 11 − 8 = 3"
+        );
         assert!(!mod11_valid(&digits("7")));
-        assert!(mod97_valid(&digits("3214282912345698765432161182")), "GB82WEST… as digits");
+        assert!(
+            mod97_valid(&digits("3214282912345698765432161182")),
+            "GB82WEST… as digits"
+        );
         assert!(!mod97_valid(&digits("3214282912345698765432161183")));
         assert!(nino_prefix_valid("AB"));
         assert!(!nino_prefix_valid("GB"));

@@ -145,7 +145,10 @@ mod tests {
             vec![("mrn".to_string(), "1234567".to_string())]
         );
         let f = &s.scan("MRN-7654321")[0];
-        assert_eq!((f.placeholder.as_str(), f.masked.as_str()), ("[MRN]", "•••4321"));
+        assert_eq!(
+            (f.placeholder.as_str(), f.masked.as_str()),
+            ("[MRN]", "•••4321")
+        );
         // Built-in types still come through the same scanner.
         assert_eq!(found(&s, "SSN 123-45-6789")[0].0, "ssn");
         // Mod 11 over 123456 (weights 7…2) is 77 ≡ 0, so the check digit is 0.

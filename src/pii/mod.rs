@@ -108,6 +108,9 @@ impl Finding {
 
 /// Findings at or above this confidence are reported.
 pub const REPORT_AT: f32 = 0.5;
+/// Most characters between a birth cue and its date ("Date of birth
+/// (dd/mm/yyyy): 14/03/1962").
+const MAX_DOB_GAP: usize = 40;
 /// How far (in bytes) before and after a candidate cues are looked for.
 const CUE_WINDOW: usize = 48;
 /// Near-miss cues: numbers next to these are something else.
@@ -129,6 +132,15 @@ const NEAR_MISS_CUES: &[&str] = &[
     "po ",
     "account no",
     "page",
+    "firmware",
+    "fw",
+    "rev",
+    "rev.",
+    "revision",
+    "section",
+    "clause",
+    "oid",
+    "§",
 ];
 
 struct Patterns {
@@ -142,6 +154,10 @@ struct Patterns {
     ipv6: Regex,
     phone_international: Regex,
     phone_national: Regex,
+    /// French style: 01 23 45 67 89.
+    phone_grouped_pairs: Regex,
+    /// An area code and the rest: 030 7408408, 0221/1234567.
+    phone_two_groups: Regex,
     date: Regex,
 }
 
@@ -165,8 +181,10 @@ fn patterns() -> Option<&'static Patterns> {
             phone_national: re(
                 r"(?:\(0\d{2,4}\)|\b0\d{2,4}|\(\d{3}\)|\b[2-9]\d{2})[ .-]\d{3,4}[ .-]?\d{3,4}\b",
             )?,
+            phone_grouped_pairs: re(r"\b0[1-9](?:[ .]\d{2}){4}\b")?,
+            phone_two_groups: re(r"\b0\d{2,4}[ /-]\d{5,8}\b")?,
             date: re(
-                r"(?i)\b(?:\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}|(?:19|20)\d{2}-\d{2}-\d{2}|\d{1,2} (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* (?:19|20)\d{2}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{1,2},? (?:19|20)\d{2})\b",
+                r"(?i)\b(?:\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}|(?:19|20)\d{2}-\d{2}-\d{2}|\d{1,2}[ -](?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?[ -](?:19|20)\d{2}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{1,2},? (?:19|20)\d{2})\b",
             )?,
         })
     })
@@ -211,6 +229,9 @@ fn digits_of(s: &str) -> Vec<u8> {
 /// line and the line above (a label or a column header); after it, the rest
 /// of its line. At most [`CUE_WINDOW`] bytes each way beyond the line.
 fn context(text: &str, start: usize, end: usize) -> (String, String) {
+    if let Some(cell) = table_cell(text, start, end) {
+        return cell;
+    }
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let above = text[..line_start.saturating_sub(1)]
         .rfind('\n')
@@ -229,6 +250,81 @@ fn context(text: &str, start: usize, end: usize) -> (String, String) {
         text[from..start].to_lowercase(),
         text[end..to].to_lowercase(),
     )
+}
+
+/// For a candidate in a row of a delimited table (`|`, tab or comma, as
+/// many cells as the rows above it up to a header row of words): its
+/// column's header and its own cell, instead of its line and the line above.
+/// A bare number under "SSN" is one; a date under "Pay date" next to a
+/// "DOB" column is not a birth date.
+fn table_cell(text: &str, start: usize, end: usize) -> Option<(String, String)> {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let line = &text[line_start..line_end];
+    for delim in ['|', '\t', ','] {
+        let row = cells(line, delim);
+        if row.len() < 3 {
+            continue;
+        }
+        let Some(header) = header_row(text, line_start, delim, row.len()) else {
+            continue;
+        };
+        let (at, until) = (start - line_start, end - line_start);
+        let Some(column) = row.iter().position(|&(a, b)| a <= at && until <= b) else {
+            continue;
+        };
+        let (cell_start, cell_end) = row[column];
+        let head = cells(header, delim)
+            .get(column)
+            .map_or("", |&(a, b)| &header[a..b]);
+        // "soc_sec_no", "date_of_birth": header words joined by underscores.
+        let head = head.trim().replace('_', " ");
+        return Some((
+            format!("{head} {}", &line[cell_start..at]).to_lowercase(),
+            line[until..cell_end].to_lowercase(),
+        ));
+    }
+    None
+}
+
+/// The cells of a delimited row as byte ranges; a delimiter inside double
+/// quotes ("Hughes, Chen") does not split.
+fn cells(line: &str, delim: char) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let (mut from, mut quoted) = (0, false);
+    for (i, c) in line.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if c == delim && !quoted {
+            out.push((from, i));
+            from = i + c.len_utf8();
+        }
+    }
+    out.push((from, line.len()));
+    out
+}
+
+/// The nearest row above `row_start` with as many cells that holds words
+/// and no digits (a header), through rows of that shape only (at most a
+/// few hundred).
+fn header_row(text: &str, row_start: usize, delim: char, columns: usize) -> Option<&str> {
+    let mut cursor = row_start;
+    for _ in 0..500 {
+        if cursor == 0 {
+            return None;
+        }
+        let above_end = cursor - 1;
+        let above_start = text[..above_end].rfind('\n').map_or(0, |i| i + 1);
+        let above = &text[above_start..above_end];
+        if cells(above, delim).len() != columns {
+            return None;
+        }
+        if !above.chars().any(|c| c.is_ascii_digit()) && above.chars().any(char::is_alphabetic) {
+            return Some(above);
+        }
+        cursor = above_start;
+    }
+    None
 }
 
 /// Confidence from a base, raised by a cue near the candidate and lowered by
@@ -263,13 +359,15 @@ fn weigh(text: &str, start: usize, end: usize, base: f32, cues: &[&str]) -> f32 
 /// "ipsum"), plural aside. A cue's own punctuation ("d.o.b", "ss#") is
 /// matched as written.
 fn has_cue(text: &str, cue: &str) -> bool {
-    text.match_indices(cue).any(|(at, _)| bounded(text, at, cue, true))
+    text.match_indices(cue)
+        .any(|(at, _)| bounded(text, at, cue, true))
 }
 
 /// [`has_cue`] for near-miss cues, which must be whole words ("ref" is not
 /// in "referral").
 fn has_word(text: &str, cue: &str) -> bool {
-    text.match_indices(cue).any(|(at, _)| bounded(text, at, cue, false))
+    text.match_indices(cue)
+        .any(|(at, _)| bounded(text, at, cue, false))
 }
 
 /// Whether `text` begins with the cue ("123-45-6789 (SSN)").
@@ -349,7 +447,15 @@ fn ssns(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
         }
         // Nine bare digits are an SSN only when something says so.
         let base = if s1.is_empty() { 0.2 } else { 0.6 };
-        let cues = ["ssn", "social security", "ss#", "soc. sec", "taxpayer"];
+        let cues = [
+            "ssn",
+            "social security",
+            "social sec",
+            "ss#",
+            "soc. sec",
+            "soc sec",
+            "taxpayer",
+        ];
         let confidence = weigh(text, whole.start(), whole.end(), base, &cues);
         push(
             found,
@@ -446,8 +552,18 @@ fn ninos(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     }
 }
 
+/// "logo@2x.png" is an image, not an address.
+const FILE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "tif", "tiff", "pdf", "js", "css", "html",
+    "htm",
+];
+
 fn emails(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     for m in p.email.find_iter(text) {
+        let tld = m.as_str().rsplit('.').next().unwrap_or("").to_lowercase();
+        if FILE_EXTENSIONS.contains(&tld.as_str()) {
+            continue;
+        }
         push(found, Kind::Email, text, m.start(), m.end(), 0.95);
     }
 }
@@ -463,7 +579,10 @@ fn ip_addresses(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
         // "1.2.3.4" after "version" or as "v1.2.3.4" is a version string.
         let versioned =
             text[..whole.start()].ends_with('v') || text[..whole.start()].ends_with('V');
-        if !octets_ok || versioned {
+        // Part of a longer dotted number (an SNMP OID, a section number).
+        let longer =
+            dotted_digit_before(text, whole.start()) || dotted_digit_after(text, whole.end());
+        if !octets_ok || versioned || longer {
             continue;
         }
         let confidence = weigh(text, whole.start(), whole.end(), 0.6, &cues);
@@ -487,20 +606,72 @@ fn ip_addresses(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     }
 }
 
+/// Whether "digit." comes right before `at`.
+fn dotted_digit_before(text: &str, at: usize) -> bool {
+    text[..at]
+        .strip_suffix('.')
+        .is_some_and(|t| t.ends_with(|c: char| c.is_ascii_digit()))
+}
+
+/// Whether ".digit" comes right after `at`.
+fn dotted_digit_after(text: &str, at: usize) -> bool {
+    text[at..]
+        .strip_prefix('.')
+        .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+}
+
 fn phones(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     let cues = [
-        "tel", "phone", "mobile", "mob", "cell", "fax", "call", "contact", "ph.", "telefon",
+        "tel",
+        "phone",
+        "telephone",
+        "mobile",
+        "mob",
+        "cell",
+        "fax",
+        "call",
+        "contact",
+        "ph.",
+        "telefon",
+        "téléphone",
+        "tél",
+        "direct",
+        "dial",
+        "reach",
+        "hotline",
+        "helpline",
+        "switchboard",
+        "enquiries",
+        "t:",
+        "m:",
+        "whatsapp",
+        "sms",
     ];
-    for (re, base) in [(&p.phone_international, 0.6), (&p.phone_national, 0.45)] {
+    let patterns = [
+        (&p.phone_international, None),
+        (&p.phone_national, Some(national_base as fn(&str) -> f32)),
+        (&p.phone_grouped_pairs, None),
+        (&p.phone_two_groups, None),
+    ];
+    for (re, shaped) in patterns {
         for m in re.find_iter(text) {
             let digits = digits_of(m.as_str());
             if !(8..=15).contains(&digits.len()) {
                 continue;
             }
+            let base = if std::ptr::eq(re, &p.phone_international) {
+                0.6
+            } else {
+                shaped.map_or(0.45, |f| f(m.as_str()))
+            };
             let end = m.as_str().trim_end().len() + m.start();
-            // Part of a longer dotted number (an IP address, a version).
-            let glued_before =
-                text[..m.start()].ends_with(|c: char| c == '.' || c.is_ascii_digit());
+            // Part of a longer dotted number (an IP address, a version), or
+            // the tail of a longer run of digit groups (an account number).
+            let before = &text[..m.start()];
+            let glued_before = before.ends_with(|c: char| c == '.' || c.is_ascii_digit())
+                || before
+                    .strip_suffix(' ')
+                    .is_some_and(|b| b.ends_with(|c: char| c.is_ascii_digit()));
             let glued_after = text[end..].starts_with('.')
                 && text[end + 1..].starts_with(|c: char| c.is_ascii_digit());
             if glued_before || glued_after {
@@ -512,20 +683,59 @@ fn phones(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     }
 }
 
+/// How much a national number's shape alone says it is a phone number:
+/// an area code in brackets, a UK number of 10–11 digits from a leading 0,
+/// or the North American 3-3-4 with dashes or dots are (at the reporting
+/// bar); other shapes need a cue.
+fn national_base(s: &str) -> f32 {
+    let digits = s.chars().filter(char::is_ascii_digit).count();
+    let dashed_334 = {
+        let groups: Vec<&str> = s.split(['-', '.']).collect();
+        groups.len() == 3 && groups.iter().map(|g| g.len()).eq([3, 3, 4])
+    };
+    if s.starts_with('(') {
+        0.55
+    } else if s.starts_with('0') && (10..=11).contains(&digits) && s.contains(' ') || dashed_334 {
+        0.5
+    } else {
+        0.45
+    }
+}
+
 fn dates_of_birth(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     let cues = [
         "dob",
         "d.o.b",
         "date of birth",
+        "date_of_birth",
         "born",
         "birth date",
+        "birth_date",
         "birthdate",
+        "birthday",
+        "(b.",
         "geb.",
+        "né le",
+        "née le",
     ];
     for m in p.date.find_iter(text) {
         let (before, _) = context(text, m.start(), m.end());
-        // A date is a birth date only when it says so.
-        if !cues.iter().any(|c| has_cue(&before, c)) {
+        // A date is a birth date only when a birth cue comes just before it,
+        // with no other date between ("born 1958, started on 12 May 2025":
+        // the second date is not one).
+        let nearest = cues
+            .iter()
+            .filter_map(|c| {
+                before
+                    .match_indices(c)
+                    .filter(|(at, _)| bounded(&before, *at, c, true))
+                    .map(|(at, _)| at + c.len())
+                    .last()
+            })
+            .max();
+        let Some(cue_end) = nearest else { continue };
+        let gap = &before[cue_end..];
+        if gap.chars().count() > MAX_DOB_GAP || p.date.is_match(gap) {
             continue;
         }
         push(found, Kind::DateOfBirth, text, m.start(), m.end(), 0.9);
@@ -657,6 +867,51 @@ mod tests {
             Kind::IpAddress,
             "10.242.224.158",
         );
+    }
+
+    #[test]
+    fn table_columns_take_their_header_as_cue() {
+        let csv = "emp_id,name,soc_sec_no,DOB,pay_date\n\
+                   94751,\"Davies, Raj\",495696995,12/27/1999,11/15/2025\n";
+        let got = kinds(csv);
+        assert!(got.contains(&(Kind::Ssn, "495696995".into())), "{got:?}");
+        assert!(
+            got.contains(&(Kind::DateOfBirth, "12/27/1999".into())),
+            "{got:?}"
+        );
+        // The pay date sits next to the DOB column but is not a birth date.
+        assert!(!got.iter().any(|(_, v)| v == "11/15/2025"), "{got:?}");
+        let md = "| Patient | Date of birth | Admitted |\n|---|---|---|\n| A. Khan | 10-Apr-1946 | 02/03/2024 |\n";
+        assert_eq!(
+            kinds(md),
+            vec![(Kind::DateOfBirth, "10-Apr-1946".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_birth_cue_names_only_the_next_date() {
+        one(
+            "Born 18 June 1958 in Leeds.",
+            Kind::DateOfBirth,
+            "18 June 1958",
+        );
+        assert_eq!(
+            kinds("Born 18 June 1958, started on 12 May 2025."),
+            vec![(Kind::DateOfBirth, "18 June 1958".to_string())]
+        );
+        one(
+            "Olivia (b. 24 September 1992) was seen",
+            Kind::DateOfBirth,
+            "24 September 1992",
+        );
+        none("Firmware 6.1.24.26 is deprecated; SNMP OID 1.3.6.1.4.1.11447.");
+        none("See the logo@2x.png in the signature.");
+        one(
+            "Telephone: 0151 175 1795 ext 12",
+            Kind::Phone,
+            "0151 175 1795",
+        );
+        none("account FR33 9588 4762 5271 0499 6415 922 closed");
     }
 
     #[test]

@@ -19,8 +19,8 @@
 use std::collections::HashSet;
 
 use crate::embed::{EmbedError, Embedder, cosine};
-use crate::pii::Scanner;
 use crate::index::lexical::Terms;
+use crate::pii::Scanner;
 
 use super::answer::{ADDS_NOTHING, CheckedSentence, Citation, NOT_COVERED, Source};
 use super::evidence::Evidence;

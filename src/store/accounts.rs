@@ -240,11 +240,7 @@ pub fn collection_id(db: &Db<'_>, name: &str) -> Result<i64> {
 /// Create the collection if needed (admins create collections by naming them).
 /// The collection's id, creating it (with `policy` for sensitive
 /// identifiers) if it is new.
-pub fn ensure_collection(
-    db: &Db<'_>,
-    name: &str,
-    policy: crate::config::PiiPolicy,
-) -> Result<i64> {
+pub fn ensure_collection(db: &Db<'_>, name: &str, policy: crate::config::PiiPolicy) -> Result<i64> {
     let conn = db.0;
     validate_name(name)?;
     conn.execute(

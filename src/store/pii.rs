@@ -204,13 +204,7 @@ impl Store {
                  FROM documents d JOIN collections col ON col.id = d.collection_id
                  WHERE d.id = ?1",
                 [document_id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        parse_policy(&r.get::<_, String>(1)?)?,
-                        r.get(2)?,
-                    ))
-                },
+                |r| Ok((r.get(0)?, parse_policy(&r.get::<_, String>(1)?)?, r.get(2)?)),
             )
             .optional()?
             .ok_or(StoreError::NoSuchDocument(document_id))

@@ -234,7 +234,12 @@ mod tests {
             keyed_hash: String::new(),
             documents_with_same: 1,
         };
-        let g = group(vec![row(1, "ssn"), row(1, "email"), row(1, "ssn"), row(2, "iban")]);
+        let g = group(vec![
+            row(1, "ssn"),
+            row(1, "email"),
+            row(1, "ssn"),
+            row(2, "iban"),
+        ]);
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].summary, "1 email, 2 ssn");
         assert_eq!(g[1].rows.len(), 1);

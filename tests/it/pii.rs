@@ -186,15 +186,24 @@ fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
     let upload = alice.wait_upload(r.json()["uploads"][0]["id"].as_i64().unwrap());
     assert_eq!(upload["state"], "done", "{upload}");
     let detail = upload["detail"].as_str().unwrap();
-    assert!(detail.contains("sensitive identifiers") && detail.contains("(redacted)"), "{detail}");
+    assert!(
+        detail.contains("sensitive identifiers") && detail.contains("(redacted)"),
+        "{detail}"
+    );
     let doc_id = upload["document_id"].as_i64().unwrap();
 
     // Staff ask: about the case, for the SSN, and with an SSN in the question.
     let mut bob = server.client();
     assert_eq!(bob.login("bob", "pw-bob-secret-123").status, 200);
-    let (body, done) = ask_all(&mut bob, "Which ward is John Carter's cardiology review on?");
+    let (body, done) = ask_all(
+        &mut bob,
+        "Which ward is John Carter's cardiology review on?",
+    );
     assert_clean("the answer stream", &body);
-    let cited = done["answer"]["citations"].as_array().cloned().unwrap_or_default();
+    let cited = done["answer"]["citations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let source = cited
         .iter()
         .find(|s| s["document_id"] == doc_id)
@@ -206,7 +215,10 @@ fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
 
     // The passage view (JSON and page) shows placeholders.
     let chunk = source["chunk_id"].as_i64().unwrap();
-    for path in [format!("/api/passages/{chunk}"), format!("/passages/{chunk}")] {
+    for path in [
+        format!("/api/passages/{chunk}"),
+        format!("/passages/{chunk}"),
+    ] {
         let passage = bob.get(&path);
         assert_eq!(passage.status, 200);
         assert_clean(&path, &passage.body);
@@ -219,7 +231,10 @@ fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
     assert_clean("the stored conversation", &stored.body);
     assert!(stored.body.contains("Is [SSN] the SSN"), "{}", stored.body);
     // The original: admins only.
-    assert_ne!(bob.get(&format!("/api/documents/{doc_id}/original")).status, 200);
+    assert_ne!(
+        bob.get(&format!("/api/documents/{doc_id}/original")).status,
+        200
+    );
     let original = alice.get(&format!("/api/documents/{doc_id}/original"));
     assert_eq!(original.status, 200);
     assert!(original.body.contains("123-45-6789"));
@@ -231,8 +246,20 @@ fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
     let csv = alice.get("/api/identifiers/export?collection=clinic");
     assert_eq!(csv.status, 200);
     assert_clean("the CSV export", &csv.body);
-    let kinds: Vec<&str> = csv.body.lines().skip(1).map(|l| l.split(',').nth(6).unwrap()).collect();
-    for kind in ["ssn", "nhs_number", "date_of_birth", "phone", "email", "payment_card"] {
+    let kinds: Vec<&str> = csv
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(6).unwrap())
+        .collect();
+    for kind in [
+        "ssn",
+        "nhs_number",
+        "date_of_birth",
+        "phone",
+        "email",
+        "payment_card",
+    ] {
         assert!(kinds.contains(&kind), "{kind} not in {kinds:?}");
     }
     // Nothing in the data dir but the original holds an identifier: not
@@ -254,10 +281,17 @@ fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
     assert_eq!(carol.login("carol", "pw-carol-secret-123").status, 200);
     let audit = carol.get("/api/audit/export?format=jsonl").body;
     assert_clean("the audit log", &audit);
-    for action in ["\"pii.policy\"", "\"pii.report.view\"", "\"pii.report.export\""] {
+    for action in [
+        "\"pii.policy\"",
+        "\"pii.report.view\"",
+        "\"pii.report.export\"",
+    ] {
         assert!(audit.contains(action), "no {action} row");
     }
-    assert!(audit.contains("identifiers_masked"), "the question row says it was masked");
+    assert!(
+        audit.contains("identifiers_masked"),
+        "the question row says it was masked"
+    );
 
     // The BM25 index, opened directly: no term of an identifier.
     drop(server);
@@ -286,7 +320,10 @@ fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
     // Back to `report`: the text is read again from the original.
     let changed = set(&mut alice, "report");
     assert_eq!(changed["reprocessed"]["rewritten"], 1, "{changed}");
-    let (_, done) = ask_all(&mut bob, "Which ward is John Carter's cardiology review on?");
+    let (_, done) = ask_all(
+        &mut bob,
+        "Which ward is John Carter's cardiology review on?",
+    );
     let chunk = done["answer"]["citations"]
         .as_array()
         .unwrap()
@@ -295,7 +332,11 @@ fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
         .expect("the referral")["chunk_id"]
         .as_i64()
         .unwrap();
-    assert!(bob.get(&format!("/api/passages/{chunk}")).body.contains("123-45-6789"));
+    assert!(
+        bob.get(&format!("/api/passages/{chunk}"))
+            .body
+            .contains("123-45-6789")
+    );
 
     // `reject`: the document goes, and uploading it again is refused with the report.
     let changed = set(&mut alice, "reject");

@@ -223,7 +223,8 @@ pub async fn create_grant(
     state
         .with_db(move |db| {
             db.transact(|tx| {
-                let collection = store::accounts::ensure_collection(tx, body.collection.trim(), policy)?;
+                let collection =
+                    store::accounts::ensure_collection(tx, body.collection.trim(), policy)?;
                 let (to, target) = match (body.user.as_deref(), body.group.as_deref()) {
                     (Some(u), None) if !u.is_empty() => (
                         Grantee::User(store::accounts::user_by_name(tx, u)?.id),
