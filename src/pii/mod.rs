@@ -735,7 +735,11 @@ fn dates_of_birth(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
             .max();
         let Some(cue_end) = nearest else { continue };
         let gap = &before[cue_end..];
-        if gap.chars().count() > MAX_DOB_GAP || p.date.is_match(gap) {
+        // "born before January 2, 1946" is a rule, not someone's birthday.
+        let threshold = ["before", "after", "between", "since", "until"]
+            .iter()
+            .any(|w| has_word(gap, w));
+        if gap.chars().count() > MAX_DOB_GAP || p.date.is_match(gap) || threshold {
             continue;
         }
         push(found, Kind::DateOfBirth, text, m.start(), m.end(), 0.9);
