@@ -78,6 +78,9 @@ struct IdentifiersPage {
     shown: usize,
     truncated: bool,
     filter: Filter,
+    /// The collection the policy form starts on, and its policy.
+    form_collection: String,
+    form_policy: &'static str,
 }
 
 fn group(rows: Vec<FindingRow>) -> Vec<DocumentFindings> {
@@ -129,6 +132,12 @@ pub async fn page(
         })
         .await?;
     let truncated = rows.len() > PAGE_ROWS;
+    let current = policies
+        .iter()
+        .find(|p| p.collection == filter.collection)
+        .or(policies.first());
+    let form_collection = current.map(|p| p.collection.clone()).unwrap_or_default();
+    let form_policy = current.map_or("report", |p| p.policy.as_str());
     rows.truncate(PAGE_ROWS);
     let html = IdentifiersPage {
         csrf: authed.session.csrf_token.clone(),
@@ -140,6 +149,8 @@ pub async fn page(
         truncated,
         documents: group(rows),
         filter,
+        form_collection,
+        form_policy,
     }
     .render()
     .map_err(ApiError::internal)?;

@@ -790,3 +790,59 @@ fn usage_page_shows_the_traffic_it_was_given() {
         .collect();
     assert!(foreign.is_empty(), "requests outside {origin}: {foreign:?}");
 }
+
+/// The identifiers page in a browser: a document with identifiers is listed
+/// masked; setting its collection to `redact` with the form re-processes it
+/// (nothing left waiting) and keeps its findings, located at the placeholders.
+#[test]
+fn an_admin_sets_redaction_on_the_identifiers_page() {
+    require_chromedriver();
+    let (tmp, dir) = seeded_with_alice_granted_demo();
+    let letter = tmp.path().join("referral.txt");
+    std::fs::write(
+        &letter,
+        "Cardiology referral\n\nPatient SSN 123-45-6789, NHS number 943 476 5919.\n\
+         The review is booked on ward 7B.\n",
+    )
+    .unwrap();
+    crate::common::run_ok(
+        crate::common::enclave(&dir)
+            .args(["ingest", "-c", "demo"])
+            .arg(&letter),
+    );
+    let server = Server::start(&dir, &[]);
+    let origin = server.base.clone();
+    let d = Driver::start(&tmp.path().join("chromium-profile"));
+    d.login_as_alice(&origin);
+
+    d.goto(&format!("{origin}/admin/identifiers?collection=demo"));
+    d.wait_for("document.querySelector('#policies')", "the policies table");
+    let findings = d.text("details.finding-doc");
+    assert!(findings.contains("•••-••-6789"), "{findings}");
+    assert!(!findings.contains("123-45-6789"), "{findings}");
+    assert_eq!(
+        d.script("return document.querySelector('#policy-form select[name=policy]').value;"),
+        "report"
+    );
+    d.script("document.querySelector('#policy-form select[name=policy]').value = 'redact';");
+    d.click("#policy-form button[type=submit]");
+    d.wait_for(
+        "[...document.querySelectorAll('#policies tr')].some(r => r.textContent.includes('demo') && r.textContent.includes('redact'))",
+        "the demo collection redacting",
+    );
+    d.screenshot("identifiers-redact");
+    // Nothing is left waiting: the form re-processed the collection.
+    let row = d.script(
+        "return [...document.querySelectorAll('#policies tr')].find(r => r.textContent.includes('demo')).lastElementChild.textContent;",
+    );
+    assert_eq!(row, "0");
+    d.goto(&format!(
+        "{origin}/admin/identifiers?collection=demo&kind=ssn"
+    ));
+    d.wait_for(
+        "document.querySelector('details.finding-doc')",
+        "the SSN finding",
+    );
+    let finding = d.text("details.finding-doc");
+    assert!(finding.contains("1 ssn"), "{finding}");
+}
