@@ -24,3 +24,4 @@ CREATE TABLE pii_findings (
 );
 CREATE INDEX pii_findings_document ON pii_findings(document_id);
 CREATE INDEX pii_findings_kind ON pii_findings(kind);
+CREATE INDEX pii_findings_hash ON pii_findings(keyed_hash, document_id);

@@ -848,6 +848,12 @@ impl Config {
                     BUILT_IN_PII_NAMES.join(", ")
                 )));
             }
+            if c.cues.iter().any(|q| q.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "{}: an empty cue matches everywhere",
+                    c.name
+                )));
+            }
             match regex::Regex::new(&c.pattern) {
                 Ok(re) if re.is_match("") => {
                     return Err(invalid(format!(

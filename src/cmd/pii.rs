@@ -186,6 +186,7 @@ pub fn reprocess(config: &Config, args: PiiReprocessArgs) -> Result<ExitCode> {
         collection: args.collection.as_deref(),
         all: args.all,
         limit: 0,
+        skip: &[],
     };
     run_rescreen(&mut library, which, &actor)
 }

@@ -50,9 +50,14 @@ pub fn prepare_file(
 /// searchable at the next flush (made here once enough are pending).
 pub fn add_file(library: &mut Library, path: &Path, collection: &str) -> Result<Outcome> {
     let source_name = sanitise_name(path);
+    // The job row names the file with any identifier in its name masked.
+    let shown_name = match library.scanner() {
+        Some(scanner) => crate::pii::redact(&source_name, &scanner.scan(&source_name)).text,
+        None => source_name.clone(),
+    };
     let job = library
         .store()
-        .start_job(JobKind::Ingest, None, &source_name)?;
+        .start_job(JobKind::Ingest, None, &shown_name)?;
     let outcome = add_file_inner(library, path, collection, &source_name);
     let (state, detail, doc) = match &outcome {
         Ok(Outcome::Indexed { document_id, .. }) => {

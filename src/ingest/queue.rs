@@ -37,6 +37,8 @@ pub struct UploadJob {
     pub staged: PathBuf,
     pub collection: String,
     pub file_name: String,
+    /// The name with any identifier in it masked: what logs and audit rows say.
+    pub shown_name: String,
     pub actor: Actor,
 }
 
@@ -71,8 +73,11 @@ impl UploadQueue {
         std::thread::Builder::new()
             .name("index-retry".into())
             .spawn(move || {
+                // Documents whose re-processing failed are not retried
+                // every tick (a restart, or `enclave pii reprocess`, does).
+                let mut failed = Vec::new();
                 loop {
-                    retry_stranded(&ctx);
+                    retry_stranded(&ctx, &mut failed);
                     std::thread::sleep(RETRY_EVERY);
                 }
             })?;
@@ -100,13 +105,15 @@ impl UploadQueue {
 /// Documents screened under another policy than their collection's (a
 /// policy change the server did not finish, an upgrade), a batch at a time
 /// so uploads are not held up long.
-fn rescreen_waiting(library: &mut Library) {
+fn rescreen_waiting(library: &mut Library, failed: &mut Vec<i64>) {
     let which = super::rescreen::Selection {
         limit: RESCREEN_BATCH,
+        skip: failed,
         ..Default::default()
     };
     match super::rescreen::rescreen(library, which, &Actor::system(), &|_, _, _| {}) {
         Ok(s) if s.unchanged + s.rewritten + s.removed > 0 || !s.failed.is_empty() => {
+            failed.extend(s.failed.iter().map(|(id, _)| *id));
             tracing::info!(
                 unchanged = s.unchanged,
                 rewritten = s.rewritten,
@@ -216,7 +223,7 @@ fn process(ctx: &IngestContext, job: &UploadJob) {
         Ok(Indexing::Waiting(_)) => {} // recorded above, under the library lock
         Err(e) => {
             counted("failed");
-            tracing::error!(error = %e, file = job.file_name, "ingest failed");
+            tracing::error!(error = %e, file = job.shown_name, "ingest failed");
             set_state(
                 ctx,
                 job,
@@ -245,7 +252,7 @@ fn add_and_index(
     match lib.flush() {
         Ok(()) => Ok(Indexing::Done(outcome)),
         Err(LibraryError::Vector(VectorError::Unavailable(why))) => {
-            tracing::warn!(%why, file = job.file_name, "stored; indexing waits for the vector store");
+            tracing::warn!(%why, file = job.shown_name, "stored; indexing waits for the vector store");
             let document_id = match outcome {
                 Outcome::Indexed { document_id, .. } => Some(document_id),
                 _ => None,
@@ -269,7 +276,7 @@ fn reject(ctx: &IngestContext, job: &UploadJob, reason: &str) {
     )
     .outcome("rejected")
     .detail(
-        serde_json::json!({ "file": job.file_name, "reason": reason, "upload": job.upload_id }),
+        serde_json::json!({ "file": job.shown_name, "reason": reason, "upload": job.upload_id }),
     );
     let recorded = db.transact(|tx| -> Result<_, StoreError> {
         uploads::update(tx, job.upload_id, UploadState::Rejected, reason, None)?;
@@ -282,18 +289,19 @@ fn reject(ctx: &IngestContext, job: &UploadJob, reason: &str) {
 
 /// Index documents left `indexing` (the vector store was unreachable when
 /// they were uploaded, or a crash), then finish their uploads.
-fn retry_stranded(ctx: &IngestContext) {
+fn retry_stranded(ctx: &IngestContext, failed: &mut Vec<i64>) {
     let indexed = match ctx.library.lock() {
-        Ok(mut lib) => match lib.index_stranded() {
-            Ok(ids) => {
-                rescreen_waiting(&mut lib);
-                ids
+        Ok(mut lib) => {
+            let indexed = lib.index_stranded();
+            rescreen_waiting(&mut lib, failed);
+            match indexed {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::debug!(error = %e, "stranded documents not indexed yet");
+                    return;
+                }
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "stranded documents not indexed yet");
-                return;
-            }
-        },
+        }
         Err(_) => return,
     };
     if let Ok(db) = ctx.db.lock() {

@@ -41,6 +41,27 @@ pub struct Summary {
     pub failed: Vec<(i64, String)>,
 }
 
+impl Summary {
+    /// Count what became of document `id`.
+    pub fn add(&mut self, id: i64, result: Result<(Rescreen, usize)>) {
+        match result {
+            Ok((Rescreen::Unchanged, _)) => self.unchanged += 1,
+            Ok((Rescreen::Rewritten, erased)) => {
+                self.rewritten += 1;
+                self.answers_erased += erased;
+            }
+            Ok((Rescreen::Removed, erased)) => {
+                self.removed += 1;
+                self.answers_erased += erased;
+            }
+            Err(e) => {
+                tracing::warn!(document_id = id, error = %e, "could not re-process a document");
+                self.failed.push((id, e.to_string()));
+            }
+        }
+    }
+}
+
 /// Which documents [`rescreen`] takes.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Selection<'a> {
@@ -51,6 +72,8 @@ pub struct Selection<'a> {
     pub all: bool,
     /// At most this many (0: no limit); the rest wait for the next run.
     pub limit: usize,
+    /// Documents not to try (they failed earlier in this process).
+    pub skip: &'a [i64],
 }
 
 /// Re-process the documents `which` selects, telling `progress` (done,
@@ -72,6 +95,7 @@ pub fn rescreen(
     } else {
         library.store().documents_to_rescreen(which.collection)?
     };
+    ids.retain(|id| !which.skip.contains(id));
     if which.limit > 0 {
         ids.truncate(which.limit);
     }
@@ -79,23 +103,12 @@ pub fn rescreen(
     for (i, id) in ids.iter().enumerate() {
         let title = library.store().document(*id)?.title;
         progress(i, ids.len(), &title);
-        match rescreen_document(library, *id, actor) {
-            Ok((Rescreen::Unchanged, _)) => summary.unchanged += 1,
-            Ok((Rescreen::Rewritten, erased)) => {
-                summary.rewritten += 1;
-                summary.answers_erased += erased;
-            }
-            Ok((Rescreen::Removed, erased)) => {
-                summary.removed += 1;
-                summary.answers_erased += erased;
-            }
-            // The library itself failing (disk, database) stops the run.
-            Err(e @ (LibraryError::Store(_) | LibraryError::DataDir { .. })) => return Err(e),
-            Err(e) => {
-                tracing::warn!(document_id = id, error = %e, "could not re-process a document");
-                summary.failed.push((*id, e.to_string()));
-            }
+        let result = rescreen_document(library, *id, actor);
+        // The library itself failing (disk, database) stops the run.
+        if let Err(e @ (LibraryError::Store(_) | LibraryError::DataDir { .. })) = result {
+            return Err(e);
         }
+        summary.add(*id, result);
     }
     progress(ids.len(), ids.len(), "");
     Ok(summary)
@@ -121,17 +134,14 @@ pub fn rescreen_document(
         })
         .collect();
     // Redacted text no longer holds the identifiers: read the original again.
-    // If the original cannot be read any more, the redacted text stays (the
-    // safe side), logged.
-    let original = (applied == "redact" && findings_before > 0)
-        .then(|| reextract(library, &doc.stored_path, document_id))
-        .and_then(|r| {
-            r.map_err(|e| tracing::warn!(error = %e, "the document stays redacted"))
-                .ok()
-        });
-    let (pages, title) = match original {
-        Some(extracted) => (extracted.pages, extracted.title.or(Some(doc.title.clone()))),
-        None => (stored_pages.clone(), Some(doc.title.clone())),
+    // Redacted text no longer holds the identifiers: read the original
+    // again. If it cannot be read, the document stays as it is, waiting
+    // (hidden from search if its collection now redacts or rejects).
+    let (pages, title) = if applied == "redact" && findings_before > 0 {
+        let extracted = reextract(library, &doc.stored_path, document_id)?;
+        (extracted.pages, extracted.title.or(Some(doc.title.clone())))
+    } else {
+        (stored_pages.clone(), Some(doc.title.clone()))
     };
     let key = library.store().audit_sink().map(|s| s.key.clone());
     let decision = screen::screen(
@@ -212,9 +222,9 @@ pub fn rescreen_document(
         findings: &findings,
         pii_policy: screened.policy,
     };
-    // The audit row is written with the new rows; it cannot know yet how
-    // many answers the replacement erases, so it says how many cited it.
-    let audit = entry(Rescreen::Rewritten, counts, 0);
+    // Stored answers that were given its passages are erased with them.
+    let citing = library.store().answers_citing(document_id)?;
+    let audit = entry(Rescreen::Rewritten, counts, citing);
     let erased = library.replace_content(document_id, &replacement, Some(&audit))?;
     Ok((Rescreen::Rewritten, erased))
 }

@@ -145,13 +145,25 @@ pub fn screen(
 
 /// Findings with character offsets into `text` (their byte offsets are into it).
 fn locate(page: u32, text: &str, found: &[Finding], hashes: Vec<String>) -> Vec<Found> {
+    // Findings are in order: count characters once, from one to the next.
+    let (mut byte, mut chars) = (0usize, 0usize);
+    let mut char_at = |to: usize| {
+        if to >= byte {
+            chars += text.get(byte..to).map_or(0, |s| s.chars().count());
+            byte = to;
+        } else {
+            chars = text.get(..to).map_or(0, |s| s.chars().count());
+            byte = to;
+        }
+        chars
+    };
     found
         .iter()
         .zip(hashes)
         .map(|(f, keyed_hash)| Found {
             page,
-            char_start: text.get(..f.start).map_or(0, |s| s.chars().count()),
-            char_end: text.get(..f.end).map_or(0, |s| s.chars().count()),
+            char_start: char_at(f.start),
+            char_end: char_at(f.end),
             kind: f.name.clone(),
             confidence: f.confidence,
             masked: f.masked.clone(),

@@ -111,6 +111,9 @@ pub const REPORT_AT: f32 = 0.5;
 /// Most characters between a birth cue and its date ("Date of birth
 /// (dd/mm/yyyy): 14/03/1962").
 const MAX_DOB_GAP: usize = 40;
+/// Longer lines are not read as table rows (and are not scanned whole for
+/// each candidate).
+const MAX_ROW_BYTES: usize = 4096;
 /// How far (in bytes) before and after a candidate cues are looked for.
 const CUE_WINDOW: usize = 48;
 /// Near-miss cues: numbers next to these are something else.
@@ -232,20 +235,25 @@ fn context(text: &str, start: usize, end: usize) -> (String, String) {
     if let Some(cell) = table_cell(text, start, end) {
         return cell;
     }
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let above = text[..line_start.saturating_sub(1)]
+    // Never further back than the window: a long line of candidates must
+    // not cost a scan of the line for each.
+    let mut floor = start.saturating_sub(CUE_WINDOW * 2);
+    while !text.is_char_boundary(floor) {
+        floor -= 1;
+    }
+    let line_start = text[floor..start]
         .rfind('\n')
-        .map_or(0, |i| i + 1)
+        .map_or(floor, |i| floor + i + 1);
+    let above = text[floor..line_start.saturating_sub(1).max(floor)]
+        .rfind('\n')
+        .map_or(floor, |i| floor + i + 1)
         .min(line_start);
-    let mut from = above.max(start.saturating_sub(CUE_WINDOW * 2));
-    while !text.is_char_boundary(from) {
-        from -= 1;
+    let from = above;
+    let mut ceiling = (end + CUE_WINDOW).min(text.len());
+    while !text.is_char_boundary(ceiling) {
+        ceiling += 1;
     }
-    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
-    let mut to = line_end.min(end + CUE_WINDOW);
-    while !text.is_char_boundary(to) {
-        to += 1;
-    }
+    let to = text[end..ceiling].find('\n').map_or(ceiling, |i| end + i);
     (
         text[from..start].to_lowercase(),
         text[end..to].to_lowercase(),
@@ -258,8 +266,7 @@ fn context(text: &str, start: usize, end: usize) -> (String, String) {
 /// A bare number under "SSN" is one; a date under "Pay date" next to a
 /// "DOB" column is not a birth date.
 fn table_cell(text: &str, start: usize, end: usize) -> Option<(String, String)> {
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let (line_start, line_end) = line_around(text, start, end, MAX_ROW_BYTES)?;
     let line = &text[line_start..line_end];
     for delim in ['|', '\t', ','] {
         let row = cells(line, delim);
@@ -287,6 +294,29 @@ fn table_cell(text: &str, start: usize, end: usize) -> Option<(String, String)> 
     None
 }
 
+/// The line holding `start..end`, if it is at most `max` bytes long.
+fn line_around(text: &str, start: usize, end: usize, max: usize) -> Option<(usize, usize)> {
+    let mut floor = start.saturating_sub(max);
+    while !text.is_char_boundary(floor) {
+        floor -= 1;
+    }
+    let line_start = match text[floor..start].rfind('\n') {
+        Some(i) => floor + i + 1,
+        None if floor == 0 => 0,
+        None => return None,
+    };
+    let mut ceiling = (end + max).min(text.len());
+    while !text.is_char_boundary(ceiling) {
+        ceiling += 1;
+    }
+    let line_end = match text[end..ceiling].find('\n') {
+        Some(i) => end + i,
+        None if ceiling == text.len() => text.len(),
+        None => return None,
+    };
+    (line_end - line_start <= max).then_some((line_start, line_end))
+}
+
 /// The cells of a delimited row as byte ranges; a delimiter inside double
 /// quotes ("Hughes, Chen") does not split.
 fn cells(line: &str, delim: char) -> Vec<(usize, usize)> {
@@ -304,27 +334,59 @@ fn cells(line: &str, delim: char) -> Vec<(usize, usize)> {
     out
 }
 
+/// The table a previous lookup walked: which text (address and length),
+/// its shape, its header (byte range, if any) and the lowest row known to
+/// belong to it. Rows are looked up top to bottom, so each one walks up
+/// only to the row before it: a long table costs one pass, not one per row.
+#[derive(Clone, Copy)]
+struct TableMemo {
+    text: (usize, usize),
+    delim: char,
+    columns: usize,
+    header: Option<(usize, usize)>,
+    row: usize,
+}
+
+thread_local! {
+    static LAST_TABLE: std::cell::Cell<Option<TableMemo>> = const { std::cell::Cell::new(None) };
+}
+
 /// The nearest row above `row_start` with as many cells that holds words
-/// and no digits (a header), through rows of that shape only (at most a
-/// few hundred).
+/// and no digits (a header), through rows of that shape only.
 fn header_row(text: &str, row_start: usize, delim: char, columns: usize) -> Option<&str> {
+    let id = (text.as_ptr() as usize, text.len());
+    let memo = LAST_TABLE
+        .with(|m| m.get())
+        .filter(|m| m.text == id && m.delim == delim && m.columns == columns);
     let mut cursor = row_start;
-    for _ in 0..500 {
+    let header = loop {
+        if let Some(m) = memo.filter(|m| m.row == cursor) {
+            break m.header;
+        }
         if cursor == 0 {
-            return None;
+            break None;
         }
         let above_end = cursor - 1;
         let above_start = text[..above_end].rfind('\n').map_or(0, |i| i + 1);
         let above = &text[above_start..above_end];
         if cells(above, delim).len() != columns {
-            return None;
+            break None;
         }
         if !above.chars().any(|c| c.is_ascii_digit()) && above.chars().any(char::is_alphabetic) {
-            return Some(above);
+            break Some((above_start, above_end));
         }
         cursor = above_start;
-    }
-    None
+    };
+    LAST_TABLE.with(|m| {
+        m.set(Some(TableMemo {
+            text: id,
+            delim,
+            columns,
+            header,
+            row: row_start,
+        }))
+    });
+    header.map(|(a, b)| &text[a..b])
 }
 
 /// Confidence from a base, raised by a cue near the candidate and lowered by
@@ -341,7 +403,28 @@ fn weigh(text: &str, start: usize, end: usize, base: f32, cues: &[&str]) -> f32 
         near_from -= 1;
     }
     let near = &own_line[near_from..];
-    let missed = NEAR_MISS_CUES.iter().any(|c| has_word(near, c));
+    // An explicit cue after the near-miss word, nearer the number, wins:
+    // "Page 2 SSN: 123-45-6789".
+    let last = |words: &mut dyn Iterator<Item = &&str>, hay: &str| {
+        words
+            .filter_map(|c| {
+                hay.match_indices(*c)
+                    .filter(|(at, _)| bounded(hay, *at, c, true))
+                    .map(|(at, _)| at)
+                    .last()
+            })
+            .max()
+    };
+    let missed_at = last(
+        &mut NEAR_MISS_CUES.iter().filter(|c| has_word(near, c)),
+        near,
+    );
+    let cued_at = last(&mut cues.iter(), near);
+    let missed = match (missed_at, cued_at) {
+        (Some(m), Some(c)) => m > c,
+        (Some(_), None) => true,
+        _ => false,
+    };
     let mut confidence = base;
     if cued {
         confidence += 0.3;
@@ -390,9 +473,11 @@ fn bounded(text: &str, at: usize, cue: &str, prefix_ok: bool) -> bool {
     !rest.starts_with(word)
 }
 
-/// Hide all but the last `keep` alphanumerics, keeping separators.
+/// Hide all but the last `keep` alphanumerics (never more than half of
+/// them: "8.8.8.8" shows "•.•.8.8"), keeping separators.
 fn mask(s: &str, keep: usize) -> String {
     let total = s.chars().filter(|c| c.is_alphanumeric()).count();
+    let keep = keep.min(total / 2);
     let mut seen = 0;
     s.chars()
         .map(|c| {
@@ -468,15 +553,38 @@ fn ssns(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     }
 }
 
+/// The longest prefix of `candidate`, cut at a separator, that `valid`
+/// accepts: "4111 1111 1111 1111 12" (an expiry date after the number) is
+/// the card without the "12".
+fn longest_valid(candidate: &str, valid: impl Fn(&str) -> bool) -> Option<usize> {
+    let cuts = candidate
+        .char_indices()
+        .filter(|&(i, c)| {
+            (c == ' ' || c == '-') && candidate[..i].ends_with(|d: char| d.is_ascii_alphanumeric())
+        })
+        .map(|(i, _)| i)
+        .chain(std::iter::once(candidate.len()));
+    let mut cuts: Vec<usize> = cuts.collect();
+    cuts.reverse();
+    cuts.into_iter().find(|&len| valid(&candidate[..len]))
+}
+
+fn card_valid(s: &str) -> bool {
+    let digits = digits_of(s);
+    (12..=19).contains(&digits.len())
+        && checksum::luhn(&digits)
+        && checksum::card_issuer(&digits).is_some()
+}
+
 fn cards(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     for m in p.card.find_iter(text) {
-        let digits = digits_of(m.as_str());
-        if !(12..=19).contains(&digits.len())
-            || !checksum::luhn(&digits)
-            || checksum::card_issuer(&digits).is_none()
-        {
+        let Some(len) = longest_valid(m.as_str(), card_valid) else {
             continue;
-        }
+        };
+        let m = Span {
+            start: m.start(),
+            end: m.start() + len,
+        };
         let cues = [
             "card",
             "visa",
@@ -499,12 +607,38 @@ fn cards(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     }
 }
 
+/// A match cut short ([`longest_valid`]).
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn start(&self) -> usize {
+        self.start
+    }
+
+    fn end(&self) -> usize {
+        self.end
+    }
+}
+
+fn iban_valid(s: &str) -> bool {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    checksum::iban_valid(&compact)
+}
+
 fn ibans(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
     for m in p.iban.find_iter(text) {
-        let compact: String = m.as_str().chars().filter(|c| !c.is_whitespace()).collect();
-        if !checksum::iban_valid(&compact) {
+        // "DE89 3704 0044 0532 0130 00 BIC …": the pattern ran on into the
+        // next word; the IBAN is the longest valid prefix.
+        let Some(len) = longest_valid(m.as_str(), iban_valid) else {
             continue;
-        }
+        };
+        let m = Span {
+            start: m.start(),
+            end: m.start() + len,
+        };
         let confidence = weigh(text, m.start(), m.end(), 0.9, &["iban", "bank", "account"]);
         push(
             found,
@@ -753,14 +887,19 @@ fn resolve_overlaps(mut found: Vec<Finding>) -> Vec<Finding> {
             .total_cmp(&a.confidence)
             .then((b.end - b.start).cmp(&(a.end - a.start)))
     });
-    let mut kept: Vec<Finding> = Vec::new();
+    // Kept spans by start; they never overlap, so the one starting last
+    // before a candidate's end is the only one that can overlap it.
+    let mut kept: std::collections::BTreeMap<usize, Finding> = Default::default();
     for f in found {
-        if kept.iter().all(|k| f.end <= k.start || f.start >= k.end) {
-            kept.push(f);
+        let clashes = kept
+            .range(..f.end)
+            .next_back()
+            .is_some_and(|(_, k)| k.end > f.start);
+        if !clashes {
+            kept.insert(f.start, f);
         }
     }
-    kept.sort_by_key(|f| f.start);
-    kept
+    kept.into_values().collect()
 }
 
 #[cfg(test)]
@@ -916,6 +1055,17 @@ mod tests {
             "0151 175 1795",
         );
         none("account FR33 9588 4762 5271 0499 6415 922 closed");
+        one(
+            "IBAN: DE89 3704 0044 0532 0130 00 BIC: COBADEFFXXX",
+            Kind::Iban,
+            "DE89 3704 0044 0532 0130 00",
+        );
+        one(
+            "Card 4111 1111 1111 1111 12/27",
+            Kind::PaymentCard,
+            "4111 1111 1111 1111",
+        );
+        one("Page 2 SSN: 123-45-6789", Kind::Ssn, "123-45-6789");
     }
 
     #[test]

@@ -226,9 +226,12 @@ pub fn add_question(db: &Db<'_>, conversation_id: i64, question: &str) -> Result
 /// stored as `erased`, without its text. Returns whether that happened.
 pub fn finish(db: &Db<'_>, message_id: i64, answer: &FinishedAnswer<'_>) -> Result<bool> {
     let conn = db.0;
-    let mut exists = conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM documents WHERE id = ?1)")?;
-    for (_, doc) in answer.sources {
-        if !exists.query_row([doc], |r| r.get::<_, bool>(0))? {
+    // A passage erased, or replaced by re-processing (redaction), while the
+    // answer was being written: the answer may quote what is gone.
+    let mut exists = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM chunks WHERE id = ?1 AND document_id = ?2)")?;
+    for (chunk, doc) in answer.sources {
+        if !exists.query_row(params![chunk, doc], |r| r.get::<_, bool>(0))? {
             conn.execute(
                 "UPDATE messages SET status = 'erased', answer = '', citations = '[]',
                         checks = '{}' WHERE id = ?1",

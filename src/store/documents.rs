@@ -172,7 +172,7 @@ impl Store {
                 "SELECT d.id, d.title, col.name, c.page, c.char_start, c.char_end, c.heading
                  FROM chunks c JOIN documents d ON d.id = c.document_id
                  JOIN collections col ON col.id = d.collection_id
-                 WHERE c.id = ?1 AND d.status = 'indexed'",
+                 WHERE c.id = ?1 AND d.status = 'indexed' AND (col.pii_policy = 'report' OR d.pii_policy = col.pii_policy)",
                 [chunk_id],
                 |r| {
                     Ok(PassageLocation {
@@ -378,15 +378,17 @@ impl Store {
         Ok(out)
     }
 
-    /// The chunks among `ids` that are visible (their document is `indexed`),
-    /// keyed by chunk id. This is the final gate of every search.
+    /// The chunks among `ids` that are visible (their document is `indexed`
+    /// and, in a collection that redacts or rejects identifiers, was processed
+    /// under that policy: until it is re-processed after a policy change, it
+    /// is not shown), keyed by chunk id. This is the final gate of every search.
     pub fn visible_chunks(&self, ids: &[i64]) -> Result<HashMap<i64, ChunkView>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.id, c.document_id, d.title, col.name, c.page, c.char_start, c.char_end,
                     c.heading, c.text
              FROM chunks c JOIN documents d ON d.id = c.document_id
              JOIN collections col ON col.id = d.collection_id
-             WHERE c.id = ?1 AND d.status = 'indexed'",
+             WHERE c.id = ?1 AND d.status = 'indexed' AND (col.pii_policy = 'report' OR d.pii_policy = col.pii_policy)",
         )?;
         let mut out = HashMap::with_capacity(ids.len());
         for id in ids {

@@ -306,6 +306,15 @@ impl Store {
         Ok(())
     }
 
+    /// Stored answers that were given passages of this document.
+    pub fn answers_citing(&self, document_id: i64) -> Result<usize> {
+        Ok(self.conn.query_row(
+            "SELECT count(DISTINCT message_id) FROM message_sources WHERE document_id = ?1",
+            [document_id],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
+    }
+
     /// Replace a document's pages, chunks and findings (re-processing under
     /// a new policy), leaving it `indexing` (invisible until re-indexed).
     /// Stored answers that were given its old passages are erased: their

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::state::{AppState, StateExt};
 use crate::audit::Entry;
 use crate::config::PiiPolicy;
-use crate::ingest::rescreen::{Selection, rescreen};
+use crate::ingest::rescreen::{Summary, rescreen_document};
 use crate::ingest::screen::findings_csv;
 use crate::store::pii::{CollectionPolicy, FindingFilter, FindingRow};
 
@@ -203,21 +203,26 @@ pub async fn set_policy(
     let collection = body.collection.trim().to_string();
     crate::accounts::validate_name(&collection)?;
     let actor = authed.actor();
-    let (previous, summary) = state
-        .with_library(move |lib| {
-            let entry = Entry::new(&actor, "pii.policy", format!("collection:{collection}"))
+    let (entry_actor, c) = (actor.clone(), collection.clone());
+    let (previous, waiting) = state
+        .with_db(move |db| {
+            let entry = Entry::new(&entry_actor, "pii.policy", format!("collection:{c}"))
                 .detail(serde_json::json!({ "policy": policy.as_str() }));
-            let previous =
-                lib.store_mut()
-                    .set_collection_policy(&collection, policy, Some(&entry))?;
-            let which = Selection {
-                collection: Some(&collection),
-                ..Selection::default()
-            };
-            let summary = rescreen(lib, which, &actor, &|_, _, _| {})?;
-            Ok((previous, summary))
+            let previous = db.set_collection_policy(&c, policy, Some(&entry))?;
+            Ok((previous, db.documents_to_rescreen(Some(&c))?))
         })
         .await?;
+    // One document per turn with the library, so questions and uploads go
+    // on meanwhile (documents waiting are hidden from search if the new
+    // policy redacts or rejects).
+    let mut summary = Summary::default();
+    for id in waiting {
+        let actor = actor.clone();
+        let result = state
+            .with_library(move |lib| Ok(rescreen_document(lib, id, &actor)))
+            .await?;
+        summary.add(id, result);
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "policy": policy.as_str(),
         "previous": previous.as_str(),

@@ -218,6 +218,7 @@ async fn register(
     // name masked (the document itself is screened by its collection's policy).
     let scanner = state.asker.scanner();
     let shown_name = crate::pii::redact(file_name, &scanner.scan(file_name)).text;
+    let f_shown = shown_name.clone();
     let (c, f, r, rel) = (
         collection.to_string(),
         shown_name,
@@ -253,6 +254,7 @@ async fn register(
             staged: staged.to_path_buf(),
             collection: collection.to_string(),
             file_name: file_name.to_string(),
+            shown_name: f_shown,
             actor: authed.actor(),
         };
         if state.uploads.submit(job).is_err() {

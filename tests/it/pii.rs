@@ -354,3 +354,48 @@ fn redacted_identifiers_reach_no_index_answer_passage_or_audit_row() {
     }
     assert_clean("the audit log", &audit);
 }
+
+/// An organisation's own identifier from `[[pii.custom]]`, with its check
+/// digit, redacted at ingest and listed by `enclave pii findings`; a number
+/// of the same shape that fails the check is left alone.
+#[test]
+fn custom_identifiers_from_the_config_are_found_and_redacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("enclave.toml");
+    std::fs::write(
+        &config,
+        "[pii]\ndefault_policy = \"redact\"\n\n[[pii.custom]]\nname = \"mrn\"\n\
+         pattern = 'MRN[- ]?(\\d{7})'\nchecksum = \"mod11\"\ncues = [\"mrn\", \"medical record\"]\n",
+    )
+    .unwrap();
+    let note = tmp.path().join("ward-note.txt");
+    // 1234560 passes mod 11 (weights 7…2 over 123456 give 77, check digit 0);
+    // 1234567 does not.
+    std::fs::write(
+        &note,
+        "Ward note\n\nMRN 1234560 was moved to ward 4.\nMRN 1234567 is a typo in the old system.\n",
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        let mut cmd = enclave(&data);
+        cmd.arg("--config").arg(&config).args(args);
+        cmd
+    };
+    let out = crate::common::run_ok(with_config(&["ingest", "-c", "wards"]).arg(&note));
+    assert!(out.contains("1 mrn (redacted)"), "{out}");
+    let listed = crate::common::run_ok(&mut with_config(&["pii", "findings", "--json"]));
+    let rows: Value = serde_json::from_str(&listed).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert_eq!(rows[0]["kind"], "mrn");
+    assert_eq!(
+        rows[0]["masked"], "••••560",
+        "at most half of a value is shown"
+    );
+    assert_eq!(rows[0]["collection"], "wards");
+    let shown = crate::common::run_ok(&mut with_config(&["docs", "show", "1", "--text"]));
+    assert!(shown.contains("MRN [MRN] was moved"), "{shown}");
+    assert!(shown.contains("MRN 1234567 is a typo"), "{shown}");
+    assert!(!shown.contains("1234560"), "{shown}");
+}

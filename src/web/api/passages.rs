@@ -145,10 +145,15 @@ pub async fn original(
             };
             // A redacting collection's originals hold what its text no
             // longer does: only admins may have them.
-            let redacting = db.collection_policy(&doc.collection)? == PiiPolicy::Redact;
+            // One waiting to be re-processed under a stricter policy is not
+            // served at all until it is.
+            let (applied, policy, _) = db.document_pii_state(doc_id)?;
+            let settled = policy == PiiPolicy::Report || applied == policy.as_str();
+            let redacting = policy == PiiPolicy::Redact;
             let granted = db
                 .autocommit(|c| store::accounts::granted_collections(c, uid))?
                 .contains(&doc.collection)
+                && settled
                 && (is_admin || !redacting);
             let entry = Entry::new(&actor, "document.download", format!("document:{doc_id}"))
                 .outcome(if granted { "ok" } else { "denied" })
