@@ -163,12 +163,7 @@ impl<'a> Verifier<'a> {
 
     /// The sentence redacted, when it states an identifier no source holds.
     fn foreign_identifier(&self, text: &str) -> Option<String> {
-        let scanner = self.scanner?;
-        let found = scanner.scan(text);
-        let foreign = found
-            .iter()
-            .any(|f| !self.identifiers.contains(&f.normalised(text)));
-        foreign.then(|| crate::pii::redact(text, &found).text)
+        foreign_identifier(self.scanner?, &self.identifiers, text)
     }
 
     /// Check one generated sentence.
@@ -267,6 +262,14 @@ impl<'a> Verifier<'a> {
             "the sources close to it state other figures or names, or the opposite".to_string()
         }
     }
+}
+
+/// `text` redacted, when it states an identifier not among `known`
+/// (normalised values of the sources' identifiers).
+fn foreign_identifier(scanner: &Scanner, known: &HashSet<String>, text: &str) -> Option<String> {
+    let found = scanner.scan(text);
+    let foreign = found.iter().any(|f| !known.contains(&f.normalised(text)));
+    foreign.then(|| crate::pii::redact(text, &found).text)
 }
 
 /// A claim removed before any similarity was computed.
@@ -543,5 +546,34 @@ mod tests {
         assert!(has_negation("Personal data must never be sent by e-mail."));
         assert!(has_negation("You can't send it."));
         assert!(!has_negation("You can send patient data by WhatsApp."));
+    }
+
+    #[test]
+    fn identifiers_no_source_holds_remove_the_sentence_redacted() {
+        let scanner = Scanner::default();
+        let source = "Contact the ward on jane.doe@example.org about the SSN 123-45-6789.";
+        let known: HashSet<String> = scanner
+            .scan(source)
+            .iter()
+            .map(|f| f.normalised(source))
+            .collect();
+        // The same identifiers, written differently: supported.
+        assert_eq!(
+            foreign_identifier(&scanner, &known, "Her SSN is 123 45 6789 [1]."),
+            None
+        );
+        assert_eq!(
+            foreign_identifier(&scanner, &known, "Write to Jane.Doe@example.org."),
+            None
+        );
+        // One the sources do not hold (echoed from a question, or made up).
+        assert_eq!(
+            foreign_identifier(&scanner, &known, "His SSN is 512-34-7788."),
+            Some("His SSN is [SSN].".to_string())
+        );
+        assert_eq!(
+            foreign_identifier(&scanner, &known, "No identifier here."),
+            None
+        );
     }
 }

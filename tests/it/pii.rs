@@ -399,3 +399,55 @@ fn custom_identifiers_from_the_config_are_found_and_redacted() {
     assert!(shown.contains("MRN 1234567 is a typo"), "{shown}");
     assert!(!shown.contains("1234560"), "{shown}");
 }
+
+/// `report` → `redact` on documents already indexed: the stored text is
+/// rewritten in place (same document, new passages), the old BM25 terms go,
+/// the findings now point at the placeholders, and `report` again restores
+/// the text from the original.
+#[test]
+fn switching_to_redact_rewrites_indexed_documents_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let letter = tmp.path().join("letter.txt");
+    std::fs::write(&letter, REFERRAL).unwrap();
+    crate::common::run_ok(enclave(&data).args(["ingest", "-c", "clinic"]).arg(&letter));
+    let bm25 = |query: &str| {
+        crate::common::run_ok(enclave(&data).args(["search", "--mode", "bm25", query]))
+    };
+    assert!(
+        bm25("6789").contains("letter"),
+        "indexed as is under report"
+    );
+    let out = crate::common::run_ok(enclave(&data).args(["pii", "policy", "clinic", "redact"]));
+    assert!(out.contains("1 rewritten"), "{out}");
+    let shown = crate::common::run_ok(enclave(&data).args(["docs", "show", "1", "--text"]));
+    assert_clean("the stored text", &shown);
+    assert!(shown.contains("SSN: [SSN]. NHS number [NHS]."), "{shown}");
+    assert!(!bm25("6789").contains("letter"), "the old terms are gone");
+    assert!(bm25("Okafor cardiology").contains("letter"));
+    let findings = crate::common::run_ok(enclave(&data).args(["pii", "findings", "--json"]));
+    let rows: Value = serde_json::from_str(&findings).unwrap();
+    let ssn = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "ssn")
+        .unwrap();
+    let (a, b) = (
+        ssn["char_start"].as_u64().unwrap() as usize,
+        ssn["char_end"].as_u64().unwrap() as usize,
+    );
+    let page: String = shown
+        .lines()
+        .skip_while(|l| !l.contains("Cardiology referral"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let chars: Vec<char> = page.chars().collect();
+    assert_eq!(chars[a..b].iter().collect::<String>(), "[SSN]", "{page}");
+    let out = crate::common::run_ok(enclave(&data).args(["pii", "policy", "clinic", "report"]));
+    assert!(out.contains("1 rewritten"), "{out}");
+    assert!(
+        bm25("6789").contains("letter"),
+        "restored from the original"
+    );
+}
