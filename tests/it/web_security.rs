@@ -642,7 +642,9 @@ fn overload_is_refused_with_retry_after_not_queued_without_bound() {
     let dir = tmp.path().join("data");
     seeded_data_dir(&dir);
     let config = tmp.path().join("small-queue.toml");
-    std::fs::write(&config, "[llm]\nqueue_capacity = 1\n").unwrap();
+    // One answer at a time and one waiting: a third at once must be refused
+    // (with more slots, continuous batching can absorb all four in time).
+    std::fs::write(&config, "[llm]\nqueue_capacity = 1\nparallel = 1\n").unwrap();
     let server = Server::start(&dir, &[("ENCLAVE_CONFIG", config.to_str().unwrap())]);
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
     let threads: Vec<_> = ["bob", "bob", "bob", "dave", "dave", "dave"]
