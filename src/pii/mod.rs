@@ -1056,7 +1056,7 @@ mod tests {
         );
         none("account FR33 9588 4762 5271 0499 6415 922 closed");
         one(
-            "IBAN: DE89 3704 0044 0532 0130 00 BIC: COBADEFFXXX",
+            "IBAN: DE89 3704 0044 0532 0130 00 BIC: COBADEFFBER",
             Kind::Iban,
             "DE89 3704 0044 0532 0130 00",
         );

@@ -489,15 +489,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let answers_erased = tx.execute(
-            "UPDATE messages SET status = 'erased', answer = '', citations = '[]', checks = '{}'
-             WHERE id IN (SELECT message_id FROM message_sources WHERE document_id = ?1)",
-            [document_id],
-        )?;
-        tx.execute(
-            "DELETE FROM message_sources WHERE document_id = ?1",
-            [document_id],
-        )?;
+        let answers_erased = erase_answers_citing(&tx, document_id)?;
         tx.execute("DELETE FROM documents WHERE id = ?1", [document_id])?;
         let signed = audit_in(self.audit.as_ref(), &tx, audit)?;
         tx.commit()?;
@@ -514,6 +506,22 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
     }
+}
+
+/// Erase the text of every stored answer that was given passages of the
+/// document (they may quote what is gone), and forget which passages they
+/// were. Returns how many answers were erased.
+pub(super) fn erase_answers_citing(tx: &rusqlite::Connection, document_id: i64) -> Result<usize> {
+    let erased = tx.execute(
+        "UPDATE messages SET status = 'erased', answer = '', citations = '[]', checks = '{}'
+         WHERE id IN (SELECT message_id FROM message_sources WHERE document_id = ?1)",
+        [document_id],
+    )?;
+    tx.execute(
+        "DELETE FROM message_sources WHERE document_id = ?1",
+        [document_id],
+    )?;
+    Ok(erased)
 }
 
 /// A document's pages, chunks and sensitive-identifier findings.

@@ -329,15 +329,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let erased = tx.execute(
-            "UPDATE messages SET status = 'erased', answer = '', citations = '[]', checks = '{}'
-             WHERE id IN (SELECT message_id FROM message_sources WHERE document_id = ?1)",
-            [document_id],
-        )?;
-        tx.execute(
-            "DELETE FROM message_sources WHERE document_id = ?1",
-            [document_id],
-        )?;
+        let erased = super::documents::erase_answers_citing(&tx, document_id)?;
         for table in ["pii_findings", "chunks", "pages"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE document_id = ?1"),
