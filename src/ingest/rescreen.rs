@@ -189,6 +189,7 @@ pub fn rescreen_document(
         .map(screen::Found::as_new)
         .collect();
     let counts = screen::counts(&screened.findings);
+    let warnings = rescreened_warnings(&doc.warnings, &screened);
     let same_text = screened.pages.len() == stored_pages.len()
         && screened
             .pages
@@ -202,6 +203,7 @@ pub fn rescreen_document(
         library.store_mut().set_document_findings(
             document_id,
             screened.policy,
+            &warnings,
             &findings,
             Some(&audit),
         )?;
@@ -221,12 +223,25 @@ pub fn rescreen_document(
         chunks: &chunk_rows,
         findings: &findings,
         pii_policy: screened.policy,
+        warnings: &warnings,
     };
     // Stored answers that were given its passages are erased with them.
     let citing = library.store().answers_citing(document_id)?;
     let audit = entry(Rescreen::Rewritten, counts, citing);
     let erased = library.replace_content(document_id, &replacement, Some(&audit))?;
     Ok((Rescreen::Rewritten, erased))
+}
+
+/// The document's warnings with its sensitive-identifier line replaced by
+/// this screening's ("… (reported)" becomes "… (redacted)", or goes).
+fn rescreened_warnings(old: &str, screened: &screen::Screened) -> String {
+    let mut kept: Vec<String> = old
+        .split("; ")
+        .filter(|w| !w.is_empty() && !w.starts_with(screen::WARNING_PREFIX))
+        .map(str::to_string)
+        .collect();
+    kept.extend(screen::warning(screened));
+    kept.join("; ")
 }
 
 fn reextract(library: &Library, stored_path: &str, document_id: i64) -> Result<extract::Extracted> {

@@ -219,6 +219,9 @@ pub fn refusal(collection: &str, findings: &[Found]) -> String {
     )
 }
 
+/// How the warning about identifiers begins.
+pub const WARNING_PREFIX: &str = "sensitive identifiers:";
+
 /// The warning a document with findings carries ("sensitive identifiers:
 /// 2 ssn, 1 email (redacted)"), shown with the upload and the document.
 pub fn warning(screened: &Screened) -> Option<String> {
@@ -234,10 +237,7 @@ pub fn warning(screened: &Screened) -> Option<String> {
         "redact" => "redacted",
         _ => "reported",
     };
-    Some(format!(
-        "sensitive identifiers: {} ({done})",
-        listed.join(", ")
-    ))
+    Some(format!("{WARNING_PREFIX} {} ({done})", listed.join(", ")))
 }
 
 /// Counts per type, for audit rows and summaries.

@@ -78,6 +78,7 @@ pub struct Replacement<'a> {
     pub chunks: &'a [NewChunk<'a>],
     pub findings: &'a [NewFinding<'a>],
     pub pii_policy: &'a str,
+    pub warnings: &'a str,
 }
 
 pub(super) fn insert_findings(
@@ -280,11 +281,13 @@ impl Store {
     }
 
     /// Record that a document's text stays as it is under `pii_policy`,
-    /// with its findings replaced by `findings`, and `audit`.
+    /// with its findings replaced by `findings`, its warnings by `warnings`,
+    /// and `audit`.
     pub fn set_document_findings(
         &mut self,
         document_id: i64,
         pii_policy: &str,
+        warnings: &str,
         findings: &[NewFinding<'_>],
         audit: Option<&crate::audit::Entry>,
     ) -> Result<()> {
@@ -297,8 +300,8 @@ impl Store {
         )?;
         insert_findings(&tx, document_id, findings)?;
         tx.execute(
-            "UPDATE documents SET pii_policy = ?2 WHERE id = ?1",
-            params![document_id, pii_policy],
+            "UPDATE documents SET pii_policy = ?2, warnings = ?3 WHERE id = ?1",
+            params![document_id, pii_policy, warnings],
         )?;
         let signed = audit_in(self.audit.as_ref(), &tx, audit)?;
         tx.commit()?;
@@ -338,7 +341,7 @@ impl Store {
         }
         let n = tx.execute(
             "UPDATE documents SET title = ?2, source_name = ?3, page_count = ?4, chunk_count = ?5,
-                 pii_policy = ?6, status = 'indexing', indexed_at = NULL
+                 pii_policy = ?6, warnings = ?7, status = 'indexing', indexed_at = NULL
              WHERE id = ?1",
             params![
                 document_id,
@@ -346,7 +349,8 @@ impl Store {
                 new.source_name,
                 new.pages.len() as i64,
                 new.chunks.len() as i64,
-                new.pii_policy
+                new.pii_policy,
+                new.warnings
             ],
         )?;
         if n == 0 {

@@ -423,6 +423,10 @@ fn switching_to_redact_rewrites_indexed_documents_in_place() {
     let shown = crate::common::run_ok(enclave(&data).args(["docs", "show", "1", "--text"]));
     assert_clean("the stored text", &shown);
     assert!(shown.contains("SSN: [SSN]. NHS number [NHS]."), "{shown}");
+    assert!(
+        shown.contains("1 ssn (redacted)"),
+        "the warning follows: {shown}"
+    );
     assert!(!bm25("6789").contains("letter"), "the old terms are gone");
     assert!(bm25("Okafor cardiology").contains("letter"));
     let findings = crate::common::run_ok(enclave(&data).args(["pii", "findings", "--json"]));
@@ -449,5 +453,10 @@ fn switching_to_redact_rewrites_indexed_documents_in_place() {
     assert!(
         bm25("6789").contains("letter"),
         "restored from the original"
+    );
+    let shown = crate::common::run_ok(enclave(&data).args(["docs", "show", "1"]));
+    assert!(
+        shown.contains("1 ssn (reported)") && !shown.contains("(redacted)"),
+        "{shown}"
     );
 }
