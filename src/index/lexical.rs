@@ -291,6 +291,40 @@ impl LexicalIndex {
         Ok(())
     }
 
+    /// Rewrite the segments holding deleted entries without them and remove
+    /// the old files, so an erased or redacted text's terms leave the disk,
+    /// not only the results. Call after the commit that applied the deletes.
+    /// Returns how many deleted entries were purged.
+    pub fn purge_deleted(&self) -> Result<u64> {
+        let metas = self.index.searchable_segment_metas()?;
+        let with_deletes: Vec<tantivy::index::SegmentId> = metas
+            .iter()
+            .filter(|m| m.has_deletes())
+            .map(|m| m.id())
+            .collect();
+        if with_deletes.is_empty() {
+            return Ok(0);
+        }
+        let purged = metas.iter().map(|m| m.num_deleted_docs() as u64).sum();
+        self.with_writer(|w, _| {
+            w.merge(&with_deletes).wait()?;
+            w.garbage_collect_files().wait()?;
+            Ok(())
+        })?;
+        self.reader.reload()?;
+        Ok(purged)
+    }
+
+    /// Entries deleted but still in segment files (until [`purge_deleted`](Self::purge_deleted)).
+    pub fn deleted_entries(&self) -> Result<u64> {
+        Ok(self
+            .index
+            .searchable_segment_metas()?
+            .iter()
+            .map(|m| m.num_deleted_docs() as u64)
+            .sum())
+    }
+
     /// Release the writer lock (other processes may then write).
     pub fn close_writer(&self) -> Result<()> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());

@@ -111,6 +111,10 @@ pub fn rescreen(
         summary.add(*id, result);
     }
     progress(ids.len(), ids.len(), "");
+    if summary.rewritten > 0 {
+        // The replaced text's terms leave the index files, not only the results.
+        library.purge_deleted();
+    }
     Ok(summary)
 }
 

@@ -55,6 +55,8 @@ impl Library {
             "sha256": doc.content_hash,
         }));
         let answers_erased = self.store.delete_document_rows(document_id, Some(&audit))?;
+        // The erased text's terms leave the index files too, not only the results.
+        self.purge_deleted();
         let bm25_entries_remaining = self.lexical.count_document(document_id)?;
         let vectors_remaining = self.vectors.count_document(document_id)?;
         self.store.finish_job(

@@ -435,6 +435,22 @@ impl Library {
         Ok(out)
     }
 
+    /// Purge the BM25 segment files of deleted entries (after erasure or
+    /// redaction): logged, not fatal, if it fails (search already excludes
+    /// them; the next purge or tantivy's own merges remove them).
+    pub fn purge_deleted(&self) {
+        match self.lexical.purge_deleted() {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(entries = n, "purged deleted BM25 entries from disk"),
+            Err(e) => tracing::warn!(error = %e, "could not purge deleted BM25 entries"),
+        }
+    }
+
+    /// BM25 entries deleted but still in segment files.
+    pub fn bm25_deleted_entries(&self) -> Result<u64> {
+        Ok(self.lexical.deleted_entries()?)
+    }
+
     /// Entries in the BM25 index.
     pub fn lexical_count(&self) -> u64 {
         self.lexical.num_chunks()

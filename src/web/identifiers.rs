@@ -223,6 +223,14 @@ pub async fn set_policy(
             .await?;
         summary.add(id, result);
     }
+    if summary.rewritten > 0 {
+        state
+            .with_library(|lib| {
+                lib.purge_deleted();
+                Ok(())
+            })
+            .await?;
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "policy": policy.as_str(),
         "previous": previous.as_str(),

@@ -112,6 +112,11 @@ fn demo_corpus_is_searchable_with_pages_offsets_and_scores() {
     }
     let hash = receipt["content_hash"].as_str().unwrap();
     assert!(!data.join("originals").join(&hash[..2]).join(hash).exists());
+    // Its BM25 entries are purged from the segment files, not only marked deleted.
+    {
+        let library = enclave::library::Library::open(&crate::common::config(&data)).unwrap();
+        assert_eq!(library.bm25_deleted_entries().unwrap(), 0);
+    }
     // Nor is its text left in the database file's free pages.
     for file in ["enclave.sqlite", "enclave.sqlite-wal"] {
         let bytes = std::fs::read(data.join(file)).unwrap_or_default();

@@ -428,6 +428,14 @@ fn switching_to_redact_rewrites_indexed_documents_in_place() {
         "the warning follows: {shown}"
     );
     assert!(!bm25("6789").contains("letter"), "the old terms are gone");
+    {
+        let library = enclave::library::Library::open(&crate::common::config(&data)).unwrap();
+        assert_eq!(
+            library.bm25_deleted_entries().unwrap(),
+            0,
+            "the replaced entries are purged from the segment files"
+        );
+    }
     assert!(bm25("Okafor cardiology").contains("letter"));
     let findings = crate::common::run_ok(enclave(&data).args(["pii", "findings", "--json"]));
     let rows: Value = serde_json::from_str(&findings).unwrap();
