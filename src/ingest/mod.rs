@@ -51,10 +51,9 @@ pub fn prepare_file(
 pub fn add_file(library: &mut Library, path: &Path, collection: &str) -> Result<Outcome> {
     let source_name = sanitise_name(path);
     // The job row names the file with any identifier in its name masked.
-    let shown_name = match library.scanner() {
-        Some(scanner) => crate::pii::redact(&source_name, &scanner.scan(&source_name)).text,
-        None => source_name.clone(),
-    };
+    let shown_name = library
+        .scanner()
+        .map_or_else(|| source_name.clone(), |s| s.redacted(&source_name));
     let job = library
         .store()
         .start_job(JobKind::Ingest, None, &shown_name)?;
@@ -281,10 +280,9 @@ fn refusal_entry(
     (collection, source_name, content_hash): (&str, &str, &str),
     findings: &[screen::Found],
 ) -> Entry {
-    let file = match library.scanner() {
-        Some(scanner) => crate::pii::redact(source_name, &scanner.scan(source_name)).text,
-        None => source_name.to_string(),
-    };
+    let file = library
+        .scanner()
+        .map_or_else(|| source_name.to_string(), |s| s.redacted(source_name));
     Entry::new(actor, "pii.reject", format!("collection:{collection}"))
         .outcome("rejected")
         .detail(serde_json::json!({

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use crate::audit::AuditKey;
 use crate::config::PiiPolicy;
 use crate::extract::Page;
-use crate::pii::{Finding, Scanner, redact};
+use crate::pii::{Finding, Redacted, Scanner, redact};
 use crate::store::pii::NewFinding;
 
 /// Findings on this "page" are in the document's title or file name.
@@ -93,16 +93,9 @@ pub fn screen(
     let mut findings = Vec::new();
     let mut pages = doc.pages;
     for page in &mut pages {
-        let found = scanner.scan(&page.text);
-        if found.is_empty() {
-            continue;
-        }
-        let hashes: Vec<String> = found
-            .iter()
-            .map(|f| keyed_hash(key, f, &page.text))
-            .collect();
-        if redacting {
-            let redacted = redact(&page.text, &found);
+        let (redacted, found) = screen_text(scanner, key, redacting, page.number, &page.text);
+        findings.extend(found);
+        if let Some(redacted) = redacted {
             if let Some(ocr) = &mut page.ocr {
                 for w in &mut ocr.words {
                     w.start = redacted.map_char(w.start as usize) as u32;
@@ -110,22 +103,12 @@ pub fn screen(
                 }
             }
             page.text = redacted.text;
-            findings.extend(locate(page.number, &page.text, &redacted.findings, hashes));
-        } else {
-            findings.extend(locate(page.number, &page.text, &found, hashes));
         }
     }
     let mut name_field = |value: &str| -> String {
-        let found = scanner.scan(value);
-        let hashes = found.iter().map(|f| keyed_hash(key, f, value)).collect();
-        if redacting {
-            let r = redact(value, &found);
-            findings.extend(locate(NAME_PAGE, &r.text, &r.findings, hashes));
-            r.text
-        } else {
-            findings.extend(locate(NAME_PAGE, value, &found, hashes));
-            value.to_string()
-        }
+        let (redacted, found) = screen_text(scanner, key, redacting, NAME_PAGE, value);
+        findings.extend(found);
+        redacted.map_or_else(|| value.to_string(), |r| r.text)
     };
     let source_name = name_field(doc.source_name);
     let title = doc.title.map(|t| name_field(&t));
@@ -141,6 +124,30 @@ pub fn screen(
         findings,
         policy: policy.as_str(),
     })
+}
+
+/// Scan one text (a page, a title, a file name): its findings, located in
+/// the text as it will be stored, and when `redacting` (and anything was
+/// found) the redacted text.
+fn screen_text(
+    scanner: &Scanner,
+    key: Option<&AuditKey>,
+    redacting: bool,
+    page: u32,
+    text: &str,
+) -> (Option<Redacted>, Vec<Found>) {
+    let found = scanner.scan(text);
+    if found.is_empty() {
+        return (None, Vec::new());
+    }
+    let hashes = found.iter().map(|f| keyed_hash(key, f, text)).collect();
+    if redacting {
+        let r = redact(text, &found);
+        let located = locate(page, &r.text, &r.findings, hashes);
+        (Some(r), located)
+    } else {
+        (None, locate(page, text, &found, hashes))
+    }
 }
 
 /// Findings with character offsets into `text` (their byte offsets are into it).

@@ -66,6 +66,12 @@ impl Scanner {
         resolve_overlaps(found)
     }
 
+    /// `text` with every identifier in it replaced by its placeholder (file
+    /// names in job rows, logs and audit rows).
+    pub fn redacted(&self, text: &str) -> String {
+        super::redact(text, &self.scan(text)).text
+    }
+
     /// The names of the custom types, in config order.
     pub fn custom_names(&self) -> impl Iterator<Item = &str> {
         self.custom.iter().map(|c| c.name.as_str())

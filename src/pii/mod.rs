@@ -581,10 +581,7 @@ fn cards(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
         let Some(len) = longest_valid(m.as_str(), card_valid) else {
             continue;
         };
-        let m = Span {
-            start: m.start(),
-            end: m.start() + len,
-        };
+        let (start, end) = (m.start(), m.start() + len);
         let cues = [
             "card",
             "visa",
@@ -595,31 +592,8 @@ fn cards(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
             "cc#",
             "pan",
         ];
-        let confidence = weigh(text, m.start(), m.end(), 0.7, &cues);
-        push(
-            found,
-            Kind::PaymentCard,
-            text,
-            m.start(),
-            m.end(),
-            confidence,
-        );
-    }
-}
-
-/// A match cut short ([`longest_valid`]).
-struct Span {
-    start: usize,
-    end: usize,
-}
-
-impl Span {
-    fn start(&self) -> usize {
-        self.start
-    }
-
-    fn end(&self) -> usize {
-        self.end
+        let confidence = weigh(text, start, end, 0.7, &cues);
+        push(found, Kind::PaymentCard, text, start, end, confidence);
     }
 }
 
@@ -635,19 +609,9 @@ fn ibans(text: &str, p: &Patterns, found: &mut Vec<Finding>) {
         let Some(len) = longest_valid(m.as_str(), iban_valid) else {
             continue;
         };
-        let m = Span {
-            start: m.start(),
-            end: m.start() + len,
-        };
-        let confidence = weigh(text, m.start(), m.end(), 0.9, &["iban", "bank", "account"]);
-        push(
-            found,
-            Kind::Iban,
-            text,
-            m.start(),
-            m.end(),
-            confidence.max(0.9),
-        );
+        let (start, end) = (m.start(), m.start() + len);
+        let confidence = weigh(text, start, end, 0.9, &["iban", "bank", "account"]);
+        push(found, Kind::Iban, text, start, end, confidence.max(0.9));
     }
 }
 

@@ -216,8 +216,7 @@ async fn register(
     let user_id = authed.user().id;
     // The upload's row and audit name the file with any identifier in its
     // name masked (the document itself is screened by its collection's policy).
-    let scanner = state.asker.scanner();
-    let shown_name = crate::pii::redact(file_name, &scanner.scan(file_name)).text;
+    let shown_name = state.asker.scanner().redacted(file_name);
     let f_shown = shown_name.clone();
     let (c, f, r, rel) = (
         collection.to_string(),
